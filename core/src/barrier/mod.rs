@@ -1,0 +1,175 @@
+//! The barrier: seal state, the root key and the keyring that encrypts every stored value.
+//!
+//! Every value a handler stores goes through a [`SecureView`], which encrypts it with the
+//! keyring's active term using AES-256-GCM and binds it to its partition and key as associated
+//! data, so a value copied to another key does not decrypt. Storage, the WAL and the replication
+//! stream only ever see ciphertext.
+
+mod keyring;
+
+pub use keyring::{KeyTerm, Keyring, KeyringError};
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rand_core::CryptoRngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::storage::{Partition, StorageError, Transaction, list_children};
+
+/// The seal state of a node.
+///
+/// While sealed it holds no key material. Unsealing reconstructs the root key from Shamir
+/// shares, decrypts the keyring with it, and keeps both in memory until the node seals again.
+#[derive(Default)]
+pub struct Barrier {
+    keyring: RwLock<Option<Arc<Keyring>>>,
+}
+
+impl Barrier {
+    /// A sealed barrier.
+    pub fn new() -> Barrier {
+        Barrier::default()
+    }
+
+    /// Whether the barrier is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.keyring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// The keyring, or the 503 `Vault is sealed` error while sealed.
+    pub fn keyring(&self) -> Result<Arc<Keyring>, Error> {
+        self.keyring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(Error::sealed)
+    }
+
+    /// Installs an unsealed keyring, or removes it to seal.
+    pub fn set_keyring(&self, keyring: Option<Arc<Keyring>>) {
+        *self.keyring.write().unwrap_or_else(PoisonError::into_inner) = keyring;
+    }
+
+    /// A view of `txn` that encrypts and decrypts with the current keyring.
+    pub fn view<'a>(
+        &self,
+        txn: &'a mut dyn Transaction,
+        rng: &'a mut dyn CryptoRngCore,
+    ) -> Result<SecureView<'a>, Error> {
+        Ok(SecureView {
+            raw: txn,
+            keyring: self.keyring()?,
+            rng,
+        })
+    }
+}
+
+/// A transaction seen through the barrier: plaintext in, ciphertext stored.
+pub struct SecureView<'a> {
+    raw: &'a mut dyn Transaction,
+    keyring: Arc<Keyring>,
+    rng: &'a mut dyn CryptoRngCore,
+}
+
+impl<'a> SecureView<'a> {
+    /// A view over `raw` with an explicit keyring, for code that holds one already.
+    pub fn new(
+        raw: &'a mut dyn Transaction,
+        keyring: Arc<Keyring>,
+        rng: &'a mut dyn CryptoRngCore,
+    ) -> SecureView<'a> {
+        SecureView { raw, keyring, rng }
+    }
+
+    /// The transaction underneath, which stores ciphertext.
+    pub fn raw(&mut self) -> &mut dyn Transaction {
+        self.raw
+    }
+
+    /// The RNG of this request.
+    pub fn rng(&mut self) -> &mut dyn CryptoRngCore {
+        self.rng
+    }
+
+    /// The keyring in use.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Reads and decrypts the value at `key`.
+    pub fn get(
+        &self,
+        partition: Partition,
+        key: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        let Some(ciphertext) = self.raw.get(partition, key)? else {
+            return Ok(None);
+        };
+        let plaintext = self
+            .keyring
+            .decrypt(partition, key, &ciphertext)
+            .map_err(|error| StorageError::Corrupt {
+                partition,
+                key: key.to_owned(),
+                reason: error.to_string(),
+            })?;
+        Ok(Some(plaintext))
+    }
+
+    /// Reads, decrypts and decodes the JSON value at `key`.
+    pub fn get_json<T: DeserializeOwned>(
+        &self,
+        partition: Partition,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        let Some(plaintext) = self.get(partition, key)? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&plaintext).map_err(|error| StorageError::Corrupt {
+            partition,
+            key: key.to_owned(),
+            reason: format!("invalid JSON: {error}"),
+        })?;
+        Ok(Some(value))
+    }
+
+    /// Encrypts and stores `plaintext` at `key`.
+    pub fn put(&mut self, partition: Partition, key: &str, plaintext: &[u8]) -> Result<(), Error> {
+        let ciphertext = self.keyring.encrypt(partition, key, plaintext, self.rng);
+        self.raw.put(partition, key, &ciphertext)?;
+        Ok(())
+    }
+
+    /// Encodes `value` as JSON, encrypts it and stores it at `key`.
+    pub fn put_json<T: Serialize>(
+        &mut self,
+        partition: Partition,
+        key: &str,
+        value: &T,
+    ) -> Result<(), Error> {
+        let plaintext = Zeroizing::new(serde_json::to_vec(value)?);
+        self.put(partition, key, &plaintext)
+    }
+
+    /// Deletes `key`. The delete is blind: it is a write even when the key is absent.
+    pub fn delete(&mut self, partition: Partition, key: &str) -> Result<(), Error> {
+        self.raw.delete(partition, key)?;
+        Ok(())
+    }
+
+    /// The names directly below `prefix`, Vault style (folders end in `/`).
+    pub fn list(&self, partition: Partition, prefix: &str) -> Result<Vec<String>, Error> {
+        Ok(list_children(self.raw, partition, prefix)?)
+    }
+
+    /// Every key below `prefix`, sorted.
+    pub fn scan(&self, partition: Partition, prefix: &str) -> Result<Vec<String>, Error> {
+        Ok(self.raw.scan(partition, prefix, None, None)?)
+    }
+}

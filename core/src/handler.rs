@@ -1,0 +1,182 @@
+//! [`Core`]: the request pipeline from a logical request to a response.
+
+use std::time::Duration;
+
+use rand_core::CryptoRngCore;
+
+use crate::acl::PolicyStore;
+use crate::barrier::Barrier;
+use crate::error::Error;
+use crate::mounts::MountTables;
+use crate::request::{Caller, Request, Response};
+use crate::storage::{Partition, StorageError, Transaction};
+use crate::time::Timestamp;
+use crate::token::TokenStore;
+
+/// Settings that shape request handling.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// TTL given to tokens and leases that ask for none (`default_lease_ttl`).
+    pub default_lease_ttl: Duration,
+    /// Upper bound of every TTL (`max_lease_ttl`).
+    pub max_lease_ttl: Duration,
+    /// The version string reported by `sys/seal-status` and `sys/health`.
+    pub version: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> CoreConfig {
+        // 768h, Vault's default for both.
+        CoreConfig {
+            default_lease_ttl: Duration::from_secs(2_764_800),
+            max_lease_ttl: Duration::from_secs(2_764_800),
+            version: String::from(env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// The inputs every handler receives besides the request: the time and the RNG.
+pub struct Ctx<'a> {
+    /// The current wall-clock time.
+    pub now: Timestamp,
+    /// The randomness for ids, keys and nonces.
+    pub rng: &'a mut dyn CryptoRngCore,
+}
+
+impl<'a> Ctx<'a> {
+    /// Bundles the time and the RNG.
+    pub fn new(now: Timestamp, rng: &'a mut dyn CryptoRngCore) -> Ctx<'a> {
+        Ctx { now, rng }
+    }
+}
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The request finished with this response.
+    Response(Response),
+    /// The request failed with this error.
+    Error(Error),
+    /// The request tried to write a partition the transaction holds read-only. The caller must
+    /// drop the transaction's writes and rerun the request where the partition is writable: on
+    /// this node's writer, or on the primary for a shared write on a secondary.
+    ReadOnly(Partition),
+}
+
+impl From<Result<Response, Error>> for Outcome {
+    fn from(result: Result<Response, Error>) -> Outcome {
+        match result {
+            Ok(response) => Outcome::Response(response),
+            Err(Error::Storage(StorageError::ReadOnly { partition })) => {
+                Outcome::ReadOnly(partition)
+            }
+            Err(error) => Outcome::Error(error),
+        }
+    }
+}
+
+/// The secrets server's logic for one node: seal state, caches of the mount tables and
+/// policies, and the request pipeline.
+///
+/// `Core` is shared by every request task; its caches use interior mutability. It performs no
+/// IO: storage arrives as a [`Transaction`], time and randomness in a [`Ctx`].
+pub struct Core {
+    /// Request-handling settings.
+    pub config: CoreConfig,
+    /// Seal state and keyring.
+    pub barrier: Barrier,
+    /// The mount and auth tables.
+    pub mounts: MountTables,
+    /// Parsed ACL policies.
+    pub policies: PolicyStore,
+    /// Token store settings and helpers.
+    pub tokens: TokenStore,
+}
+
+impl Core {
+    /// A sealed core.
+    pub fn new(config: CoreConfig) -> Core {
+        Core {
+            config,
+            barrier: Barrier::new(),
+            mounts: MountTables::new(),
+            policies: PolicyStore::new(),
+            tokens: TokenStore::new(),
+        }
+    }
+
+    /// Runs one request: authentication, authorisation and the handler, all in `txn`.
+    ///
+    /// Token use accounting writes the local partition. Callers that must keep those writes
+    /// even when the handler's writes are dropped call [`Core::authenticate`] and
+    /// [`Core::dispatch`] separately, each in its own transaction.
+    pub fn handle_request(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        txn: &mut dyn Transaction,
+    ) -> Outcome {
+        let caller = match self.authenticate(ctx, request, txn) {
+            Ok(caller) => caller,
+            Err(error) => return Outcome::from(Err(error)),
+        };
+        Outcome::from(self.dispatch(ctx, request, caller.as_ref(), txn))
+    }
+
+    /// Checks the request's token and spends one of its uses, when it has a limit.
+    ///
+    /// Returns `None` for paths that need no token (`sys/init`, `sys/unseal`, logins, ...).
+    /// Fails with 503 while sealed and 403 for a missing, unknown or expired token.
+    pub fn authenticate(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        txn: &mut dyn Transaction,
+    ) -> Result<Option<Caller>, Error> {
+        if crate::sys::is_unauthenticated(&request.path)
+            || crate::engines::is_unauthenticated(self, &request.path)
+        {
+            return Ok(None);
+        }
+        if self.barrier.is_sealed() {
+            return Err(Error::sealed());
+        }
+        crate::token::authenticate(self, ctx, request, txn).map(Some)
+    }
+
+    /// Authorises the caller for the request and runs its handler.
+    pub fn dispatch(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        caller: Option<&Caller>,
+        txn: &mut dyn Transaction,
+    ) -> Result<Response, Error> {
+        if let Some(caller) = caller {
+            crate::acl::authorize(self, caller, request, txn)?;
+        }
+        let path = request.path.as_str();
+        if path == "sys" || path.starts_with("sys/") {
+            return crate::sys::handle(self, ctx, request, caller, txn);
+        }
+        if path == "auth/token" || path.starts_with("auth/token/") {
+            return crate::token::handle(self, ctx, request, caller, txn);
+        }
+        crate::engines::handle(self, ctx, request, caller, txn)
+    }
+
+    /// Refreshes the caches that the changed keys feed (mount tables, policies, keyring).
+    /// `None` reloads everything, as after unsealing.
+    pub fn reload(
+        &self,
+        txn: &dyn Transaction,
+        changed: Option<&[(Partition, String)]>,
+    ) -> Result<(), Error> {
+        if self.barrier.is_sealed() {
+            return Ok(());
+        }
+        self.mounts.reload(self, txn, changed)?;
+        self.policies.reload(self, txn, changed)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! The system backend, `sys/`.
+//!
+//! Each submodule serves a family of paths and returns `None` for paths it does not serve.
+
+use crate::Core;
+use crate::error::Error;
+use crate::handler::Ctx;
+use crate::request::{Caller, Request, Response};
+use crate::storage::Transaction;
+
+/// Paths under `sys/` that need no token, as in Vault.
+const UNAUTHENTICATED: &[&str] = &[
+    "sys/init",
+    "sys/seal-status",
+    "sys/unseal",
+    "sys/leader",
+    "sys/health",
+    "sys/generate-root/attempt",
+    "sys/generate-root/update",
+    "sys/rekey/init",
+    "sys/rekey/update",
+    "sys/rekey/verify",
+    "sys/wrapping/lookup",
+];
+
+/// Whether `path` is a `sys/` path served without a token.
+pub fn is_unauthenticated(path: &str) -> bool {
+    UNAUTHENTICATED.contains(&path.trim_end_matches('/'))
+}
+
+/// Handles a `sys/` request. `caller` is `None` only for unauthenticated paths.
+pub fn handle(
+    _core: &Core,
+    _ctx: &mut Ctx<'_>,
+    request: &Request,
+    _caller: Option<&Caller>,
+    _txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    Err(Error::no_handler(&request.path))
+}

@@ -1,0 +1,1 @@
+//! Coffer's server around the pure core: storage, network and command line.

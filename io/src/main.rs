@@ -1,0 +1,5 @@
+//! The `coffer` binary.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Helpers that start real `coffer` processes for end-to-end tests.
