@@ -1,10 +1,12 @@
 //! The token store: tokens kept by salted hash in the local partition, and `auth/token/`.
 
 use crate::Core;
+use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::handler::Ctx;
-use crate::request::{Caller, Request, Response};
+use crate::request::{Caller, Request, Response, Secret};
 use crate::storage::Transaction;
+use crate::time::Timestamp;
 
 /// Token store settings and helpers.
 #[derive(Default)]
@@ -36,4 +38,16 @@ pub fn handle(
     _txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     Err(Error::no_handler(&request.path))
+}
+
+/// Creates a root token (policy `root`, no TTL, orphan) and returns it. `sys/init` and
+/// `sys/generate-root` call it.
+pub fn create_root_token(
+    _core: &Core,
+    _view: &mut SecureView<'_>,
+    _now: Timestamp,
+) -> Result<Secret, Error> {
+    Err(Error::internal(
+        "the token store cannot create root tokens yet",
+    ))
 }

