@@ -19,7 +19,7 @@ use crate::handler::Ctx;
 use crate::ids;
 use crate::storage::Transaction;
 
-/// Whether `sys/init` has run: the seal configuration exists.
+/// Checks whether `sys/init` has run, that is, whether the seal configuration exists.
 pub fn is_initialized(txn: &dyn Transaction) -> Result<bool, Error> {
     Ok(read_seal_config(txn)?.is_some())
 }
@@ -103,7 +103,7 @@ pub fn write_barrier_records(
     Ok((root_key, keyring))
 }
 
-/// Splits the root key as `config` says.
+/// Splits the root key into `config.secret_shares` shares with `config.secret_threshold`.
 pub fn split_root_key(
     root_key: &RootKey,
     config: &SealConfig,
@@ -161,7 +161,7 @@ fn reject_unsupported(data: &Map<String, Value>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The `sys/init` status body.
+/// Builds the `sys/init` status body.
 pub fn status(txn: &dyn Transaction) -> Result<Value, Error> {
     Ok(json!({ "initialized": is_initialized(txn)? }))
 }

@@ -91,6 +91,36 @@ impl Barrier {
         self.set_keyring(Some(Arc::new(keyring)));
     }
 
+    /// Reloads the keyring from `core/keyring` when it is among the `changed` keys, as after a
+    /// rotation replicated from another node. Does nothing while sealed or for `None`, because
+    /// unsealing has just loaded the keyring.
+    ///
+    /// NOTE: a rekey with `rotate_root_key` on another node changes the root key, and this
+    /// node's root key then no longer opens the stored keyring; that returns a 400 and keeps
+    /// the keyring in memory as it was.
+    pub fn reload(
+        &self,
+        txn: &dyn Transaction,
+        changed: Option<&[(Partition, String)]>,
+    ) -> Result<(), Error> {
+        let Some(changed) = changed else {
+            return Ok(());
+        };
+        let touched = changed
+            .iter()
+            .any(|(partition, key)| *partition == Partition::Shared && key == seal::KEYRING_KEY);
+        if !touched {
+            return Ok(());
+        }
+        let state = self.seal_state();
+        let Some(root_key) = state.root_key.as_ref() else {
+            return Ok(());
+        };
+        let keyring = seal::load_keyring(txn, root_key)?;
+        self.set_keyring(Some(Arc::new(keyring)));
+        Ok(())
+    }
+
     /// A view of `txn` that encrypts and decrypts with the current keyring.
     pub fn view<'a>(
         &self,

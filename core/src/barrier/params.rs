@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 
-/// The integer field `name`, or `None` when absent or null.
+/// Reads the integer field `name`, or `None` when absent or null.
 pub(crate) fn integer(data: &Map<String, Value>, name: &str) -> Result<Option<u64>, Error> {
     let parsed = match data.get(name) {
         None | Some(Value::Null) => return Ok(None),
@@ -18,7 +18,8 @@ pub(crate) fn integer(data: &Map<String, Value>, name: &str) -> Result<Option<u6
         .ok_or_else(|| invalid(name, "a non-negative integer"))
 }
 
-/// The integer field `name` as a share count or threshold (0 to 255), or `None` when absent.
+/// Reads the integer field `name` as a share count or threshold (0 to 255), or `None` when
+/// absent.
 pub(crate) fn share_count(data: &Map<String, Value>, name: &str) -> Result<Option<u8>, Error> {
     match integer(data, name)? {
         None => Ok(None),
@@ -28,7 +29,8 @@ pub(crate) fn share_count(data: &Map<String, Value>, name: &str) -> Result<Optio
     }
 }
 
-/// The boolean field `name`; absent or null is `false`. Text follows Go's `ParseBool`.
+/// Reads the boolean field `name`, where absent or null is `false`. Text follows Go's
+/// `strconv.ParseBool`.
 pub(crate) fn boolean(data: &Map<String, Value>, name: &str) -> Result<bool, Error> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(false),
@@ -42,7 +44,7 @@ pub(crate) fn boolean(data: &Map<String, Value>, name: &str) -> Result<bool, Err
     }
 }
 
-/// The string field `name`; absent, null and empty are `None`.
+/// Reads the string field `name`, where absent, null and empty are `None`.
 pub(crate) fn string<'a>(
     data: &'a Map<String, Value>,
     name: &str,
@@ -55,7 +57,7 @@ pub(crate) fn string<'a>(
     }
 }
 
-/// Whether the list field `name` has any non-empty entry. A comma-separated string counts as
+/// Checks whether the list field `name` has any non-empty entry. A comma-separated string counts as
 /// a list, as Vault parses form bodies.
 pub(crate) fn has_entries(data: &Map<String, Value>, name: &str) -> Result<bool, Error> {
     match data.get(name) {

@@ -2,8 +2,11 @@
 //!
 //! By default the root key stays the same and only its shares change. With
 //! `"rotate_root_key": true` in the `sys/rekey/init` body, a new root key is generated and
-//! the keyring is re-encrypted under it, so the old shares stop opening the barrier even if
-//! someone kept an old copy of the stored keyring out of reach.
+//! the keyring is re-encrypted under it, so the old shares stop working.
+//!
+//! NOTE: without `rotate_root_key`, a new-threshold number of old shares still rebuilds the
+//! unchanged root key. Old shares therefore keep unsealing unless the threshold went down;
+//! Vault always replaces the root key on rekey, which `rotate_root_key` matches.
 
 use std::fmt;
 
@@ -215,7 +218,7 @@ mod tests {
     use crate::barrier::seal::KEYRING_KEY;
     use crate::barrier::testing::{TestNode, body_of, status_of};
     use crate::request::{Operation, Request};
-    use crate::storage::Partition;
+    use crate::storage::{Partition, Storage};
 
     fn start_rekey(node: &mut TestNode, body: Value) -> Result<Value, Error> {
         let request = Request::new(Operation::Update, "sys/rekey/init").with_data(body);
@@ -237,7 +240,8 @@ mod tests {
             .collect()
     }
 
-    /// What a rekey of a 5-share, threshold-3 node to 4 shares with threshold 2 changed.
+    /// The shares and state around a rekey of a 5-share, threshold-3 node to 4 shares with
+    /// threshold 2.
     struct Rekeyed {
         old: Vec<String>,
         new: Vec<String>,
@@ -322,6 +326,57 @@ mod tests {
         assert_eq!(node.core.barrier.keyring().unwrap().active_term(), 1);
     }
 
+    /// Rekeys `node` from 5 shares with threshold 3 to the same settings and returns the old
+    /// and new shares.
+    fn rekey_same_settings(
+        node: &mut TestNode,
+        rotate_root_key: bool,
+    ) -> (Vec<String>, Vec<String>) {
+        let old = node.init_and_unseal(5, 3);
+        let body = json!({
+            "secret_shares": 5, "secret_threshold": 3, "rotate_root_key": rotate_root_key
+        });
+        let started = start_rekey(node, body).unwrap();
+        let nonce = started["nonce"].as_str().unwrap().to_owned();
+        update(node, &old[0], &nonce).unwrap();
+        update(node, &old[1], &nonce).unwrap();
+        let done = update(node, &old[2], &nonce).unwrap();
+        node.core.barrier.seal();
+        (old, string_list(&done["keys"]))
+    }
+
+    #[test]
+    fn rotated_rekey_retires_old_shares() {
+        let mut node = TestNode::new();
+        let (old, new) = rekey_same_settings(&mut node, true);
+        node.unseal(&old[2]).unwrap();
+        node.unseal(&old[3]).unwrap();
+        let error = node.unseal(&old[4]).unwrap_err();
+        assert!(error.to_string().contains("do not rebuild"), "{error}");
+        for key in &new[2..] {
+            node.unseal(key).unwrap();
+        }
+        assert!(!node.core.barrier.is_sealed());
+    }
+
+    #[test]
+    fn plain_rekey_keeps_old_shares_at_same_threshold() {
+        let mut node = TestNode::new();
+        let (old, new) = rekey_same_settings(&mut node, false);
+        for key in &old[2..] {
+            node.unseal(key).unwrap();
+        }
+        assert!(
+            !node.core.barrier.is_sealed(),
+            "old shares rebuild the same root key"
+        );
+        node.core.barrier.seal();
+        for key in &new[..3] {
+            node.unseal(key).unwrap();
+        }
+        assert!(!node.core.barrier.is_sealed());
+    }
+
     #[test]
     fn rekey_init_validates_settings() {
         let mut node = TestNode::new();
@@ -380,6 +435,42 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(idle["started"], json!(false));
+    }
+
+    #[test]
+    fn read_only_run_leaves_rekey_unchanged() {
+        let mut node = TestNode::new();
+        let keys = node.init_and_unseal(3, 2);
+        let body = json!({"secret_shares": 3, "secret_threshold": 2, "rotate_root_key": true});
+        let started = start_rekey(&mut node, body).unwrap();
+        let nonce = started["nonce"].as_str().unwrap().to_owned();
+        update(&mut node, &keys[0], &nonce).unwrap();
+        let root_before = root_key(&node);
+        let request = Request::new(Operation::Update, "sys/rekey/update")
+            .with_data(json!({"key": keys[1], "nonce": nonce}));
+        let TestNode {
+            core,
+            storage,
+            rng,
+            now,
+        } = &mut node;
+        let outcome = storage
+            .read(|txn| {
+                let mut ctx = crate::Ctx::new(*now, rng);
+                core.handle_request(&mut ctx, &request, &mut crate::storage::ReadOnly(txn))
+            })
+            .unwrap();
+        assert!(matches!(
+            outcome,
+            crate::Outcome::ReadOnly(Partition::Shared)
+        ));
+        assert_eq!(root_key(&node), root_before);
+        let status = body_of(
+            node.request(Request::new(Operation::Read, "sys/rekey/init"))
+                .unwrap(),
+        );
+        assert_eq!(status["progress"], json!(1));
+        assert_eq!(status["started"], json!(true));
     }
 
     #[test]

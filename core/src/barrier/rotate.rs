@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::handler::Ctx;
 use crate::storage::Transaction;
 
-/// The `sys/key-status` data: `term`, `install_time` and `encryptions`.
+/// Builds the `sys/key-status` data: `term`, `install_time` and `encryptions`.
 pub fn key_status(core: &Core) -> Result<Map<String, Value>, Error> {
     let keyring = core.barrier.keyring()?;
     let mut data = Map::new();
@@ -41,6 +41,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::barrier::seal::KEYRING_KEY;
     use crate::barrier::testing::{TestNode, body_of, status_of};
     use crate::request::{Operation, Request};
     use crate::storage::{Partition, Storage};
@@ -83,6 +84,32 @@ mod tests {
         assert_eq!(reloaded.active_term(), 2);
         let opened = reloaded.decrypt(Partition::Shared, "x", &sealed).unwrap();
         assert_eq!(opened.as_slice(), b"before");
+    }
+
+    #[test]
+    fn replicated_rotation_reloads_keyring() {
+        let mut primary = TestNode::new();
+        let keys = primary.init_and_unseal(3, 2);
+        let mut secondary = TestNode::new();
+        secondary.storage = primary.storage.clone();
+        for key in &keys[..2] {
+            secondary.unseal(key).unwrap();
+        }
+        primary
+            .request_as_root(Request::new(Operation::Update, "sys/rotate"))
+            .unwrap();
+        let unrelated = [(Partition::Shared, "sys/policy/x".to_owned())];
+        let changed = [(Partition::Shared, KEYRING_KEY.to_owned())];
+        let barrier = &secondary.core.barrier;
+        let reload = |changed: &[(Partition, String)]| {
+            secondary
+                .storage
+                .read(|txn| barrier.reload(txn, Some(changed)))
+        };
+        reload(&unrelated).unwrap().unwrap();
+        assert_eq!(barrier.keyring().unwrap().active_term(), 1);
+        reload(&changed).unwrap().unwrap();
+        assert_eq!(barrier.keyring().unwrap().active_term(), 2);
     }
 
     #[test]

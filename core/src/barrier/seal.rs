@@ -35,7 +35,7 @@ const NONCE_LEN: usize = 12;
 /// The root key, zeroed on drop.
 pub type RootKey = Zeroizing<[u8; ROOT_KEY_LEN]>;
 
-/// How the root key is split into shares.
+/// The Shamir settings: the share count and the threshold that rebuilds the root key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealConfig {
     /// How many shares exist.
@@ -53,7 +53,7 @@ pub struct ClusterInfo {
     pub id: String,
 }
 
-/// Why a candidate root key did not open the keyring.
+/// The reason a candidate root key did not open the keyring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnlockError {
     /// No keyring is stored: the barrier was never initialised.
@@ -211,7 +211,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// An empty collection for the operation with this nonce.
+    /// Creates an empty collection for the operation with this nonce.
     pub(crate) fn new(nonce: String) -> Progress {
         Progress {
             nonce,
@@ -219,7 +219,7 @@ impl Progress {
         }
     }
 
-    /// How many distinct shares were submitted.
+    /// Counts the distinct shares submitted.
     pub(crate) fn len(&self) -> usize {
         self.shares.len()
     }
@@ -240,7 +240,7 @@ impl Progress {
         Ok(true)
     }
 
-    /// The shares submitted so far.
+    /// Returns the shares submitted so far.
     pub(crate) fn shares(&self) -> &[Share] {
         &self.shares
     }

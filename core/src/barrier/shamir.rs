@@ -25,7 +25,7 @@ pub const SHARE_LEN: usize = ROOT_KEY_LEN + 1;
 /// The maximum number of shares: every nonzero x-coordinate in GF(2^8).
 pub const MAX_SHARES: u8 = 255;
 
-/// Why shares could not be made, decoded or combined.
+/// The reason shares could not be made, decoded or combined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShamirError {
     /// The share count or threshold is out of range.
@@ -118,7 +118,7 @@ pub fn decode_share(text: &str) -> Result<Share, ShamirError> {
 /// Splits `secret` into `shares` shares, any `threshold` of which rebuild it.
 ///
 /// The threshold must be at least 2 and at most `shares`, except that a single share with
-/// threshold 1 is allowed; that share then holds the secret itself under one x-coordinate.
+/// threshold 1 is allowed. That share then contains the secret itself under one x-coordinate.
 pub fn split(
     secret: &[u8; ROOT_KEY_LEN],
     shares: u8,
@@ -189,7 +189,7 @@ fn check_distinct(shares: &[Share]) -> Result<(), ShamirError> {
     Ok(())
 }
 
-/// The product over j != i of x_j / (x_j - x_i); subtraction in GF(2^8) is XOR.
+/// Computes the product over j != i of x_j / (x_j - x_i). Subtraction in GF(2^8) is XOR.
 fn lagrange_basis_at_zero(shares: &[Share], i: usize) -> u8 {
     let xi = shares[i].x();
     let mut basis = 1u8;
@@ -214,7 +214,7 @@ fn distinct_coordinates(shares: u8, rng: &mut dyn CryptoRngCore) -> Vec<u8> {
     pool
 }
 
-/// A uniform value in `0..bound` for `1 <= bound <= 256`, by rejection sampling.
+/// Draws a uniform value in `0..bound` for `1 <= bound <= 256`, by rejection sampling.
 fn uniform_below(rng: &mut dyn CryptoRngCore, bound: usize) -> usize {
     let zone = 256 - 256 % bound;
     loop {
@@ -249,7 +249,7 @@ fn mul(a: u8, b: u8) -> u8 {
     product
 }
 
-/// The multiplicative inverse, computed as a^254; the inverse of 0 comes out as 0.
+/// Computes the multiplicative inverse as a^254, so the inverse of 0 comes out as 0.
 fn inverse(a: u8) -> u8 {
     // 254 = 0b1111_1110: the exponent is a public constant, so branching on its bits leaks
     // nothing about `a`.

@@ -11,7 +11,7 @@ use crate::handler::Ctx;
 use crate::ids;
 use crate::storage::Transaction;
 
-/// The `sys/seal-status` body.
+/// Builds the `sys/seal-status` body.
 pub fn seal_status(core: &Core, txn: &dyn Transaction) -> Result<Value, Error> {
     let state = core.barrier.seal_state();
     status_body(core, &state, txn)
@@ -30,7 +30,9 @@ pub fn unseal(
 ) -> Result<Value, Error> {
     let config = require_config(txn)?;
     let reset = params::boolean(data, "reset")?;
-    params::boolean(data, "migrate")?;
+    if params::boolean(data, "migrate")? {
+        return Err(Error::bad_request("Vault is not in seal migration mode"));
+    }
     let key = params::string(data, "key")?;
     let mut state = core.barrier.seal_state();
     if reset {
@@ -278,6 +280,20 @@ mod tests {
             error.to_string().contains("'key' must be specified"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn seal_migration_is_rejected() {
+        let mut node = TestNode::new();
+        let keys = node.init_without_token(3, 2);
+        let request = Request::new(Operation::Update, "sys/unseal")
+            .with_data(json!({"key": keys[0], "migrate": true}));
+        let error = node.request(request).unwrap_err();
+        assert_eq!(
+            error,
+            Error::bad_request("Vault is not in seal migration mode")
+        );
+        assert_eq!(status(&mut node)["progress"], json!(0));
     }
 
     #[test]
