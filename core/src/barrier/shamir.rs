@@ -14,6 +14,7 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use rand_core::CryptoRngCore;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Bytes in the root key that the shares protect.
@@ -56,9 +57,9 @@ pub enum ShamirError {
     Empty,
 }
 
-/// One share of the root key. `Debug` prints only the x-coordinate, and the bytes are zeroed
-/// on drop.
-#[derive(Clone, PartialEq, Eq)]
+/// One share of the root key. `Debug` prints only the x-coordinate, the bytes are zeroed on
+/// drop, and equality is checked in constant time.
+#[derive(Clone)]
 pub struct Share(Zeroizing<Vec<u8>>);
 
 impl Share {
@@ -97,6 +98,14 @@ impl Share {
         &self.0[..ROOT_KEY_LEN]
     }
 }
+
+impl PartialEq for Share {
+    fn eq(&self, other: &Share) -> bool {
+        self.as_bytes().ct_eq(other.as_bytes()).into()
+    }
+}
+
+impl Eq for Share {}
 
 impl fmt::Debug for Share {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -441,6 +450,30 @@ mod tests {
             decode_share(&zero_x).unwrap_err(),
             ShamirError::ZeroCoordinate
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_subsets_rebuild_secret(
+            secret in proptest::array::uniform32(proptest::num::u8::ANY),
+            shares in 2u8..=24,
+            threshold_seed in proptest::num::u8::ANY,
+            seed in proptest::num::u64::ANY,
+        ) {
+            let threshold = 2 + threshold_seed % (shares - 1);
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let mut all = split(&secret, shares, threshold, &mut rng).unwrap();
+            // Rotating by a seed-dependent amount takes a different subset each case.
+            let rotation = usize::try_from(seed % u64::from(shares)).unwrap();
+            all.rotate_left(rotation);
+            let combined = combine(&all[..usize::from(threshold)]).unwrap();
+            proptest::prop_assert_eq!(*combined, secret);
+        }
+
+        #[test]
+        fn decode_share_never_panics(text in ".{0,80}") {
+            let _ = decode_share(&text);
+        }
     }
 
     #[test]
