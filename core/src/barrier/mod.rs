@@ -67,9 +67,26 @@ impl Barrier {
             .ok_or_else(Error::sealed)
     }
 
-    /// Installs an unsealed keyring, or removes it to seal.
+    /// Replaces the keyring in memory, leaving the root key as it is.
+    ///
+    /// To unseal, use `sys/unseal`: it also installs the root key, which `sys/rotate` and
+    /// `sys/rekey` need, and [`Barrier::validate`] fails for a keyring without one.
     pub fn set_keyring(&self, keyring: Option<Arc<Keyring>>) {
         *self.keyring.write().unwrap_or_else(PoisonError::into_inner) = keyring;
+    }
+
+    /// Checks the seal invariants: the root key is in memory exactly while the keyring is, and
+    /// no unseal keys are pending while unsealed.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let state = self.seal_state();
+        let sealed = self.is_sealed();
+        if sealed == state.root_key.is_some() {
+            return Err("the root key is in memory exactly when the keyring is not");
+        }
+        if !sealed && state.unseal.len() > 0 {
+            return Err("unseal keys are pending while unsealed");
+        }
+        Ok(())
     }
 
     /// Seals: drops the keyring, the root key and every share submitted so far.

@@ -35,13 +35,18 @@ impl TestNode {
     /// Runs `request` through [`Core::handle_request`]: first on a read-only snapshot, then,
     /// when it needs to write, again in a write transaction.
     pub(crate) fn request(&mut self, request: Request) -> Result<Response, Error> {
-        self.run(|core, ctx, txn| core.handle_request(ctx, &request, txn))
+        let result = self.run(|core, ctx, txn| core.handle_request(ctx, &request, txn));
+        self.core.barrier.validate().expect("seal invariants hold");
+        result
     }
 
     /// Runs `request` as a root caller, skipping token authentication.
     pub(crate) fn request_as_root(&mut self, request: Request) -> Result<Response, Error> {
         let caller = root_caller();
-        self.run(|core, ctx, txn| Outcome::from(core.dispatch(ctx, &request, Some(&caller), txn)))
+        let result = self
+            .run(|core, ctx, txn| Outcome::from(core.dispatch(ctx, &request, Some(&caller), txn)));
+        self.core.barrier.validate().expect("seal invariants hold");
+        result
     }
 
     /// Writes the barrier records as `sys/init` does, without the token store, and returns the

@@ -319,6 +319,19 @@ mod tests {
     }
 
     #[test]
+    fn validate_rejects_keyring_without_root_key() {
+        let mut node = TestNode::new();
+        assert_eq!(node.core.barrier.validate(), Ok(()));
+        let keyring = crate::barrier::Keyring::generate(&mut node.rng, node.now);
+        node.core
+            .barrier
+            .set_keyring(Some(std::sync::Arc::new(keyring)));
+        assert!(node.core.barrier.validate().is_err());
+        node.core.barrier.seal();
+        assert_eq!(node.core.barrier.validate(), Ok(()));
+    }
+
+    #[test]
     fn seal_needs_root() {
         let mut node = TestNode::new();
         node.init_and_unseal(3, 2);
