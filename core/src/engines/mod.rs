@@ -12,6 +12,8 @@ pub mod params;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use serde_json::{Map, Value};
+
 use crate::Core;
 use crate::barrier::SecureView;
 use crate::error::Error;
@@ -19,6 +21,7 @@ use crate::handler::Ctx;
 use crate::mounts::{self, Route, TableKind};
 use crate::request::{Caller, Request, Response};
 use crate::storage::{Partition, Transaction};
+use crate::time::Timestamp;
 
 /// Where one engine keeps its keys: a partition and a key prefix ending in `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +111,23 @@ pub fn handle(
 pub fn destroy_cubbyhole(view: &mut SecureView<'_>, token_hash: &str) -> Result<(), Error> {
     let location = cubbyhole::location(token_hash)?;
     mounts::purge_prefix(view.raw(), location.partition, &location.prefix)
+}
+
+/// Writes one secret of a KV version 1 mount into the version 2 layout below `prefix` in
+/// `partition`, as version 1 of `path`. Upgrading a mount through its tune endpoint calls it.
+pub fn migrate_kv_v1_key(
+    now: Timestamp,
+    partition: Partition,
+    prefix: &str,
+    path: &str,
+    data: Map<String, Value>,
+    view: &mut SecureView<'_>,
+) -> Result<(), Error> {
+    let location = Location {
+        partition,
+        prefix: prefix.to_owned(),
+    };
+    kv_v2::import(now, data, path, &location, view)
 }
 
 /// The mount's default lease TTL in seconds, or the system default when it has none.

@@ -276,3 +276,24 @@ pub(super) fn merge_patch(target: &mut Value, patch: &Value) {
         }
     }
 }
+
+/// Stores `data` as version 1 of a new key, as the upgrade of a version 1 mount does.
+pub(crate) fn import(
+    now: Timestamp,
+    data: Map<String, Value>,
+    path: &str,
+    location: &Location,
+    view: &mut SecureView<'_>,
+) -> Result<(), Error> {
+    let metadata = KeyMetadata::new(now);
+    store_version(
+        now,
+        data,
+        metadata,
+        &Settings::default(),
+        path,
+        location,
+        view,
+    )?;
+    Ok(())
+}

@@ -16,6 +16,8 @@ use crate::time::Timestamp;
 
 use super::Location;
 
+pub(crate) use data::import;
+
 /// The warning Vault gives for a v1-style path on a v2 mount.
 const INVALID_PATH_WARNING: &str = "Invalid path for a versioned K/V secrets engine. See the API \
     docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' \
