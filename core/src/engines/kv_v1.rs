@@ -104,3 +104,120 @@ fn stored_ttl(data: &Map<String, Value>) -> Option<u64> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::engines::testing::Harness;
+    use crate::request::Operation::{Delete, List, Read, Update};
+    use crate::storage::Partition;
+
+    fn with_v1_mount() -> Harness {
+        let mut harness = Harness::new();
+        harness.ok(Update, "sys/mounts/secret", json!({"type": "kv"}));
+        harness
+    }
+
+    #[test]
+    fn read_returns_written_map() {
+        let mut harness = with_v1_mount();
+        harness.ok(Update, "secret/foo", json!({"a": "b", "n": 1}));
+        let logical = harness.logical(Read, "secret/foo", json!({}));
+        assert_eq!(logical.data, json!({"a": "b", "n": 1}).as_object().cloned());
+        assert_eq!(logical.lease_duration, 2_764_800);
+    }
+
+    #[test]
+    fn stored_ttl_sets_lease_duration() {
+        let mut harness = with_v1_mount();
+        harness.ok(Update, "secret/foo", json!({"ttl": "1h"}));
+        assert_eq!(
+            harness
+                .logical(Read, "secret/foo", json!({}))
+                .lease_duration,
+            3600
+        );
+    }
+
+    #[test]
+    fn missing_secret_is_plain_404() {
+        let mut harness = with_v1_mount();
+        assert_eq!(harness.fail(Read, "secret/nope", json!({})), (404, vec![]));
+    }
+
+    #[test]
+    fn empty_write_is_rejected() {
+        let mut harness = with_v1_mount();
+        let (status, messages) = harness.fail(Update, "secret/foo", json!({}));
+        assert_eq!(status, 400);
+        assert_eq!(messages, vec!["missing data fields".to_string()]);
+    }
+
+    #[test]
+    fn delete_removes_secret() {
+        let mut harness = with_v1_mount();
+        harness.ok(Update, "secret/foo", json!({"a": "b"}));
+        harness.ok(Delete, "secret/foo", json!({}));
+        assert_eq!(harness.fail(Read, "secret/foo", json!({})).0, 404);
+    }
+
+    #[test]
+    fn delete_of_missing_secret_still_writes() {
+        let mut harness = with_v1_mount();
+        harness.ok(Delete, "secret/never", json!({}));
+    }
+
+    #[test]
+    fn list_shows_folders_sorted() {
+        let mut harness = with_v1_mount();
+        harness.ok(Update, "secret/foo", json!({"a": "b"}));
+        harness.ok(Update, "secret/bar/baz", json!({"a": "b"}));
+        let data = harness.data(List, "secret/", json!({}));
+        assert_eq!(data["keys"], json!(["bar/", "foo"]));
+        let data = harness.data(List, "secret/bar", json!({}));
+        assert_eq!(data["keys"], json!(["baz"]));
+    }
+
+    #[test]
+    fn empty_folder_lists_as_404() {
+        let mut harness = with_v1_mount();
+        assert_eq!(harness.fail(List, "secret/none/", json!({})).0, 404);
+    }
+
+    #[test]
+    fn keys_may_contain_colons() {
+        let mut harness = with_v1_mount();
+        harness.ok(Update, "secret/http:/test.com", json!({"a": "b"}));
+        let data = harness.data(Read, "secret/http:/test.com", json!({}));
+        assert_eq!(data["a"], json!("b"));
+    }
+
+    #[test]
+    fn stored_values_are_ciphertext() {
+        let mut harness = with_v1_mount();
+        harness.ok(
+            Update,
+            "secret/foo",
+            json!({"needle": "plaintext-marker-7731"}),
+        );
+        for (key, value) in harness.storage.dump(Partition::Shared) {
+            let text = String::from_utf8_lossy(&value);
+            assert!(
+                !text.contains("plaintext-marker-7731"),
+                "plaintext at {key}"
+            );
+            assert!(!text.contains("needle"), "field name in clear at {key}");
+        }
+    }
+
+    #[test]
+    fn generic_mount_behaves_as_v1() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "sys/mounts/old", json!({"type": "generic"}));
+        harness.ok(Update, "old/foo", json!({"a": "b"}));
+        let logical = harness.logical(Read, "old/foo", json!({}));
+        assert_eq!(logical.mount_type, "generic");
+        assert_eq!(logical.data.unwrap()["a"], json!("b"));
+    }
+}

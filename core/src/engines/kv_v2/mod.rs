@@ -95,3 +95,6 @@ fn invalid_path_response() -> Logical {
 fn invalid_path() -> Error {
     Error::api(404, INVALID_PATH_WARNING)
 }
+
+#[cfg(test)]
+mod tests;
