@@ -33,8 +33,10 @@ pub(super) fn route(
     if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
         return Some(ui::read(core, txn, path));
     }
-    if let Some(path) = rest.strip_prefix("mounts/auth/") {
-        let path = path.strip_suffix("/tune")?;
+    let auth_tune = rest
+        .strip_prefix("mounts/auth/")
+        .and_then(|path| path.strip_suffix("/tune"));
+    if let Some(path) = auth_tune {
         return Some(tune::handle(core, ctx, request, TableKind::Auth, path, txn));
     }
     let (kind, rest) = if let Some(rest) = strip_table(rest, "mounts") {
@@ -80,3 +82,6 @@ fn table_route(
         Operation::List | Operation::Patch => Err(Error::unsupported_operation()),
     }
 }
+
+#[cfg(test)]
+mod tests;
