@@ -50,3 +50,85 @@ pub(crate) fn location(token_hash: &str) -> Result<Location, Error> {
         prefix: format!("cubbyhole/{token_hash}/"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::engines::testing::Harness;
+    use crate::error::Error;
+    use crate::request::Operation::{Delete, List, Read, Update};
+    use crate::storage::{Partition, Storage};
+
+    #[test]
+    fn tokens_see_only_their_own_cubbyhole() {
+        let mut harness = Harness::new();
+        let alice = Harness::caller("alice-hash");
+        let bob = Harness::caller("bob-hash");
+        let body = json!({"note": "alice only"});
+        harness
+            .run_as(&alice, Update, "cubbyhole/note", body)
+            .unwrap();
+        let read = harness.run_as(&bob, Read, "cubbyhole/note", json!({}));
+        assert_eq!(read, Err(Error::not_found()));
+        let listed = harness.run_as(&bob, List, "cubbyhole/", json!({}));
+        assert_eq!(listed, Err(Error::not_found()));
+        let own = harness.run_as(&alice, Read, "cubbyhole/note", json!({}));
+        assert!(own.is_ok());
+    }
+
+    #[test]
+    fn cubbyhole_lives_in_local_partition() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "cubbyhole/a/b", json!({"x": "cubby-marker-5150"}));
+        let shared = harness.storage.dump(Partition::Shared);
+        assert!(!shared.iter().any(|(key, _)| key.starts_with("cubbyhole/")));
+        let local = harness.storage.dump(Partition::Local);
+        assert!(local.iter().any(|(key, _)| key == "cubbyhole/t1/a/b"));
+        for (key, value) in local {
+            assert!(
+                !String::from_utf8_lossy(&value).contains("cubby-marker-5150"),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn cubbyhole_reads_lists_and_deletes() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "cubbyhole/a", json!({"x": 1}));
+        harness.ok(Update, "cubbyhole/dir/b", json!({"x": 2}));
+        assert_eq!(harness.data(Read, "cubbyhole/a", json!({}))["x"], json!(1));
+        assert_eq!(
+            harness.data(List, "cubbyhole/", json!({}))["keys"],
+            json!(["a", "dir/"])
+        );
+        harness.ok(Delete, "cubbyhole/a", json!({}));
+        assert_eq!(harness.fail(Read, "cubbyhole/a", json!({})).0, 404);
+    }
+
+    #[test]
+    fn destroy_removes_only_that_token() {
+        let mut harness = Harness::new();
+        let other = Harness::caller("t2");
+        harness.ok(Update, "cubbyhole/a", json!({"x": 1}));
+        harness.ok(Update, "cubbyhole/dir/b", json!({"x": 1}));
+        harness
+            .run_as(&other, Update, "cubbyhole/a", json!({"x": 2}))
+            .unwrap();
+        let core = &harness.core;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        harness
+            .storage
+            .write(|txn| {
+                let mut view = core.barrier.view(txn, &mut rng)?;
+                crate::engines::destroy_cubbyhole(&mut view, "t1")
+            })
+            .unwrap();
+        assert_eq!(harness.fail(List, "cubbyhole/", json!({})).0, 404);
+        let kept = harness.run_as(&other, Read, "cubbyhole/a", json!({}));
+        assert!(kept.is_ok());
+    }
+
+    use rand_core::SeedableRng;
+}

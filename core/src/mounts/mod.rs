@@ -121,3 +121,107 @@ pub fn initialize(_core: &Core, view: &mut SecureView<'_>, _now: Timestamp) -> R
     save_table(view, TableKind::Auth, true, &[])?;
     save_table(view, TableKind::Auth, false, &[token])
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engines::testing::Harness;
+    use crate::request::Operation;
+    use crate::request::Operation::Update;
+    use crate::request::Request;
+    use crate::storage::Storage;
+
+    fn route_of(harness: &Harness, path: &str) -> Option<Route> {
+        harness
+            .storage
+            .read(|txn| route(&harness.core, txn, path))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn initialize_writes_builtin_tables() {
+        let harness = Harness::new();
+        let tables = harness
+            .storage
+            .read(|txn| harness.core.mounts.tables(&harness.core, txn))
+            .unwrap()
+            .unwrap();
+        let secrets: Vec<&str> = tables.secrets.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(secrets, vec!["identity/", "sys/", "cubbyhole/"]);
+        assert_eq!(tables.auth.len(), 1);
+        assert_eq!(tables.auth[0].path, "token/");
+        let local = harness.storage.dump(Partition::Local);
+        assert!(local.iter().any(|(key, _)| key == "core/local-mounts"));
+        let shared = harness.storage.dump(Partition::Shared);
+        assert!(shared.iter().any(|(key, _)| key == "core/mounts"));
+        assert!(shared.iter().any(|(key, _)| key == "core/auth"));
+    }
+
+    #[test]
+    fn routing_picks_longest_prefix() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "sys/mounts/a", json!({"type": "kv"}));
+        harness.ok(Update, "sys/mounts/ab/c", json!({"type": "kv"}));
+        let short = route_of(&harness, "a/b").unwrap();
+        assert_eq!(short.entry.path, "a/");
+        assert_eq!(short.rest, "b");
+        let long = route_of(&harness, "ab/c/d/e").unwrap();
+        assert_eq!(long.entry.path, "ab/c/");
+        assert_eq!(long.rest, "d/e");
+        assert_eq!(route_of(&harness, "ab/x"), None);
+        assert_eq!(route_of(&harness, "a").unwrap().rest, "");
+    }
+
+    #[test]
+    fn cache_follows_storage_without_reload() {
+        let mut harness = Harness::new();
+        assert!(route_of(&harness, "secret/x").is_none());
+        harness.ok(Update, "sys/mounts/secret", json!({"type": "kv"}));
+        assert!(route_of(&harness, "secret/x").is_some());
+    }
+
+    #[test]
+    fn reload_ignores_unrelated_keys() {
+        let harness = Harness::new();
+        let changed = [(Partition::Shared, String::from("logical/x/y"))];
+        let result = harness
+            .storage
+            .read(|txn| {
+                harness
+                    .core
+                    .mounts
+                    .reload(&harness.core, txn, Some(&changed))
+            })
+            .unwrap();
+        assert_eq!(result, Ok(()));
+        assert!(table::is_table_key(Partition::Local, "core/local-auth"));
+        assert!(!table::is_table_key(Partition::Shared, "core/local-auth"));
+    }
+
+    #[test]
+    fn existence_check_follows_engine() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "sys/mounts/v1", json!({"type": "kv"}));
+        harness.ok(Update, "sys/mounts/v2", json!({"type": "kv-v2"}));
+        harness.ok(Update, "v1/a", json!({"x": 1}));
+        harness.data(Update, "v2/data/a", json!({"data": {"x": 1}}));
+        let exists = |path: &str| {
+            let request = Request::new(Operation::Update, path);
+            harness
+                .storage
+                .read(|txn| crate::engines::exists(&harness.core, &request, txn))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(exists("v1/a"), Some(true));
+        assert_eq!(exists("v1/b"), Some(false));
+        assert_eq!(exists("v2/data/a"), Some(true));
+        assert_eq!(exists("v2/metadata/a"), Some(true));
+        assert_eq!(exists("v2/data/b"), Some(false));
+        assert_eq!(exists("v2/config"), None);
+        assert_eq!(exists("nowhere/a"), None);
+    }
+}

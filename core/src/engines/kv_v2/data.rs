@@ -230,7 +230,6 @@ fn load_version(
 /// A 200 envelope, or the 404 envelope Vault sends for a deleted or destroyed version.
 fn envelope(body: Map<String, Value>, gone: bool) -> Logical {
     let mut logical = Logical::with_data(body);
-    logical.mount_type = "kv".into();
     if gone {
         logical.status = 404;
     }

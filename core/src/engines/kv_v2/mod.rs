@@ -31,6 +31,20 @@ pub(crate) fn handle(
     location: &Location,
     view: &mut SecureView<'_>,
 ) -> Result<Response, Error> {
+    let mut response = route(now, request, path, location, view)?;
+    if let Response::Logical(logical) = &mut response {
+        logical.mount_type = "kv".into();
+    }
+    Ok(response)
+}
+
+fn route(
+    now: Timestamp,
+    request: &Request,
+    path: &str,
+    location: &Location,
+    view: &mut SecureView<'_>,
+) -> Result<Response, Error> {
     let (endpoint, key) = split_endpoint(path);
     let key = key.trim_end_matches('/');
     let operation = request.operation;
