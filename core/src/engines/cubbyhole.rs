@@ -37,7 +37,7 @@ pub(crate) fn handle(
     }
 }
 
-/// The cubbyhole of the token whose salted hash is `token_hash`.
+/// Returns the location of the cubbyhole of the token whose salted hash is `token_hash`.
 pub(crate) fn location(token_hash: &str) -> Result<Location, Error> {
     // An empty or slash-bearing hash would make one cubbyhole a prefix of another.
     if token_hash.is_empty() || token_hash.contains('/') {

@@ -39,7 +39,7 @@ pub(crate) fn handle(
     }
 }
 
-/// The key whose presence decides whether a write to `path` creates or updates it.
+/// Returns the key whose presence decides whether a write to `path` creates or updates it.
 pub(crate) fn existence_key(location: &Location, path: &str) -> Option<String> {
     (!path.is_empty() && !path.ends_with('/')).then(|| location.key(path))
 }
@@ -95,7 +95,7 @@ pub(crate) fn write(
     Ok(Response::NoContent)
 }
 
-/// The lease duration a secret asks for with its own `ttl` or `lease` field.
+/// Returns the lease duration a secret sets with its own `ttl` or `lease` field.
 fn stored_ttl(data: &Map<String, Value>) -> Option<u64> {
     let value = data.get("ttl").or_else(|| data.get("lease"))?;
     match value {

@@ -24,7 +24,7 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
-    /// A core with a fresh keyring and the built-in mount tables.
+    /// Builds a core with a fresh keyring and the built-in mount tables.
     pub(crate) fn new() -> Harness {
         let mut rng = ChaCha20Rng::seed_from_u64(42);
         let now = Timestamp::from_secs(1_700_000_000);
@@ -46,7 +46,7 @@ impl Harness {
         }
     }
 
-    /// A root caller whose cubbyhole is `token_hash`.
+    /// Returns a root caller whose cubbyhole is `token_hash`.
     pub(crate) fn caller(token_hash: &str) -> Caller {
         Caller {
             policies: vec!["root".into()],
@@ -110,7 +110,7 @@ impl Harness {
         logical.data.unwrap_or_default()
     }
 
-    /// Runs a request that must answer 204.
+    /// Runs a request that must return 204.
     pub(crate) fn ok(&mut self, operation: Operation, path: &str, body: Value) {
         let response = self.run(operation, path, body);
         assert_eq!(response, Ok(Response::NoContent), "{operation:?} {path}");

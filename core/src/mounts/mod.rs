@@ -57,7 +57,7 @@ impl MountTables {
         Ok(())
     }
 
-    /// The tables as `txn` stores them, from the cache when it is current.
+    /// Returns the tables as `txn` stores them, from the cache when it is current.
     pub fn tables(&self, core: &Core, txn: &dyn Transaction) -> Result<Arc<Tables>, Error> {
         let cached = self
             .cache
@@ -91,13 +91,30 @@ pub struct Route {
 
 /// Finds the secrets engine with the longest mount path that prefixes `path`.
 pub fn route(core: &Core, txn: &dyn Transaction, path: &str) -> Result<Option<Route>, Error> {
+    route_in(core, txn, TableKind::Secrets, path)
+}
+
+/// Finds the auth method serving a path such as `auth/userpass/login/alice`. The token store
+/// at `auth/token/` is routed by the core itself and is not returned here.
+pub fn route_auth(core: &Core, txn: &dyn Transaction, path: &str) -> Result<Option<Route>, Error> {
+    let Some(rest) = path.strip_prefix("auth/") else {
+        return Ok(None);
+    };
+    let found = route_in(core, txn, TableKind::Auth, rest)?;
+    Ok(found.filter(|route| route.entry.kind != "token"))
+}
+
+fn route_in(
+    core: &Core,
+    txn: &dyn Transaction,
+    kind: TableKind,
+    path: &str,
+) -> Result<Option<Route>, Error> {
     let tables = core.mounts.tables(core, txn)?;
-    Ok(tables
-        .longest_match(TableKind::Secrets, path)
-        .map(|entry| Route {
-            rest: path[entry.path.len().min(path.len())..].to_owned(),
-            entry: entry.clone(),
-        }))
+    Ok(tables.longest_match(kind, path).map(|entry| Route {
+        rest: path.get(entry.path.len()..).unwrap_or_default().to_owned(),
+        entry: entry.clone(),
+    }))
 }
 
 /// Writes the mount and auth tables of a newly initialised barrier: `cubbyhole/` (local),
@@ -173,6 +190,26 @@ mod tests {
         assert_eq!(long.rest, "d/e");
         assert_eq!(route_of(&harness, "ab/x"), None);
         assert_eq!(route_of(&harness, "a").unwrap().rest, "");
+    }
+
+    #[test]
+    fn auth_routing_skips_token_store() {
+        let mut harness = Harness::new();
+        harness.ok(Update, "sys/auth/userpass", json!({"type": "userpass"}));
+        let found = harness
+            .storage
+            .read(|txn| route_auth(&harness.core, txn, "auth/userpass/login/alice"))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.entry.path, "userpass/");
+        assert_eq!(found.rest, "login/alice");
+        let token = harness
+            .storage
+            .read(|txn| route_auth(&harness.core, txn, "auth/token/create"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(token, None);
     }
 
     #[test]

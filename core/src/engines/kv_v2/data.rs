@@ -236,8 +236,8 @@ fn envelope(body: Map<String, Value>, gone: bool) -> Logical {
     logical
 }
 
-/// The keys of `data` with leaves as `null`, nested objects expanded while `level` is within
-/// `depth` (0 for no limit).
+/// Builds the key tree of `data` with leaves as `null`, expanding nested objects while `level`
+/// is within `depth` (0 for no limit).
 fn key_tree(data: &Map<String, Value>, depth: u64, level: u64) -> Value {
     let tree: Map<String, Value> = data
         .iter()

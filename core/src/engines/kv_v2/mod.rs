@@ -1,8 +1,8 @@
 //! KV version 2: versioned secrets with check-and-set, soft delete, destroy and metadata.
 //!
 //! The first segment below the mount picks the endpoint: `config`, `data/`, `subkeys/`,
-//! `delete/`, `undelete/`, `destroy/` or `metadata/`. Any other path is the v1 form, which a
-//! v2 mount answers with a 404 and a warning.
+//! `delete/`, `undelete/`, `destroy/` or `metadata/`. Any other path is the v1 form, and a
+//! v2 mount returns a 404 with a warning for it.
 
 mod data;
 mod metadata;
@@ -83,7 +83,7 @@ fn route(
     }
 }
 
-/// The key whose presence decides whether a write to `path` creates or updates it.
+/// Returns the key whose presence decides whether a write to `path` creates or updates it.
 pub(crate) fn existence_key(location: &Location, path: &str) -> Option<String> {
     let (endpoint, key) = split_endpoint(path);
     let key = key.trim_end_matches('/');

@@ -22,7 +22,7 @@ const PASSTHROUGH_KEYS: &[&str] = &[
 /// The token types an auth method may issue.
 const TOKEN_TYPES: &[&str] = &["default-service", "default-batch", "service", "batch"];
 
-/// A mount path with exactly one trailing slash, such as `secret/` from `/secret`.
+/// Normalises a mount path to exactly one trailing slash, such as `secret/` from `/secret`.
 pub(super) fn mount_path(raw: &str) -> Result<String, Error> {
     let trimmed = raw.trim_matches('/');
     if trimmed.is_empty() {
@@ -41,7 +41,7 @@ pub(super) fn mount_path(raw: &str) -> Result<String, Error> {
     Ok(format!("{trimmed}/"))
 }
 
-/// The `config` object of an enable request.
+/// Decodes the `config` object of an enable request.
 pub(super) fn parse_config(
     data: &Map<String, Value>,
     kind: TableKind,
@@ -82,7 +82,7 @@ pub(super) fn apply(config: &mut MountConfig, fields: &Map<String, Value>) -> Re
     check_ttls(config)
 }
 
-/// The `options` map, with numbers turned into strings.
+/// Decodes the `options` map, turning numbers into strings.
 pub(super) fn parse_options(data: &Map<String, Value>) -> Result<BTreeMap<String, String>, Error> {
     let options = params::string_map(data, "options")?.unwrap_or_default();
     Ok(options

@@ -129,7 +129,7 @@ pub(super) fn disable(
     Ok(Response::NoContent)
 }
 
-/// The entries of the shared or the local half of a table, in their stored order.
+/// Returns the entries of the shared or the local half of a table, in their stored order.
 pub(super) fn half_of(tables: &Tables, kind: TableKind, local: bool) -> Vec<MountEntry> {
     tables
         .entries(kind)
@@ -139,7 +139,7 @@ pub(super) fn half_of(tables: &Tables, kind: TableKind, local: bool) -> Vec<Moun
         .collect()
 }
 
-/// The 400 for a path with no mount.
+/// Builds the 400 for a path with no mount.
 pub(super) fn missing(kind: TableKind, path: &str) -> Error {
     match kind {
         TableKind::Secrets => Error::bad_request(format!("no secrets engine is mounted at {path}")),

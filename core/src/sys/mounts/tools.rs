@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::handler::Ctx;
 use crate::request::{Operation, Request, Response};
 
-/// The most random bytes one request may ask for.
+/// The maximum number of random bytes one request may request.
 const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 
 /// Serves `tools/<tool>`, or returns `None` for an unknown tool.

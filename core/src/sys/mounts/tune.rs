@@ -57,7 +57,7 @@ pub(super) fn handle(
     }
 }
 
-/// The tune read: TTLs are effective values, the system's when the mount sets none.
+/// Builds the tune read. TTLs are effective values: the system's when the mount sets none.
 fn describe(core: &Core, entry: &MountEntry) -> Map<String, Value> {
     let effective = |own: u64, system: u64| if own == 0 { system } else { own };
     let mut data = entry.config.passthrough.clone();
