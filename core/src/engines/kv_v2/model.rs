@@ -150,12 +150,15 @@ impl KeyMetadata {
         .unwrap_or(DEFAULT_MAX_VERSIONS)
     }
 
-    /// How long new versions live before they count as deleted, or zero for ever.
+    /// How long new versions live before they count as deleted, or zero for ever. When both
+    /// the key and the mount set a duration the shorter applies, so a key cannot outlive the
+    /// mount's rule.
     pub(crate) fn effective_delete_after(&self, settings: &Settings) -> Duration {
-        if self.delete_version_after.is_zero() {
-            settings.delete_version_after
-        } else {
-            self.delete_version_after
+        let (own, mount) = (self.delete_version_after, settings.delete_version_after);
+        match (own.is_zero(), mount.is_zero()) {
+            (true, _) => mount,
+            (false, true) => own,
+            (false, false) => own.min(mount),
         }
     }
 
