@@ -225,6 +225,29 @@ mod tests {
     }
 
     #[test]
+    fn purge_deletes_past_one_batch() {
+        let storage = crate::storage::MemStorage::new();
+        storage
+            .write(|txn| -> Result<(), Error> {
+                for i in 0..2500 {
+                    txn.put(Partition::Shared, &format!("logical/u/{i:05}"), b"x")?;
+                }
+                txn.put(Partition::Shared, "logical/v/keep", b"x")?;
+                Ok(())
+            })
+            .unwrap();
+        storage
+            .write(|txn| purge_prefix(txn, Partition::Shared, "logical/u/"))
+            .unwrap();
+        let left: Vec<String> = storage
+            .dump(Partition::Shared)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(left, vec![String::from("logical/v/keep")]);
+    }
+
+    #[test]
     fn cache_follows_storage_without_reload() {
         let mut harness = Harness::new();
         assert!(route_of(&harness, "secret/x").is_none());
