@@ -79,20 +79,26 @@ pub struct MountEntry {
 }
 
 impl MountEntry {
-    /// A new entry with a fresh accessor and uuid drawn from `rng`.
-    pub fn new(path: &str, kind: &str, local: bool, rng: &mut dyn CryptoRngCore) -> MountEntry {
-        let accessor_kind = match kind {
-            "kv" | "generic" => "kv",
-            other => other,
+    /// A new entry of `table` with a fresh accessor and uuid drawn from `rng`. Accessors look
+    /// like Vault's: `kv_1a2b3c4d` for a KV mount, `auth_userpass_1a2b3c4d` for an auth method.
+    pub fn new(
+        table: TableKind,
+        path: &str,
+        kind: &str,
+        local: bool,
+        rng: &mut dyn CryptoRngCore,
+    ) -> MountEntry {
+        let accessor_kind = match (table, kind) {
+            (TableKind::Secrets, "kv" | "generic") => String::from("kv"),
+            (TableKind::Secrets, other) => other.to_owned(),
+            (TableKind::Auth, other) => format!("auth_{other}"),
         };
+        let suffix = hex::encode(crate::ids::bytes::<4>(rng));
         MountEntry {
             path: path.to_owned(),
             kind: kind.to_owned(),
             description: String::new(),
-            accessor: format!(
-                "{accessor_kind}_{}",
-                hex::encode(crate::ids::bytes::<4>(rng))
-            ),
+            accessor: format!("{accessor_kind}_{suffix}"),
             uuid: crate::ids::uuid(rng),
             local,
             seal_wrap: false,

@@ -120,13 +120,25 @@ fn route_in(
 /// Writes the mount and auth tables of a newly initialised barrier: `cubbyhole/` (local),
 /// `identity/`, `sys/` and the `token/` auth method.
 pub fn initialize(_core: &Core, view: &mut SecureView<'_>, _now: Timestamp) -> Result<(), Error> {
-    let mut cubbyhole = MountEntry::new("cubbyhole/", "cubbyhole", true, view.rng());
+    let mut cubbyhole = MountEntry::new(
+        TableKind::Secrets,
+        "cubbyhole/",
+        "cubbyhole",
+        true,
+        view.rng(),
+    );
     cubbyhole.description = "per-token private secret storage".into();
-    let mut identity = MountEntry::new("identity/", "identity", false, view.rng());
+    let mut identity = MountEntry::new(
+        TableKind::Secrets,
+        "identity/",
+        "identity",
+        false,
+        view.rng(),
+    );
     identity.description = "identity store".into();
-    let mut system = MountEntry::new("sys/", "system", false, view.rng());
+    let mut system = MountEntry::new(TableKind::Secrets, "sys/", "system", false, view.rng());
     system.description = "system endpoints used for control, policy and debugging".into();
-    let mut token = MountEntry::new("token/", "token", false, view.rng());
+    let mut token = MountEntry::new(TableKind::Auth, "token/", "token", false, view.rng());
     token.description = "token based credentials".into();
     token
         .config
@@ -210,6 +222,29 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(token, None);
+    }
+
+    #[test]
+    fn purge_deletes_past_one_batch() {
+        let storage = crate::storage::MemStorage::new();
+        storage
+            .write(|txn| -> Result<(), Error> {
+                for i in 0..2500 {
+                    txn.put(Partition::Shared, &format!("logical/u/{i:05}"), b"x")?;
+                }
+                txn.put(Partition::Shared, "logical/v/keep", b"x")?;
+                Ok(())
+            })
+            .unwrap();
+        storage
+            .write(|txn| purge_prefix(txn, Partition::Shared, "logical/u/"))
+            .unwrap();
+        let left: Vec<String> = storage
+            .dump(Partition::Shared)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(left, vec![String::from("logical/v/keep")]);
     }
 
     #[test]

@@ -14,6 +14,13 @@ use super::super::Location;
 use super::data::{merge_patch, prune};
 use super::model::{KeyMetadata, Settings, metadata_key, versions_prefix};
 
+/// The maximum number of `custom_metadata` keys per secret.
+const MAX_CUSTOM_KEYS: usize = 64;
+/// The maximum length in bytes of a `custom_metadata` key.
+const MAX_CUSTOM_KEY_LEN: usize = 128;
+/// The maximum length in bytes of a `custom_metadata` value.
+const MAX_CUSTOM_VALUE_LEN: usize = 512;
+
 /// Returns the mount's settings.
 pub(super) fn read_config(location: &Location, view: &SecureView<'_>) -> Result<Response, Error> {
     Ok(Response::data(Settings::load(location, view)?.to_json()))
@@ -126,6 +133,7 @@ fn update(
         metadata.delete_version_after = after;
     }
     if let Some(custom) = custom {
+        check_custom_metadata(&custom)?;
         metadata.custom_metadata = Some(custom);
     }
     metadata.updated_time = now;
@@ -139,4 +147,28 @@ fn to_string_map(map: &Map<String, Value>) -> BTreeMap<String, String> {
     map.iter()
         .filter_map(|(key, value)| value.as_str().map(|text| (key.clone(), text.to_owned())))
         .collect()
+}
+
+/// Applies Vault's limits on `custom_metadata`: at most 64 keys, keys of at most 128 bytes
+/// and values of at most 512 bytes.
+fn check_custom_metadata(custom: &BTreeMap<String, String>) -> Result<(), Error> {
+    if custom.len() > MAX_CUSTOM_KEYS {
+        return Err(Error::bad_request(format!(
+            "invalid custom_metadata: {} keys, at most {MAX_CUSTOM_KEYS} are allowed",
+            custom.len()
+        )));
+    }
+    for (key, value) in custom {
+        if key.is_empty() || key.len() > MAX_CUSTOM_KEY_LEN {
+            return Err(Error::bad_request(format!(
+                "invalid custom_metadata key {key:?}: keys need 1 to {MAX_CUSTOM_KEY_LEN} bytes"
+            )));
+        }
+        if value.len() > MAX_CUSTOM_VALUE_LEN {
+            return Err(Error::bad_request(format!(
+                "invalid custom_metadata value for {key:?}: at most {MAX_CUSTOM_VALUE_LEN} bytes"
+            )));
+        }
+    }
+    Ok(())
 }

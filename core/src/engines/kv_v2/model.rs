@@ -35,7 +35,7 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The mount's settings, or the defaults when none were written.
+    /// Loads the mount's settings, or the defaults when none were written.
     pub(crate) fn load(location: &Location, view: &SecureView<'_>) -> Result<Settings, Error> {
         let key = location.key("config");
         Ok(view.get_json(location.partition, &key)?.unwrap_or_default())
@@ -46,7 +46,7 @@ impl Settings {
         view.put_json(location.partition, &location.key("config"), self)
     }
 
-    /// The settings as `GET config` returns them.
+    /// Builds the settings as `GET config` returns them.
     pub(crate) fn to_json(&self) -> Map<String, Value> {
         let mut data = Map::new();
         data.insert("cas_required".into(), json!(self.cas_required));
@@ -110,7 +110,7 @@ pub(crate) struct KeyMetadata {
 }
 
 impl KeyMetadata {
-    /// A record for a key first touched at `now`.
+    /// Creates a record for a key first touched at `now`.
     pub(crate) fn new(now: Timestamp) -> KeyMetadata {
         KeyMetadata {
             created_time: now,
@@ -119,7 +119,7 @@ impl KeyMetadata {
         }
     }
 
-    /// The metadata of `path`, if the key exists.
+    /// Loads the metadata of `path`, if the key exists.
     pub(crate) fn load(
         location: &Location,
         path: &str,
@@ -138,7 +138,7 @@ impl KeyMetadata {
         view.put_json(location.partition, &metadata_key(location, path), self)
     }
 
-    /// The number of versions to keep, from the key, then the mount, then the default.
+    /// Returns the number of versions to keep: the key's, else the mount's, else the default.
     pub(crate) fn effective_max_versions(&self, settings: &Settings) -> u64 {
         [
             self.max_versions,
@@ -150,16 +150,19 @@ impl KeyMetadata {
         .unwrap_or(DEFAULT_MAX_VERSIONS)
     }
 
-    /// How long new versions live before they count as deleted, or zero for ever.
+    /// Returns how long new versions live before they count as deleted, or zero for ever. When both
+    /// the key and the mount set a duration the shorter applies, so a key cannot outlive the
+    /// mount's rule.
     pub(crate) fn effective_delete_after(&self, settings: &Settings) -> Duration {
-        if self.delete_version_after.is_zero() {
-            settings.delete_version_after
-        } else {
-            self.delete_version_after
+        let (own, mount) = (self.delete_version_after, settings.delete_version_after);
+        match (own.is_zero(), mount.is_zero()) {
+            (true, _) => mount,
+            (false, true) => own,
+            (false, false) => own.min(mount),
         }
     }
 
-    /// The `metadata` object of a data read or write for `version`.
+    /// Builds the `metadata` object of a data read or write for `version`.
     pub(crate) fn version_json(&self, version: u64, meta: &VersionMeta) -> Value {
         json!({
             "created_time": meta.created_time.to_rfc3339(),
@@ -170,7 +173,7 @@ impl KeyMetadata {
         })
     }
 
-    /// The record as `GET metadata/<path>` returns it.
+    /// Builds the record as `GET metadata/<path>` returns it.
     pub(crate) fn to_json(&self) -> Map<String, Value> {
         let versions: Map<String, Value> = self
             .versions
@@ -195,18 +198,18 @@ impl KeyMetadata {
     }
 }
 
-/// The storage key of the metadata of `path`.
+/// Returns the storage key of the metadata of `path`.
 pub(crate) fn metadata_key(location: &Location, path: &str) -> String {
     location.key(&format!("metadata/{path}"))
 }
 
-/// The prefix below which every version of `path` is stored.
+/// Returns the prefix below which every version of `path` is stored.
 pub(crate) fn versions_prefix(location: &Location, path: &str) -> String {
     let digest = Sha256::digest(path.as_bytes());
     location.key(&format!("versions/{}/", hex::encode(digest)))
 }
 
-/// The storage key of version `version` of `path`.
+/// Returns the storage key of version `version` of `path`.
 pub(crate) fn version_key(location: &Location, path: &str, version: u64) -> String {
     format!("{}{version}", versions_prefix(location, path))
 }

@@ -409,3 +409,48 @@ fn delete_version_after_expires_reads() {
         404
     );
 }
+
+#[test]
+fn custom_metadata_limits_are_enforced() {
+    let mut harness = with_v2_mount();
+    let long_key = "k".repeat(129);
+    let body = json!({"custom_metadata": {long_key: "v"}});
+    assert_eq!(harness.fail(Update, "secret/metadata/foo", body).0, 400);
+    let body = json!({"custom_metadata": {"k": "v".repeat(513)}});
+    assert_eq!(harness.fail(Update, "secret/metadata/foo", body).0, 400);
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let body = json!({"custom_metadata": many});
+    assert_eq!(harness.fail(Update, "secret/metadata/foo", body).0, 400);
+}
+
+#[test]
+fn shorter_delete_version_after_wins() {
+    let mut harness = with_v2_mount();
+    harness.ok(
+        Update,
+        "secret/config",
+        json!({"delete_version_after": "2h"}),
+    );
+    harness.ok(
+        Update,
+        "secret/metadata/foo",
+        json!({"delete_version_after": "1h"}),
+    );
+    put(&mut harness, "foo", json!({"v": 1}));
+    harness.now = harness
+        .now
+        .saturating_add(std::time::Duration::from_secs(3601));
+    assert_eq!(
+        harness.logical(Read, "secret/data/foo", json!({})).status,
+        404
+    );
+    put(&mut harness, "bar", json!({"v": 1}));
+    harness.now = harness
+        .now
+        .saturating_add(std::time::Duration::from_secs(3601));
+    assert_eq!(
+        harness.logical(Read, "secret/data/bar", json!({})).status,
+        200
+    );
+}

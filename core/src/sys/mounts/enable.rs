@@ -86,7 +86,7 @@ pub(super) fn enable(
     check_path_free(&tables, kind, &path)?;
 
     let local = params::boolean(data, "local")?.unwrap_or(false);
-    let mut entry = MountEntry::new(&path, &engine, local, ctx.rng);
+    let mut entry = MountEntry::new(kind, &path, &engine, local, ctx.rng);
     entry.description = params::string(data, "description")?.unwrap_or_default();
     entry.seal_wrap = params::boolean(data, "seal_wrap")?.unwrap_or(false);
     entry.external_entropy_access =

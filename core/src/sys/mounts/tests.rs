@@ -30,6 +30,27 @@ fn fresh_server_lists_builtin_mounts() {
 }
 
 #[test]
+fn mount_tables_are_ciphertext() {
+    let mut harness = Harness::new();
+    harness.ok(
+        Update,
+        "sys/mounts/marker-mount-4471",
+        json!({"type": "kv"}),
+    );
+    for (key, value) in harness.storage.dump(Partition::Shared) {
+        let text = String::from_utf8_lossy(&value);
+        assert!(
+            !text.contains("marker-mount-4471"),
+            "mount path in clear at {key}"
+        );
+        assert!(
+            !text.contains("identity/"),
+            "builtin path in clear at {key}"
+        );
+    }
+}
+
+#[test]
 fn listed_entry_has_client_fields() {
     let mut harness = Harness::new();
     harness.ok(
@@ -271,7 +292,7 @@ fn auth_methods_enable_tune_and_disable() {
         auth["my-gcp/"]["accessor"]
             .as_str()
             .unwrap()
-            .starts_with("gcp_")
+            .starts_with("auth_gcp_")
     );
     harness.ok(
         Update,
