@@ -1,0 +1,302 @@
+//! Token creation (`auth/token/create`, `create-orphan`) and the TTL rules for new tokens.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::params;
+use super::response::auth_response;
+use super::store::{self, TokenEntry};
+use crate::Core;
+use crate::acl::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::barrier::SecureView;
+use crate::error::Error;
+use crate::handler::{CoreConfig, Ctx};
+use crate::request::{Caller, Request, Response, Secret};
+use crate::storage::Transaction;
+use crate::time::Timestamp;
+
+/// The prefix of service tokens, as Vault 1.10 and later issue them.
+const TOKEN_PREFIX: &str = "hvs.";
+
+/// Random base62 characters after the prefix. The root token's length (28) fixes the length of
+/// generate-root's one-time password.
+const TOKEN_RANDOM_LEN: usize = 24;
+
+const ACCESSOR_LEN: usize = 24;
+
+/// What a create request asks for.
+struct CreateParams {
+    id: Option<String>,
+    policies: Option<Vec<String>>,
+    meta: BTreeMap<String, String>,
+    no_parent: bool,
+    no_default_policy: bool,
+    renewable: bool,
+    ttl: Option<Duration>,
+    explicit_max_ttl: Duration,
+    display_name: Option<String>,
+    num_uses: u64,
+    period: Duration,
+}
+
+impl CreateParams {
+    fn parse(request: &Request) -> Result<CreateParams, Error> {
+        let data = &request.data;
+        if let Some(kind) = params::string(data, "type")? {
+            match kind.as_str() {
+                "" | "service" | "default" | "default-service" => {}
+                "batch" | "default-batch" => {
+                    return Err(Error::bad_request("batch tokens are not supported"));
+                }
+                other => {
+                    return Err(Error::bad_request(format!(
+                        "invalid token type {other:?}: use \"service\""
+                    )));
+                }
+            }
+        }
+        let ttl = match params::duration(data, "ttl")? {
+            Some(ttl) => Some(ttl),
+            None => params::duration(data, "lease")?,
+        };
+        Ok(CreateParams {
+            id: params::string(data, "id")?.filter(|id| !id.is_empty()),
+            policies: params::string_list(data, "policies")?
+                .map(|names| names.iter().map(|name| name.to_lowercase()).collect()),
+            meta: params::string_map(data, "meta")?,
+            no_parent: params::boolean(data, "no_parent")?.unwrap_or(false),
+            no_default_policy: params::boolean(data, "no_default_policy")?.unwrap_or(false),
+            renewable: params::boolean(data, "renewable")?.unwrap_or(true),
+            ttl,
+            explicit_max_ttl: params::duration(data, "explicit_max_ttl")?.unwrap_or_default(),
+            display_name: params::string(data, "display_name")?.filter(|name| !name.is_empty()),
+            num_uses: params::integer(data, "num_uses")?.unwrap_or(0),
+            period: params::duration(data, "period")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// Handles `create` and `create-orphan`. `orphan_path` is true for `create-orphan`.
+pub(super) fn create(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    txn: &mut dyn Transaction,
+    orphan_path: bool,
+) -> Result<Response, Error> {
+    let params = CreateParams::parse(request)?;
+    let sudo = acl::has_sudo(core, caller, &request.path, txn)?;
+    check_privileges(&params, caller, sudo)?;
+    let policies = child_policies(&params, caller, sudo)?;
+    let warnings = missing_policy_warnings(core, &policies, txn)?;
+    let orphan = orphan_path || params.no_parent;
+
+    let ttl = initial_ttl(&core.config, &policies, &params);
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let token = match &params.id {
+        Some(id) => Secret::new(id.clone()),
+        None => new_token(&mut view),
+    };
+    let token_hash = store::new_hash(&mut view, token.expose())?;
+    if store::get(&view, &token_hash)?.is_some() {
+        return Err(Error::bad_request(
+            "a token with the requested id already exists",
+        ));
+    }
+    let entry = TokenEntry {
+        accessor: crate::ids::base62(view.rng(), ACCESSOR_LEN),
+        policies,
+        parent: if orphan {
+            String::new()
+        } else {
+            caller.token_hash.clone()
+        },
+        display_name: display_name(params.display_name.as_deref()),
+        meta: params.meta,
+        creation_time: ctx.now,
+        creation_ttl: ttl.as_secs(),
+        explicit_max_ttl: params.explicit_max_ttl.as_secs(),
+        period: params.period.as_secs(),
+        ttl: ttl.as_secs(),
+        expire_time: expiry(ctx.now, ttl),
+        last_renewal_time: None,
+        num_uses: params.num_uses,
+        renewable: params.renewable && !ttl.is_zero(),
+        orphan,
+        path: request.path.trim_end_matches('/').to_owned(),
+        token_type: String::from("service"),
+    };
+    store::save(&mut view, &token_hash, &entry)?;
+    Ok(auth_response(&token, &entry, warnings))
+}
+
+/// Creates a root token (policy `root`, no TTL, orphan) in `view`.
+pub(super) fn root_token(view: &mut SecureView<'_>, now: Timestamp) -> Result<Secret, Error> {
+    let token = new_token(view);
+    let token_hash = store::new_hash(view, token.expose())?;
+    let entry = TokenEntry {
+        accessor: crate::ids::base62(view.rng(), ACCESSOR_LEN),
+        policies: vec![String::from(ROOT_POLICY)],
+        display_name: String::from("root"),
+        creation_time: now,
+        orphan: true,
+        path: String::from("auth/token/root"),
+        token_type: String::from("service"),
+        ..TokenEntry::default()
+    };
+    store::save(view, &token_hash, &entry)?;
+    Ok(token)
+}
+
+fn new_token(view: &mut SecureView<'_>) -> Secret {
+    Secret::new(format!(
+        "{TOKEN_PREFIX}{}",
+        crate::ids::base62(view.rng(), TOKEN_RANDOM_LEN)
+    ))
+}
+
+fn check_privileges(params: &CreateParams, caller: &Caller, sudo: bool) -> Result<(), Error> {
+    if let Some(id) = &params.id {
+        if !caller.is_root() {
+            return Err(Error::bad_request(
+                "root privileges required to specify token id",
+            ));
+        }
+        if id.contains('.') {
+            return Err(Error::bad_request("token ids may not contain a '.'"));
+        }
+    }
+    if params.no_parent && !sudo {
+        return Err(Error::bad_request(
+            "root or sudo privileges required to create orphan token",
+        ));
+    }
+    if !params.period.is_zero() && !sudo {
+        return Err(Error::bad_request(
+            "root or sudo privileges required to create periodic token",
+        ));
+    }
+    Ok(())
+}
+
+/// The new token's policies: the requested ones (a subset of the caller's unless the caller is
+/// root or has sudo), or the caller's own; plus `default` unless opted out. A list holding
+/// `root` is just `["root"]`.
+fn child_policies(
+    params: &CreateParams,
+    caller: &Caller,
+    sudo: bool,
+) -> Result<Vec<String>, Error> {
+    let mut policies: Vec<String> = match &params.policies {
+        Some(requested) if !requested.is_empty() => {
+            let allowed = |name: &String| name == DEFAULT_POLICY || caller.policies.contains(name);
+            if !sudo && !requested.iter().all(allowed) {
+                return Err(Error::bad_request(
+                    "child policies must be subset of parent",
+                ));
+            }
+            requested.clone()
+        }
+        _ => caller.policies.clone(),
+    };
+    if !params.no_default_policy {
+        policies.push(String::from(DEFAULT_POLICY));
+    } else {
+        policies.retain(|name| name != DEFAULT_POLICY);
+    }
+    if policies.iter().any(|name| name == ROOT_POLICY) {
+        return Ok(vec![String::from(ROOT_POLICY)]);
+    }
+    policies.sort();
+    policies.dedup();
+    Ok(policies)
+}
+
+fn missing_policy_warnings(
+    core: &Core,
+    policies: &[String],
+    txn: &dyn Transaction,
+) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    for name in policies {
+        if name == ROOT_POLICY || name == DEFAULT_POLICY {
+            continue;
+        }
+        if core.policies.get(core, txn, name)?.is_none() {
+            warnings.push(format!("Policy {name:?} does not exist"));
+        }
+    }
+    Ok(warnings)
+}
+
+/// The TTL of a new token. A periodic token lives one period; a root token that asks for no
+/// TTL never expires; any other token gets its TTL or the default, capped by the system maximum
+/// and by its explicit maximum.
+fn initial_ttl(config: &CoreConfig, policies: &[String], params: &CreateParams) -> Duration {
+    let explicit_max = params.explicit_max_ttl;
+    let cap = |ttl: Duration| {
+        if explicit_max.is_zero() {
+            ttl
+        } else {
+            ttl.min(explicit_max)
+        }
+    };
+    if !params.period.is_zero() {
+        return cap(params.period);
+    }
+    let requested = params.ttl.filter(|ttl| !ttl.is_zero());
+    if requested.is_none() && policies.iter().any(|name| name == ROOT_POLICY) {
+        return Duration::ZERO;
+    }
+    let ttl = requested.unwrap_or(config.default_lease_ttl);
+    cap(ttl.min(config.max_lease_ttl))
+}
+
+/// The TTL of a renewal at `now`, or a 400 when the token cannot be renewed.
+pub(super) fn renewed_ttl(
+    config: &CoreConfig,
+    entry: &TokenEntry,
+    increment: Option<Duration>,
+    now: Timestamp,
+) -> Result<Duration, Error> {
+    if !entry.renewable || entry.ttl == 0 {
+        return Err(Error::bad_request("lease is not renewable"));
+    }
+    let age = now.saturating_since(entry.creation_time);
+    let mut ttl = if entry.period > 0 {
+        Duration::from_secs(entry.period)
+    } else {
+        let requested = increment.filter(|ttl| !ttl.is_zero());
+        let ttl = requested.unwrap_or(Duration::from_secs(entry.creation_ttl));
+        ttl.min(config.max_lease_ttl.saturating_sub(age))
+    };
+    if entry.explicit_max_ttl > 0 {
+        ttl = ttl.min(Duration::from_secs(entry.explicit_max_ttl).saturating_sub(age));
+    }
+    Ok(ttl)
+}
+
+/// When a lease of `ttl` from `now` ends, or `None` for a zero TTL.
+pub(super) fn expiry(now: Timestamp, ttl: Duration) -> Option<Timestamp> {
+    (!ttl.is_zero()).then(|| now.saturating_add(ttl))
+}
+
+/// Vault's display names: `token`, or `token-` and the requested name with every character
+/// other than letters, digits and `-` turned into `-`.
+fn display_name(requested: Option<&str>) -> String {
+    let Some(requested) = requested else {
+        return String::from("token");
+    };
+    let full: String = format!("token-{requested}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    full.trim_end_matches('-').to_owned()
+}

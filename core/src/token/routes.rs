@@ -1,0 +1,247 @@
+//! The `auth/token/` paths other than creation: lookup, renew, revoke and accessors.
+
+use serde_json::{Map, json};
+
+use super::create::{self, expiry, renewed_ttl};
+use super::params;
+use super::response::{auth_response, lookup_data};
+use super::store::{self, TokenEntry};
+use crate::Core;
+use crate::barrier::SecureView;
+use crate::error::Error;
+use crate::handler::Ctx;
+use crate::request::{Caller, Operation, Request, Response, Secret};
+use crate::storage::Transaction;
+
+/// Which token a request is about.
+enum Target {
+    /// The calling token.
+    Caller,
+    /// The token in the `token` field, or the caller's when the field is empty.
+    Token,
+    /// The token with the accessor in the `accessor` field.
+    Accessor,
+}
+
+/// Routes `auth/token/<rest>`.
+pub(super) fn dispatch(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    rest: &str,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    use Operation::{List, Read, Update};
+    match (request.operation, rest) {
+        (Update, "create") => create::create(core, ctx, request, caller, txn, false),
+        (Update, "create-orphan") => create::create(core, ctx, request, caller, txn, true),
+        (Update, role) if role.starts_with("create/") => {
+            // NOTE: token roles are not implemented, so every role name is unknown.
+            let name = &role["create/".len()..];
+            Err(Error::bad_request(format!("unknown role {name}")))
+        }
+        (List, "roles") => Err(Error::not_found()),
+        (Read | Update, "lookup-self") => lookup(core, ctx, request, caller, Target::Caller, txn),
+        (Read | Update, "lookup") => lookup(core, ctx, request, caller, Target::Token, txn),
+        (Update, "lookup-accessor") => lookup(core, ctx, request, caller, Target::Accessor, txn),
+        (Update, "renew-self") => renew(core, ctx, request, caller, Target::Caller, txn),
+        (Update, "renew") => renew(core, ctx, request, caller, Target::Token, txn),
+        (Update, "renew-accessor") => renew(core, ctx, request, caller, Target::Accessor, txn),
+        (Update, "revoke-self") => revoke(core, ctx, request, caller, Target::Caller, txn),
+        (Update, "revoke") => revoke(core, ctx, request, caller, Target::Token, txn),
+        (Update, "revoke-accessor") => revoke(core, ctx, request, caller, Target::Accessor, txn),
+        (Update, "revoke-orphan") => revoke_orphan(core, ctx, request, caller, txn),
+        (List, "accessors") => list_accessors(core, ctx, txn),
+        (_, path) if is_known(path) => Err(Error::unsupported_operation()),
+        _ => Err(Error::no_handler(&request.path)),
+    }
+}
+
+fn is_known(path: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "create",
+        "create-orphan",
+        "lookup",
+        "lookup-self",
+        "lookup-accessor",
+        "renew",
+        "renew-self",
+        "renew-accessor",
+        "revoke",
+        "revoke-self",
+        "revoke-accessor",
+        "revoke-orphan",
+        "accessors",
+        "roles",
+    ];
+    KNOWN.contains(&path)
+}
+
+/// A resolved target: its hash, its entry, and the token when the request carried it.
+struct Found {
+    token_hash: String,
+    entry: TokenEntry,
+    token: Option<Secret>,
+}
+
+/// Finds the target token. An unknown token is a 403 `bad token`, an unknown accessor a 400
+/// `invalid accessor`.
+fn find(
+    view: &SecureView<'_>,
+    request: &Request,
+    caller: &Caller,
+    target: Target,
+) -> Result<Found, Error> {
+    let named = match target {
+        Target::Token => params::string(&request.data, "token")?.filter(|token| !token.is_empty()),
+        _ => None,
+    };
+    match (target, named) {
+        (Target::Accessor, _) => {
+            let accessor = params::string(&request.data, "accessor")?.unwrap_or_default();
+            let invalid = || Error::bad_request("invalid accessor");
+            let token_hash = store::hash_for_accessor(view, &accessor)?.ok_or_else(invalid)?;
+            let entry = store::get(view, &token_hash)?.ok_or_else(invalid)?;
+            Ok(Found {
+                token_hash,
+                entry,
+                token: None,
+            })
+        }
+        (Target::Token, Some(token)) => {
+            let (token_hash, entry) = store::find(view, &token)?.ok_or_else(bad_token)?;
+            Ok(Found {
+                token_hash,
+                entry,
+                token: Some(Secret::new(token)),
+            })
+        }
+        (Target::Caller | Target::Token, _) => {
+            let entry = store::get(view, &caller.token_hash)?.ok_or_else(bad_token)?;
+            Ok(Found {
+                token_hash: caller.token_hash.clone(),
+                entry,
+                token: request.token.clone(),
+            })
+        }
+    }
+}
+
+fn bad_token() -> Error {
+    Error::api(403, "bad token")
+}
+
+fn lookup(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    target: Target,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let found = find(&view, request, caller, target)?;
+    if found.entry.is_expired(ctx.now) {
+        return Err(bad_token());
+    }
+    let id = found.token.as_ref().map_or("", Secret::expose);
+    Ok(Response::data(lookup_data(&found.entry, id, ctx.now)))
+}
+
+fn renew(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    target: Target,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let increment = params::duration(&request.data, "increment")?;
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let mut found = find(&view, request, caller, target)?;
+    if found.entry.is_expired(ctx.now) {
+        return Err(bad_token());
+    }
+    let ttl = renewed_ttl(&core.config, &found.entry, increment, ctx.now)?;
+    found.entry.ttl = ttl.as_secs();
+    found.entry.expire_time = expiry(ctx.now, ttl);
+    found.entry.last_renewal_time = Some(ctx.now);
+    store::save(&mut view, &found.token_hash, &found.entry)?;
+    let token = found.token.unwrap_or_default();
+    Ok(auth_response(&token, &found.entry, Vec::new()))
+}
+
+fn revoke(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    target: Target,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    match find(&view, request, caller, target) {
+        Ok(found) => store::revoke_tree(&mut view, &found.token_hash)?,
+        // Revoking a token that is already gone succeeds, as in Vault.
+        Err(Error::Api { status: 403, .. }) => {}
+        Err(error) => return Err(error),
+    }
+    Ok(Response::NoContent)
+}
+
+fn revoke_orphan(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: &Caller,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    match find(&view, request, caller, Target::Token) {
+        Ok(found) => store::revoke_orphan(&mut view, &found.token_hash)?,
+        Err(Error::Api { status: 403, .. }) => {}
+        Err(error) => return Err(error),
+    }
+    Ok(Response::NoContent)
+}
+
+fn list_accessors(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let keys = store::accessors(&view)?;
+    if keys.is_empty() {
+        return Err(Error::not_found());
+    }
+    let mut data = Map::new();
+    data.insert("keys".into(), json!(keys));
+    Ok(Response::data(data))
+}
+
+/// The policies of a token, for `sys/capabilities`.
+pub(crate) fn policies_of_token(
+    view: &SecureView<'_>,
+    token: &str,
+    now: crate::time::Timestamp,
+) -> Result<Option<Vec<String>>, Error> {
+    Ok(store::find(view, token)?
+        .filter(|(_, entry)| !entry.is_expired(now))
+        .map(|(_, entry)| entry.policies))
+}
+
+/// The policies of the token with `accessor`, for `sys/capabilities-accessor`.
+pub(crate) fn policies_of_accessor(
+    view: &SecureView<'_>,
+    accessor: &str,
+    now: crate::time::Timestamp,
+) -> Result<Option<Vec<String>>, Error> {
+    let Some(token_hash) = store::hash_for_accessor(view, accessor)? else {
+        return Ok(None);
+    };
+    Ok(store::get(view, &token_hash)?
+        .filter(|entry| !entry.is_expired(now))
+        .map(|entry| entry.policies))
+}
