@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::params;
 use super::response::auth_response;
+use super::roles::{self, TokenRole};
 use super::store::{self, TokenEntry};
 use crate::Core;
 use crate::acl::{self, DEFAULT_POLICY, ROOT_POLICY};
@@ -76,23 +77,52 @@ impl CreateParams {
     }
 }
 
-/// Handles `create` and `create-orphan`. `orphan_path` is true for `create-orphan`.
+/// Which creation path a request took.
+pub(super) enum CreateKind<'a> {
+    /// `auth/token/create`.
+    Normal,
+    /// `auth/token/create-orphan`: an orphan without needing sudo.
+    Orphan,
+    /// `auth/token/create/:role_name`.
+    Role(&'a str),
+}
+
+/// The lifetime limits of a new token, from the request and its role.
+struct Limits {
+    period: Duration,
+    explicit_max_ttl: Duration,
+}
+
+/// Handles `create`, `create-orphan` and `create/:role_name`.
 pub(super) fn create(
     core: &Core,
     ctx: &mut Ctx<'_>,
     request: &Request,
     caller: &Caller,
     txn: &mut dyn Transaction,
-    orphan_path: bool,
+    kind: CreateKind<'_>,
 ) -> Result<Response, Error> {
     let params = CreateParams::parse(request)?;
+    let role = match kind {
+        CreateKind::Role(name) => Some(load_role(core, ctx, txn, name)?),
+        _ => None,
+    };
     let sudo = acl::has_sudo(core, caller, &request.path, txn)?;
     check_privileges(&params, caller, sudo)?;
-    let policies = child_policies(&params, caller, sudo)?;
+    let policies = child_policies(&params, caller, sudo, role.as_ref())?;
     let warnings = missing_policy_warnings(core, &policies, txn)?;
-    let orphan = orphan_path || params.no_parent;
+    let role_orphan = role.as_ref().is_some_and(|role| role.orphan);
+    let orphan = matches!(kind, CreateKind::Orphan) || params.no_parent || role_orphan;
+    let limits = limits(&params, role.as_ref());
+    let renewable = params.renewable && role.as_ref().is_none_or(|role| role.renewable);
+    let mut path = request.path.trim_end_matches('/').to_owned();
+    if let Some(suffix) = role.as_ref().map(|role| role.path_suffix.as_str()) {
+        if !suffix.is_empty() {
+            path = format!("{path}/{suffix}");
+        }
+    }
 
-    let ttl = initial_ttl(&core.config, &policies, &params);
+    let ttl = initial_ttl(&core.config, &policies, &params, &limits);
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
     let token = match &params.id {
         Some(id) => Secret::new(id.clone()),
@@ -116,16 +146,17 @@ pub(super) fn create(
         meta: params.meta,
         creation_time: ctx.now,
         creation_ttl: ttl.as_secs(),
-        explicit_max_ttl: params.explicit_max_ttl.as_secs(),
-        period: params.period.as_secs(),
+        explicit_max_ttl: limits.explicit_max_ttl.as_secs(),
+        period: limits.period.as_secs(),
         ttl: ttl.as_secs(),
         expire_time: expiry(ctx.now, ttl),
         last_renewal_time: None,
         num_uses: params.num_uses,
-        renewable: params.renewable && !ttl.is_zero(),
+        renewable: renewable && !ttl.is_zero(),
         orphan,
-        path: request.path.trim_end_matches('/').to_owned(),
+        path,
         token_type: String::from("service"),
+        role: role.map(|role| role.name).unwrap_or_default(),
     };
     store::save(&mut view, &token_hash, &entry)?;
     Ok(auth_response(&token, &entry, warnings))
@@ -147,6 +178,37 @@ pub(super) fn root_token(view: &mut SecureView<'_>, now: Timestamp) -> Result<Se
     };
     store::save(view, &token_hash, &entry)?;
     Ok(token)
+}
+
+fn load_role(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    txn: &mut dyn Transaction,
+    name: &str,
+) -> Result<TokenRole, Error> {
+    let view = core.barrier.view(txn, &mut *ctx.rng)?;
+    roles::get(&view, name)?.ok_or_else(|| Error::bad_request(format!("unknown role {name}")))
+}
+
+/// A role's period replaces the requested one, and the lower of two explicit maximums wins.
+fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
+    let role_period = role.map_or(Duration::ZERO, |role| Duration::from_secs(role.period));
+    let role_max = role.map_or(Duration::ZERO, |role| {
+        Duration::from_secs(role.explicit_max_ttl)
+    });
+    let explicit_max_ttl = match (params.explicit_max_ttl, role_max) {
+        (requested, Duration::ZERO) => requested,
+        (Duration::ZERO, role_max) => role_max,
+        (requested, role_max) => requested.min(role_max),
+    };
+    Limits {
+        period: if role_period.is_zero() {
+            params.period
+        } else {
+            role_period
+        },
+        explicit_max_ttl,
+    }
 }
 
 fn new_token(view: &mut SecureView<'_>) -> Secret {
@@ -180,26 +242,53 @@ fn check_privileges(params: &CreateParams, caller: &Caller, sudo: bool) -> Resul
     Ok(())
 }
 
-/// The new token's policies: the requested ones (a subset of the caller's unless the caller is
-/// root or has sudo), or the caller's own; plus `default` unless opted out. A list holding
-/// `root` is just `["root"]`.
+/// The new token's policies: the requested ones or else the caller's (or the role's allowed
+/// ones), plus `default` unless opted out. Requested policies must be a subset of the role's
+/// allowed policies when it has some, and otherwise of the caller's unless the caller is root
+/// or has sudo. A list holding `root` is just `["root"]`.
 fn child_policies(
     params: &CreateParams,
     caller: &Caller,
     sudo: bool,
+    role: Option<&TokenRole>,
 ) -> Result<Vec<String>, Error> {
-    let mut policies: Vec<String> = match &params.policies {
-        Some(requested) if !requested.is_empty() => {
-            let allowed = |name: &String| name == DEFAULT_POLICY || caller.policies.contains(name);
-            if !sudo && !requested.iter().all(allowed) {
+    let requested = params.policies.as_ref().filter(|names| !names.is_empty());
+    let allowed_by_role = role
+        .map(|role| role.allowed_policies.as_slice())
+        .filter(|allowed| !allowed.is_empty());
+    let mut policies: Vec<String> = match (requested, allowed_by_role) {
+        (Some(requested), Some(allowed)) => {
+            let permitted = |name: &String| name == DEFAULT_POLICY || allowed.contains(name);
+            if !requested.iter().all(permitted) {
+                return Err(Error::bad_request(
+                    "token policies must be subset of the role's allowed policies",
+                ));
+            }
+            requested.clone()
+        }
+        (None, Some(allowed)) => allowed.to_vec(),
+        (Some(requested), None) => {
+            let permitted =
+                |name: &String| name == DEFAULT_POLICY || caller.policies.contains(name);
+            if !sudo && !requested.iter().all(permitted) {
                 return Err(Error::bad_request(
                     "child policies must be subset of parent",
                 ));
             }
             requested.clone()
         }
-        _ => caller.policies.clone(),
+        (None, None) => caller.policies.clone(),
     };
+    if let Some(role) = role {
+        if let Some(name) = policies
+            .iter()
+            .find(|name| role.disallowed_policies.contains(name))
+        {
+            return Err(Error::bad_request(format!(
+                "token policy {name:?} is disallowed by this role"
+            )));
+        }
+    }
     if !params.no_default_policy {
         policies.push(String::from(DEFAULT_POLICY));
     } else {
@@ -233,8 +322,13 @@ fn missing_policy_warnings(
 /// The TTL of a new token. A periodic token lives one period; a root token that asks for no
 /// TTL never expires; any other token gets its TTL or the default, capped by the system maximum
 /// and by its explicit maximum.
-fn initial_ttl(config: &CoreConfig, policies: &[String], params: &CreateParams) -> Duration {
-    let explicit_max = params.explicit_max_ttl;
+fn initial_ttl(
+    config: &CoreConfig,
+    policies: &[String],
+    params: &CreateParams,
+    limits: &Limits,
+) -> Duration {
+    let explicit_max = limits.explicit_max_ttl;
     let cap = |ttl: Duration| {
         if explicit_max.is_zero() {
             ttl
@@ -242,8 +336,8 @@ fn initial_ttl(config: &CoreConfig, policies: &[String], params: &CreateParams) 
             ttl.min(explicit_max)
         }
     };
-    if !params.period.is_zero() {
-        return cap(params.period);
+    if !limits.period.is_zero() {
+        return cap(limits.period);
     }
     let requested = params.ttl.filter(|ttl| !ttl.is_zero());
     if requested.is_none() && policies.iter().any(|name| name == ROOT_POLICY) {

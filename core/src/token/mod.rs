@@ -6,6 +6,7 @@
 mod create;
 mod params;
 mod response;
+mod roles;
 mod routes;
 mod store;
 

@@ -77,6 +77,9 @@ pub(super) fn lookup_data(entry: &TokenEntry, id: &str, now: Timestamp) -> Map<S
         map.insert("last_renewal_time".into(), json!(renewed.as_secs()));
         map.insert("last_renewal".into(), json!(renewed.to_rfc3339()));
     }
+    if !entry.role.is_empty() {
+        map.insert("role".into(), json!(entry.role));
+    }
     if entry.period > 0 {
         map.insert("period".into(), json!(entry.period));
     }

@@ -2,9 +2,10 @@
 
 use serde_json::{Map, json};
 
-use super::create::{self, expiry, renewed_ttl};
+use super::create::{CreateKind, create, expiry, renewed_ttl};
 use super::params;
 use super::response::{auth_response, lookup_data};
+use super::roles;
 use super::store::{self, TokenEntry};
 use crate::Core;
 use crate::barrier::SecureView;
@@ -33,15 +34,20 @@ pub(super) fn dispatch(
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     use Operation::{List, Read, Update};
+    if let Some((base, moved)) = path_parameter(request, rest) {
+        return dispatch(core, ctx, &moved, caller, base, txn);
+    }
     match (request.operation, rest) {
-        (Update, "create") => create::create(core, ctx, request, caller, txn, false),
-        (Update, "create-orphan") => create::create(core, ctx, request, caller, txn, true),
+        (Update, "create") => create(core, ctx, request, caller, txn, CreateKind::Normal),
+        (Update, "create-orphan") => create(core, ctx, request, caller, txn, CreateKind::Orphan),
         (Update, role) if role.starts_with("create/") => {
-            // NOTE: token roles are not implemented, so every role name is unknown.
             let name = &role["create/".len()..];
-            Err(Error::bad_request(format!("unknown role {name}")))
+            create(core, ctx, request, caller, txn, CreateKind::Role(name))
         }
-        (List, "roles") => Err(Error::not_found()),
+        (_, "roles") => roles::handle(core, ctx, request, "", txn),
+        (_, role) if role.starts_with("roles/") => {
+            roles::handle(core, ctx, request, &role["roles/".len()..], txn)
+        }
         (Read | Update, "lookup-self") => lookup(core, ctx, request, caller, Target::Caller, txn),
         (Read | Update, "lookup") => lookup(core, ctx, request, caller, Target::Token, txn),
         (Update, "lookup-accessor") => lookup(core, ctx, request, caller, Target::Accessor, txn),
@@ -56,6 +62,20 @@ pub(super) fn dispatch(
         (_, path) if is_known(path) => Err(Error::unsupported_operation()),
         _ => Err(Error::no_handler(&request.path)),
     }
+}
+
+/// The older forms that put the token or accessor in the path (`lookup/<token>`,
+/// `revoke-accessor/<accessor>`, ...), as the request with that value moved into its data.
+fn path_parameter<'a>(request: &Request, rest: &'a str) -> Option<(&'a str, Request)> {
+    let (base, value) = rest.split_once('/')?;
+    let field = match base {
+        "lookup" | "renew" | "revoke" | "revoke-orphan" => "token",
+        "lookup-accessor" | "renew-accessor" | "revoke-accessor" => "accessor",
+        _ => return None,
+    };
+    let mut moved = request.clone();
+    moved.data.insert(field.to_owned(), json!(value));
+    Some((base, moved))
 }
 
 fn is_known(path: &str) -> bool {
@@ -73,7 +93,6 @@ fn is_known(path: &str) -> bool {
         "revoke-accessor",
         "revoke-orphan",
         "accessors",
-        "roles",
     ];
     KNOWN.contains(&path)
 }

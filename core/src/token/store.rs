@@ -53,6 +53,9 @@ pub(crate) struct TokenEntry {
     pub(crate) orphan: bool,
     pub(crate) path: String,
     pub(crate) token_type: String,
+    /// The role the token was created with, or empty.
+    #[serde(default)]
+    pub(crate) role: String,
 }
 
 impl TokenEntry {

@@ -406,3 +406,70 @@ fn debug_output_hides_tokens() {
     assert_eq!(caller.policies, ["a", "default"]);
     assert!(!format!("{caller:?}").contains(&token));
 }
+
+#[test]
+fn role_lifecycle_and_listing() {
+    let mut node = Node::new();
+    let request = node.root_request(Operation::List, "auth/token/roles/", json!({}));
+    assert_eq!(node.fail(request).status(), 404);
+    let request = node.root_request(Operation::Update, "auth/token/roles/testrole", json!({}));
+    assert_eq!(node.ok(request), Response::NoContent);
+    let request = node.root_request(Operation::List, "auth/token/roles/", json!({}));
+    assert_eq!(data_of(node.ok(request))["keys"], json!(["testrole"]));
+    let request = node.root_request(Operation::Read, "auth/token/roles/testrole", json!({}));
+    let data = data_of(node.ok(request));
+    assert_eq!(data["orphan"], false);
+    assert_eq!(data["renewable"], true);
+    let request = node.root_request(Operation::Delete, "auth/token/roles/testrole", json!({}));
+    assert_eq!(node.ok(request), Response::NoContent);
+    let request = node.root_request(Operation::Read, "auth/token/roles/testrole", json!({}));
+    assert_eq!(node.fail(request).status(), 404);
+}
+
+#[test]
+fn role_sets_policies_orphan_and_period() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/testrole",
+        json!({"allowed_policies": "testpolicy", "orphan": true, "period": "10m",
+               "path_suffix": "ci"}),
+    );
+    node.ok(request);
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create/testrole",
+        json!({"lease": "1h"}),
+    );
+    let auth = auth_of(node.ok(request));
+    assert_eq!(auth.policies, ["default", "testpolicy"]);
+    assert!(auth.orphan);
+    assert_eq!(auth.lease_duration, 600);
+    let data = lookup_self(&mut node, auth.client_token.expose()).unwrap();
+    assert_eq!(data["role"], "testrole");
+    assert_eq!(data["path"], "auth/token/create/testrole/ci");
+
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create/testrole",
+        json!({"policies": ["other"]}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+    let request = node.root_request(Operation::Update, "auth/token/create/missing", json!({}));
+    assert_eq!(node.fail(request).to_string(), "400: unknown role missing");
+}
+
+#[test]
+fn token_in_path_form_is_accepted() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let auth = node.create_token(&root, json!({"policies": ["a"]}));
+    let token = auth.client_token.expose().to_owned();
+    let path = format!("auth/token/lookup/{token}");
+    let data = data_of(node.ok(node.root_request(Operation::Read, &path, json!({}))));
+    assert_eq!(data["accessor"], json!(auth.accessor));
+    let path = format!("auth/token/revoke/{token}");
+    let request = node.root_request(Operation::Update, &path, json!({}));
+    assert_eq!(node.ok(request), Response::NoContent);
+    assert_eq!(lookup_self(&mut node, &token), Err(403));
+}
