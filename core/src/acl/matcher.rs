@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use super::policy::{Capabilities, Policy};
 
-/// The capabilities `policies` grant on `path`, with `deny` applied.
+/// Computes the capabilities `policies` grant on `path`, with `deny` applied.
 pub(crate) fn evaluate<'a>(
     policies: impl IntoIterator<Item = &'a Policy> + Clone,
     path: &str,
@@ -76,7 +76,7 @@ fn glob_matches(pattern: &str, path: &str) -> bool {
     })
 }
 
-/// The byte offset of the first wildcard: a `+` segment or the trailing `*`.
+/// Returns the byte offset of the first wildcard: a `+` segment or the trailing `*`.
 fn first_wildcard(pattern: &str) -> usize {
     let mut offset = 0;
     for segment in pattern.split('/') {

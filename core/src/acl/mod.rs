@@ -73,7 +73,7 @@ pub fn authorize(
     Ok(())
 }
 
-/// The capabilities `policies` grant on `path`, with `deny` applied. A policy list holding
+/// Computes the capabilities `policies` grant on `path`, with `deny` applied. A policy list with
 /// `root` gets [`Capabilities::ROOT`]; policies that do not exist grant nothing.
 pub fn capabilities(
     core: &Core,
@@ -96,7 +96,7 @@ pub fn capabilities(
     ))
 }
 
-/// Whether `caller` is root or has `sudo` on `path`, for handlers that decide it themselves
+/// Returns whether `caller` is root or has `sudo` on `path`, for handlers that decide it themselves
 /// (`sys/seal`, token creation with `no_parent` or `period`).
 pub fn has_sudo(
     core: &Core,
@@ -117,7 +117,7 @@ pub fn initialize(core: &Core, view: &mut SecureView<'_>) -> Result<(), Error> {
     core.policies.put(view, &policy)
 }
 
-/// The capability an operation needs. A write needs `create` when the engine reports that the
+/// Returns the capability an operation needs. A write needs `create` when the engine reports that the
 /// target does not exist, and `update` otherwise, as Vault's existence check decides.
 fn required_capability(
     core: &Core,

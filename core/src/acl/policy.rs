@@ -57,17 +57,17 @@ impl Capabilities {
         Capabilities(self.0 | other.0)
     }
 
-    /// Whether every capability of `other` is in this set.
+    /// Returns whether every capability of `other` is in this set.
     pub fn contains(self, other: Capabilities) -> bool {
         self.0 & other.0 == other.0
     }
 
-    /// Whether the set is empty.
+    /// Returns whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
-    /// The set with `deny` applied: a set containing `deny` grants nothing else.
+    /// Applies `deny`: a set containing `deny` grants nothing else.
     pub fn effective(self) -> Capabilities {
         if self.contains(Capabilities::DENY) {
             Capabilities::DENY
@@ -76,7 +76,7 @@ impl Capabilities {
         }
     }
 
-    /// The names as `sys/capabilities-self` reports them: `["root"]` for root, `["deny"]` for
+    /// Lists the names as `sys/capabilities-self` returns them: `["root"]` for root, `["deny"]` for
     /// an empty or denying set, otherwise the sorted names.
     pub fn names(self) -> Vec<String> {
         if self.contains(Capabilities::ROOT) {
@@ -105,7 +105,7 @@ pub struct Policy {
     pub rules: BTreeMap<String, Capabilities>,
 }
 
-/// Why a policy text was rejected.
+/// An error in policy text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// The text is neither valid HCL nor valid JSON.
@@ -125,7 +125,7 @@ pub enum PolicyError {
     InvalidValue {
         /// The key whose value is wrong.
         key: String,
-        /// What the value must be.
+        /// The expected shape of the value.
         expected: &'static str,
     },
 }

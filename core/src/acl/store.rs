@@ -11,7 +11,7 @@ use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::storage::{Partition, StorageError, Transaction};
 
-/// Where policies live in the shared partition: `sys/policy/<name>`.
+/// The key prefix of policies in the shared partition: `sys/policy/<name>`.
 pub(crate) const POLICY_PREFIX: &str = "sys/policy/";
 
 /// The stock `default` policy, written at initialisation.
@@ -71,7 +71,7 @@ impl PolicyStore {
         Ok(())
     }
 
-    /// The parsed policy called `name` as `txn` sees it, or `None` when it does not exist.
+    /// Returns the parsed policy called `name` as stored in `txn`, or `None` when it does not exist.
     /// `root` is built in and never stored, so it is `None` here too.
     pub fn get(
         &self,
@@ -97,7 +97,7 @@ impl PolicyStore {
         Ok(Some(policy))
     }
 
-    /// The names of every stored policy, sorted. `root` is not among them.
+    /// Lists the names of every stored policy, sorted. `root` is not among them.
     pub fn names(&self, txn: &dyn Transaction) -> Result<Vec<String>, Error> {
         let keys = txn.scan(Partition::Shared, POLICY_PREFIX, None, None)?;
         Ok(keys

@@ -13,7 +13,7 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
-/// Which of the two policy APIs a request uses; they differ in field names.
+/// The policy API a request uses. The two differ in field names.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Api {
     Legacy,
@@ -124,7 +124,7 @@ fn write(
     Ok(Response::NoContent)
 }
 
-/// The policy text of a write: `policy` (or `rules` on the legacy API), which the newer API
+/// Extracts the policy text of a write: `policy` (or `rules` on the legacy API), which the newer API
 /// also accepts base64-encoded.
 fn policy_text(request: &Request, api: Api) -> Result<String, Error> {
     let value = match (request.data.get("policy"), api) {
@@ -205,7 +205,7 @@ fn capabilities_other(
     capabilities_response(core, &policies, &paths, txn)
 }
 
-/// The `paths` list, or the older single `path`.
+/// Reads the `paths` list, or the older single `path`.
 fn requested_paths(request: &Request) -> Result<Vec<String>, Error> {
     let value = request
         .data

@@ -25,7 +25,7 @@ const TOKEN_RANDOM_LEN: usize = 24;
 
 const ACCESSOR_LEN: usize = 24;
 
-/// What a create request asks for.
+/// The parameters of a create request.
 struct CreateParams {
     id: Option<String>,
     policies: Option<Vec<String>>,
@@ -77,7 +77,7 @@ impl CreateParams {
     }
 }
 
-/// Which creation path a request took.
+/// The creation path of a request.
 pub(super) enum CreateKind<'a> {
     /// `auth/token/create`.
     Normal,
@@ -190,7 +190,7 @@ fn load_role(
     roles::get(&view, name)?.ok_or_else(|| Error::bad_request(format!("unknown role {name}")))
 }
 
-/// A role's period replaces the requested one, and the lower of two explicit maximums wins.
+/// Combines request and role limits: a role's period replaces the requested one, and the lower of two explicit maximums wins.
 fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
     let role_period = role.map_or(Duration::ZERO, |role| Duration::from_secs(role.period));
     let role_max = role.map_or(Duration::ZERO, |role| {
@@ -242,7 +242,7 @@ fn check_privileges(params: &CreateParams, caller: &Caller, sudo: bool) -> Resul
     Ok(())
 }
 
-/// The new token's policies: the requested ones or else the caller's (or the role's allowed
+/// Chooses the new token's policies: the requested ones or else the caller's (or the role's allowed
 /// ones), plus `default` unless opted out. Requested policies must be a subset of the role's
 /// allowed policies when it has some, and otherwise of the caller's unless the caller is root
 /// or has sudo. A list holding `root` is just `["root"]`.
@@ -319,7 +319,7 @@ fn missing_policy_warnings(
     Ok(warnings)
 }
 
-/// The TTL of a new token. A periodic token lives one period; a root token that asks for no
+/// The TTL of a new token. A periodic token lives one period; a root token that requests no
 /// TTL never expires; any other token gets its TTL or the default, capped by the system maximum
 /// and by its explicit maximum.
 fn initial_ttl(
@@ -347,7 +347,7 @@ fn initial_ttl(
     cap(ttl.min(config.max_lease_ttl))
 }
 
-/// The TTL of a renewal at `now`, or a 400 when the token cannot be renewed.
+/// Computes the TTL of a renewal at `now`, or a 400 when the token cannot be renewed.
 pub(super) fn renewed_ttl(
     config: &CoreConfig,
     entry: &TokenEntry,

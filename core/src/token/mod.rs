@@ -1,6 +1,6 @@
 //! The token store: tokens kept by salted hash in the local partition, and `auth/token/`.
 //!
-//! Storage never sees a token, only hex(HMAC-SHA256(salt, token)) with a per-node salt, so a
+//! Storage never contains a token, only hex(HMAC-SHA256(salt, token)) with a per-node salt, so a
 //! copy of the local partition cannot be used to authenticate.
 
 mod create;
@@ -39,7 +39,7 @@ impl TokenStore {
 /// Looks up the request's token and spends one use when it has a limit.
 ///
 /// A missing, unknown or expired token is a 403. An expired token is revoked on the way, and a
-/// token whose last use this is is revoked before the request runs, so its handler sees the
+/// token whose last use this is is revoked before the request runs, so its handler gets the
 /// caller but no longer finds the token.
 pub fn authenticate(
     core: &Core,

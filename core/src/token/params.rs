@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::time::parse_duration;
 
-/// A string field; numbers are accepted as their text.
+/// Reads a string field; numbers are accepted as their text.
 pub(super) fn string(data: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -18,7 +18,7 @@ pub(super) fn string(data: &Map<String, Value>, key: &str) -> Result<Option<Stri
     }
 }
 
-/// A boolean field; the strings `true`, `1`, `false` and `0` (any case) are accepted too.
+/// Reads a boolean field; the strings `true`, `1`, `false` and `0` (any case) are accepted too.
 pub(super) fn boolean(data: &Map<String, Value>, key: &str) -> Result<Option<bool>, Error> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -32,7 +32,7 @@ pub(super) fn boolean(data: &Map<String, Value>, key: &str) -> Result<Option<boo
     }
 }
 
-/// A non-negative integer field.
+/// Reads a non-negative integer field.
 pub(super) fn integer(data: &Map<String, Value>, key: &str) -> Result<Option<u64>, Error> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -49,7 +49,7 @@ pub(super) fn integer(data: &Map<String, Value>, key: &str) -> Result<Option<u64
     }
 }
 
-/// A duration field: integer seconds or a duration string such as `30m`.
+/// Reads a duration field: integer seconds or a duration string such as `30m`.
 pub(super) fn duration(data: &Map<String, Value>, key: &str) -> Result<Option<Duration>, Error> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -68,7 +68,7 @@ pub(super) fn duration(data: &Map<String, Value>, key: &str) -> Result<Option<Du
     }
 }
 
-/// A list of strings; a comma-separated string is accepted too.
+/// Reads a list of strings; a comma-separated string is accepted too.
 pub(super) fn string_list(
     data: &Map<String, Value>,
     key: &str,
@@ -94,7 +94,7 @@ pub(super) fn string_list(
     }
 }
 
-/// A map from strings to strings.
+/// Reads a map from strings to strings.
 pub(super) fn string_map(
     data: &Map<String, Value>,
     key: &str,

@@ -6,7 +6,7 @@ use super::store::TokenEntry;
 use crate::request::{Auth, Logical, Response, Secret};
 use crate::time::Timestamp;
 
-/// The `auth` envelope of a create or renew, with no `data`.
+/// Builds the `auth` envelope of a create or renew, with no `data`.
 pub(super) fn auth_response(token: &Secret, entry: &TokenEntry, warnings: Vec<String>) -> Response {
     let metadata = (!entry.meta.is_empty()).then(|| {
         entry
@@ -37,7 +37,7 @@ pub(super) fn auth_response(token: &Secret, entry: &TokenEntry, warnings: Vec<St
     })
 }
 
-/// The `data` of a lookup. `id` is the token when the caller presented it, and empty for a
+/// Builds the `data` of a lookup. `id` is the token when the caller presented it, and empty for a
 /// lookup by accessor.
 pub(super) fn lookup_data(entry: &TokenEntry, id: &str, now: Timestamp) -> Map<String, Value> {
     let meta = if entry.meta.is_empty() {

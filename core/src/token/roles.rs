@@ -49,7 +49,7 @@ impl TokenRole {
     }
 }
 
-/// The role called `name`, if it exists.
+/// Reads the role called `name`, if it exists.
 pub(crate) fn get(view: &SecureView<'_>, name: &str) -> Result<Option<TokenRole>, Error> {
     view.get_json(Partition::Shared, &format!("{ROLE_PREFIX}{name}"))
 }
@@ -98,6 +98,7 @@ fn write(view: &mut SecureView<'_>, request: &Request, name: &str) -> Result<Res
     }
     let data = &request.data;
     let mut role = get(view, name)?.unwrap_or_else(|| TokenRole::new(name));
+
     if let Some(policies) = params::string_list(data, "allowed_policies")? {
         role.allowed_policies = sanitize(policies);
     }
@@ -110,6 +111,7 @@ fn write(view: &mut SecureView<'_>, request: &Request, name: &str) -> Result<Res
     if let Some(renewable) = params::boolean(data, "renewable")? {
         role.renewable = renewable;
     }
+
     let period = params::duration(data, "token_period")?;
     if let Some(period) = period.or(params::duration(data, "period")?) {
         role.period = period.as_secs();
@@ -121,6 +123,7 @@ fn write(view: &mut SecureView<'_>, request: &Request, name: &str) -> Result<Res
     if let Some(suffix) = params::string(data, "path_suffix")? {
         role.path_suffix = suffix.trim_matches('/').to_owned();
     }
+
     view.put_json(Partition::Shared, &format!("{ROLE_PREFIX}{name}"), &role)?;
     Ok(Response::NoContent)
 }

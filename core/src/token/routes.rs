@@ -14,7 +14,7 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Operation, Request, Response, Secret};
 use crate::storage::Transaction;
 
-/// Which token a request is about.
+/// The token a request is about.
 enum Target {
     /// The calling token.
     Caller,
@@ -64,7 +64,7 @@ pub(super) fn dispatch(
     }
 }
 
-/// The older forms that put the token or accessor in the path (`lookup/<token>`,
+/// Rewrites the older forms that put the token or accessor in the path (`lookup/<token>`,
 /// `revoke-accessor/<accessor>`, ...), as the request with that value moved into its data.
 fn path_parameter<'a>(request: &Request, rest: &'a str) -> Option<(&'a str, Request)> {
     let (base, value) = rest.split_once('/')?;
@@ -240,7 +240,7 @@ fn list_accessors(
     Ok(Response::data(data))
 }
 
-/// The policies of a token, for `sys/capabilities`.
+/// Returns the policies of a token, for `sys/capabilities`.
 pub(crate) fn policies_of_token(
     view: &SecureView<'_>,
     token: &str,
@@ -251,7 +251,7 @@ pub(crate) fn policies_of_token(
         .map(|(_, entry)| entry.policies))
 }
 
-/// The policies of the token with `accessor`, for `sys/capabilities-accessor`.
+/// Returns the policies of the token with `accessor`, for `sys/capabilities-accessor`.
 pub(crate) fn policies_of_accessor(
     view: &SecureView<'_>,
     accessor: &str,

@@ -24,7 +24,7 @@ const ID_PREFIX: &str = "token/id/";
 pub(super) const ACCESSOR_PREFIX: &str = "token/accessor/";
 const PARENT_PREFIX: &str = "token/parent/";
 
-/// The most tokens one revocation removes. A larger tree fails instead of running unbounded.
+/// The maximum number of tokens one revocation removes. A larger tree fails instead of running unbounded.
 const MAX_REVOKED_TOKENS: usize = 100_000;
 
 /// A token as stored. The token itself is never stored, only its salted hash as the key.
@@ -59,7 +59,7 @@ pub(crate) struct TokenEntry {
 }
 
 impl TokenEntry {
-    /// Whether the token's lease ended at or before `now`.
+    /// Returns whether the token's lease ended at or before `now`.
     pub(crate) fn is_expired(&self, now: Timestamp) -> bool {
         self.expire_time.is_some_and(|expire| now >= expire)
     }
@@ -70,7 +70,7 @@ impl TokenEntry {
             .map_or(0, |expire| expire.saturating_since(now).as_secs())
     }
 
-    /// The caller this token authenticates.
+    /// Builds the caller this token authenticates.
     pub(crate) fn caller(&self, token_hash: &str) -> Caller {
         Caller {
             accessor: self.accessor.clone(),
@@ -87,14 +87,14 @@ struct AccessorEntry {
     token_hash: String,
 }
 
-/// The salted hash of `token`, or `None` when this node has no salt yet (and so no tokens).
+/// Computes the salted hash of `token`, or `None` when this node has no salt yet (and so no tokens).
 pub(crate) fn existing_hash(view: &SecureView<'_>, token: &str) -> Result<Option<String>, Error> {
     Ok(view
         .get(Partition::Local, SALT_KEY)?
         .map(|salt| hash_token(&salt, token)))
 }
 
-/// The salted hash of `token`, creating this node's salt on first use.
+/// Computes the salted hash of `token`, creating this node's salt on first use.
 pub(crate) fn new_hash(view: &mut SecureView<'_>, token: &str) -> Result<String, Error> {
     if let Some(hash) = existing_hash(view, token)? {
         return Ok(hash);
@@ -111,7 +111,7 @@ fn hash_token(salt: &[u8], token: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// The entry and hash of `token`, if it exists.
+/// Finds the entry and hash of `token`, if it exists.
 pub(crate) fn find(
     view: &SecureView<'_>,
     token: &str,
@@ -122,12 +122,12 @@ pub(crate) fn find(
     Ok(get(view, &hash)?.map(|entry| (hash, entry)))
 }
 
-/// The entry stored under `token_hash`.
+/// Reads the entry stored under `token_hash`.
 pub(crate) fn get(view: &SecureView<'_>, token_hash: &str) -> Result<Option<TokenEntry>, Error> {
     view.get_json(Partition::Local, &format!("{ID_PREFIX}{token_hash}"))
 }
 
-/// The hash of the token with `accessor`.
+/// Finds the hash of the token with `accessor`.
 pub(crate) fn hash_for_accessor(
     view: &SecureView<'_>,
     accessor: &str,
@@ -195,7 +195,7 @@ pub(crate) fn revoke_orphan(view: &mut SecureView<'_>, token_hash: &str) -> Resu
     remove(view, token_hash)
 }
 
-/// Every accessor of a live token, sorted.
+/// Lists the accessor of every live token, sorted.
 pub(crate) fn accessors(view: &SecureView<'_>) -> Result<Vec<String>, Error> {
     Ok(view
         .scan(Partition::Local, ACCESSOR_PREFIX)?
