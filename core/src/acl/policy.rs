@@ -444,6 +444,26 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in ".{0,200}") {
+            let _ = parse_policy("p", &text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_policy_like_text(
+            pattern in "[a-z/+*]{0,20}",
+            capability in "[a-z]{0,8}",
+        ) {
+            let text = format!("path \"{pattern}\" {{ capabilities = [\"{capability}\"] }}");
+            let parsed = parse_policy("p", &text);
+            proptest::prop_assert_eq!(
+                parsed.is_ok(),
+                Capabilities::from_name(&capability).is_some()
+            );
+        }
+    }
+
     #[test]
     fn name_is_lowercased_and_text_kept() {
         let text = "path \"a\" { capabilities = [\"read\"] }";

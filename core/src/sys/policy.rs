@@ -137,6 +137,11 @@ fn policy_text(request: &Request, api: Api) -> Result<String, Error> {
         Some(_) => return Err(Error::bad_request("invalid policy: expected a string")),
         None => return Err(Error::bad_request("missing policy: send the policy text")),
     };
+    if text.trim().is_empty() {
+        return Err(Error::bad_request(
+            "missing policy: the policy text is empty",
+        ));
+    }
     if api == Api::Acl {
         if let Some(decoded) = decode_base64(&text) {
             return Ok(decoded);

@@ -124,6 +124,7 @@ pub(super) fn create(
 
     let ttl = initial_ttl(&core.config, &policies, &params, &limits);
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    check_parent_unlimited(&view, caller)?;
     let token = match &params.id {
         Some(id) => Secret::new(id.clone()),
         None => new_token(&mut view),
@@ -216,6 +217,18 @@ fn new_token(view: &mut SecureView<'_>) -> Secret {
         "{TOKEN_PREFIX}{}",
         crate::ids::base62(view.rng(), TOKEN_RANDOM_LEN)
     ))
+}
+
+/// Rejects a caller whose token has a use limit, as Vault does. A token that spent its last
+/// use on this request is already gone, and counts as limited.
+fn check_parent_unlimited(view: &SecureView<'_>, caller: &Caller) -> Result<(), Error> {
+    let limited = store::get(view, &caller.token_hash)?.is_none_or(|parent| parent.num_uses > 0);
+    if limited {
+        return Err(Error::bad_request(
+            "use limited tokens cannot create child tokens",
+        ));
+    }
+    Ok(())
 }
 
 fn check_privileges(params: &CreateParams, caller: &Caller, sudo: bool) -> Result<(), Error> {

@@ -473,3 +473,17 @@ fn token_in_path_form_is_accepted() {
     assert_eq!(node.ok(request), Response::NoContent);
     assert_eq!(lookup_self(&mut node, &token), Err(403));
 }
+
+#[test]
+fn use_limited_token_cannot_create_children() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let auth = node.create_token(&root, json!({"policies": ["root"], "num_uses": 5}));
+    let request =
+        Request::new(Operation::Update, "auth/token/create").with_token(auth.client_token.expose());
+    let error = node.fail(request);
+    assert_eq!(
+        error.to_string(),
+        "400: use limited tokens cannot create child tokens"
+    );
+}
