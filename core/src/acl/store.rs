@@ -66,7 +66,11 @@ impl PolicyStore {
         };
         for name in names {
             self.invalidate(&name);
-            self.get(core, txn, &name)?;
+            // A policy that fails to load must not block the reload of the others: requests
+            // that need it get the error when they look it up.
+            if let Err(error) = self.get(core, txn, &name) {
+                tracing::warn!(policy = %name, %error, "failed to load policy");
+            }
         }
         Ok(())
     }

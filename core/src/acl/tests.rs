@@ -183,3 +183,36 @@ fn capabilities_of_another_token() {
     );
     assert_eq!(node.fail(request).status(), 400);
 }
+
+#[test]
+fn replicated_policy_write_applies_without_reload() {
+    let mut node = Node::new();
+    node.put_policy("p", r#"path "secret/x" { capabilities = ["read"] }"#);
+    let token = token_with(&mut node, json!(["p"]));
+    assert_eq!(status(&mut node, &token, Operation::Read, "secret/x"), 404);
+
+    // A write that arrives by replication bypasses the policy handler and its cache update.
+    let stored = json!({"name": "p", "raw": r#"path "secret/x" { capabilities = ["list"] }"#});
+    let (core, rng) = (&node.core, &mut node.rng);
+    crate::storage::Storage::write(&node.storage, |txn| {
+        let mut view = core.barrier.view(txn, rng)?;
+        view.put_json(crate::storage::Partition::Shared, "sys/policy/p", &stored)
+    })
+    .unwrap();
+    assert_eq!(status(&mut node, &token, Operation::Read, "secret/x"), 403);
+    assert_eq!(status(&mut node, &token, Operation::List, "secret/x"), 404);
+
+    let changed = [(
+        crate::storage::Partition::Shared,
+        String::from("sys/policy/p"),
+    )];
+    crate::storage::Storage::read(&node.storage, |txn| {
+        node.core.policies.reload(&node.core, txn, Some(&changed))
+    })
+    .unwrap()
+    .unwrap();
+    crate::storage::Storage::read(&node.storage, |txn| node.core.reload(txn, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&mut node, &token, Operation::List, "secret/x"), 404);
+}

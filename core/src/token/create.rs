@@ -389,21 +389,19 @@ pub(super) fn expiry(now: Timestamp, ttl: Duration) -> Option<Timestamp> {
     (!ttl.is_zero()).then(|| now.saturating_add(ttl))
 }
 
-/// Vault's display names: `token`, or `token-` and the requested name with every character
-/// other than letters, digits and `-` turned into `-`.
+/// Vault's display names: `token`, or `token-` and the requested name with every run of
+/// characters other than letters, digits and `-` turned into one `-`.
 fn display_name(requested: Option<&str>) -> String {
     let Some(requested) = requested else {
         return String::from("token");
     };
-    let full: String = format!("token-{requested}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let mut full = String::new();
+    for c in format!("token-{requested}").chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            full.push(c);
+        } else if !full.ends_with('-') {
+            full.push('-');
+        }
+    }
     full.trim_end_matches('-').to_owned()
 }

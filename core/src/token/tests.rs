@@ -66,7 +66,7 @@ fn lookup_reports_created_fields() {
     let root = node.root.clone();
     let auth = node.create_token(
         &root,
-        json!({"display_name": "web app", "num_uses": 5, "policies": ["a"]}),
+        json!({"display_name": "web  app!", "num_uses": 5, "policies": ["a"]}),
     );
     node.advance(Duration::from_secs(10));
     let request = node.root_request(
