@@ -117,8 +117,8 @@ pub fn initialize(core: &Core, view: &mut SecureView<'_>) -> Result<(), Error> {
     core.policies.put(view, &policy)
 }
 
-/// Returns the capability an operation needs. A write needs `create` when the engine reports that the
-/// target does not exist, and `update` otherwise, as Vault's existence check decides.
+/// Returns the capability an operation needs. A write needs `create` when the engine reports
+/// that the target does not exist, and `update` otherwise, as Vault's existence check decides.
 fn required_capability(
     core: &Core,
     request: &Request,

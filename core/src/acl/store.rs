@@ -75,7 +75,8 @@ impl PolicyStore {
         Ok(())
     }
 
-    /// Returns the parsed policy called `name` as stored in `txn`, or `None` when it does not exist.
+    /// Returns the parsed policy called `name` as stored in `txn`, or `None` when it does not
+    /// exist.
     /// `root` is built in and never stored, so it is `None` here too.
     pub fn get(
         &self,

@@ -124,8 +124,8 @@ fn write(
     Ok(Response::NoContent)
 }
 
-/// Extracts the policy text of a write: `policy` (or `rules` on the legacy API), which the newer API
-/// also accepts base64-encoded.
+/// Extracts the policy text of a write: `policy` (or `rules` on the legacy API). The newer API
+/// also accepts it base64-encoded.
 fn policy_text(request: &Request, api: Api) -> Result<String, Error> {
     let value = match (request.data.get("policy"), api) {
         (Some(value), _) => Some(value),

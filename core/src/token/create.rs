@@ -191,7 +191,8 @@ fn load_role(
     roles::get(&view, name)?.ok_or_else(|| Error::bad_request(format!("unknown role {name}")))
 }
 
-/// Combines request and role limits: a role's period replaces the requested one, and the lower of two explicit maximums wins.
+/// Combines request and role limits: a role's period replaces the requested one, and the
+/// lower of two explicit maximums wins.
 fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
     let role_period = role.map_or(Duration::ZERO, |role| Duration::from_secs(role.period));
     let role_max = role.map_or(Duration::ZERO, |role| {

@@ -24,7 +24,8 @@ const ID_PREFIX: &str = "token/id/";
 pub(super) const ACCESSOR_PREFIX: &str = "token/accessor/";
 const PARENT_PREFIX: &str = "token/parent/";
 
-/// The maximum number of tokens one revocation removes. A larger tree fails instead of running unbounded.
+/// The maximum number of tokens one revocation removes. A larger tree fails instead of
+/// running unbounded.
 const MAX_REVOKED_TOKENS: usize = 100_000;
 
 /// A token as stored. The token itself is never stored, only its salted hash as the key.
@@ -87,7 +88,8 @@ struct AccessorEntry {
     token_hash: String,
 }
 
-/// Computes the salted hash of `token`, or `None` when this node has no salt yet (and so no tokens).
+/// Computes the salted hash of `token`, or `None` when this node has no salt yet (and so no
+/// tokens).
 pub(crate) fn existing_hash(view: &SecureView<'_>, token: &str) -> Result<Option<String>, Error> {
     Ok(view
         .get(Partition::Local, SALT_KEY)?
