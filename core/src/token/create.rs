@@ -158,6 +158,7 @@ pub(super) fn create(
         path,
         token_type: String::from("service"),
         role: role.map(|role| role.name).unwrap_or_default(),
+        revoke_pending: false,
     };
     store::save(&mut view, &token_hash, &entry)?;
     Ok(auth_response(&token, &entry, warnings))
@@ -220,10 +221,11 @@ fn new_token(view: &mut SecureView<'_>) -> Secret {
     ))
 }
 
-/// Rejects a caller whose token has a use limit, as Vault does. A token that spent its last
-/// use on this request is already gone, and counts as limited.
+/// Rejects a caller whose token has a use limit, as Vault does. A token that spends its last
+/// use on this request counts as limited.
 fn check_parent_unlimited(view: &SecureView<'_>, caller: &Caller) -> Result<(), Error> {
-    let limited = store::get(view, &caller.token_hash)?.is_none_or(|parent| parent.num_uses > 0);
+    let limited = store::get(view, &caller.token_hash)?
+        .is_none_or(|parent| parent.num_uses > 0 || parent.revoke_pending);
     if limited {
         return Err(Error::bad_request(
             "use limited tokens cannot create child tokens",

@@ -38,9 +38,9 @@ impl TokenStore {
 
 /// Looks up the request's token and spends one use when it has a limit.
 ///
-/// A missing, unknown or expired token is a 403. An expired token is revoked on the way, and a
-/// token whose last use this is is revoked before the request runs, so its handler gets the
-/// caller but no longer finds the token.
+/// A missing, unknown or expired token is a 403, and an expired one is revoked on the way. The
+/// request that spends a token's last use still runs with the token intact (a response-wrapping
+/// token needs its cubbyhole to unwrap); the token is revoked when it is next presented.
 pub fn authenticate(
     core: &Core,
     ctx: &mut Ctx<'_>,
@@ -54,17 +54,14 @@ pub fn authenticate(
     let Some((token_hash, mut entry)) = store::find(&view, token.expose())? else {
         return Err(Error::permission_denied());
     };
-    if entry.is_expired(ctx.now) {
+    if !entry.is_live(ctx.now) {
         store::revoke_tree(&mut view, &token_hash)?;
         return Err(Error::permission_denied());
     }
     if entry.num_uses > 0 {
         entry.num_uses -= 1;
-        if entry.num_uses == 0 {
-            store::revoke_tree(&mut view, &token_hash)?;
-        } else {
-            store::save(&mut view, &token_hash, &entry)?;
-        }
+        entry.revoke_pending = entry.num_uses == 0;
+        store::save(&mut view, &token_hash, &entry)?;
     }
     Ok(entry.caller(&token_hash))
 }

@@ -11,7 +11,7 @@ use crate::Core;
 use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::handler::Ctx;
-use crate::request::{Caller, Operation, Request, Response, Secret};
+use crate::request::{Caller, Logical, Operation, Request, Response, Secret};
 use crate::storage::Transaction;
 
 /// The token a request is about.
@@ -59,6 +59,7 @@ pub(super) fn dispatch(
         (Update, "revoke-accessor") => revoke(core, ctx, request, caller, Target::Accessor, txn),
         (Update, "revoke-orphan") => revoke_orphan(core, ctx, request, caller, txn),
         (List, "accessors") => list_accessors(core, ctx, txn),
+        (Update, "tidy") => tidy(core, ctx, txn),
         (_, path) if is_known(path) => Err(Error::unsupported_operation()),
         _ => Err(Error::no_handler(&request.path)),
     }
@@ -93,6 +94,7 @@ fn is_known(path: &str) -> bool {
         "revoke-accessor",
         "revoke-orphan",
         "accessors",
+        "tidy",
     ];
     KNOWN.contains(&path)
 }
@@ -121,7 +123,9 @@ fn find(
             let accessor = params::string(&request.data, "accessor")?.unwrap_or_default();
             let invalid = || Error::bad_request("invalid accessor");
             let token_hash = store::hash_for_accessor(view, &accessor)?.ok_or_else(invalid)?;
-            let entry = store::get(view, &token_hash)?.ok_or_else(invalid)?;
+            let entry = store::get(view, &token_hash)?
+                .filter(|entry| !entry.revoke_pending)
+                .ok_or_else(invalid)?;
             Ok(Found {
                 token_hash,
                 entry,
@@ -129,7 +133,9 @@ fn find(
             })
         }
         (Target::Token, Some(token)) => {
-            let (token_hash, entry) = store::find(view, &token)?.ok_or_else(bad_token)?;
+            let (token_hash, entry) = store::find(view, &token)?
+                .filter(|(_, entry)| !entry.revoke_pending)
+                .ok_or_else(bad_token)?;
             Ok(Found {
                 token_hash,
                 entry,
@@ -240,6 +246,17 @@ fn list_accessors(
     Ok(Response::data(data))
 }
 
+fn tidy(core: &Core, ctx: &mut Ctx<'_>, txn: &mut dyn Transaction) -> Result<Response, Error> {
+    let now = ctx.now;
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let revoked = store::tidy(&mut view, now)?;
+    Ok(Response::logical(Logical {
+        status: 200,
+        warnings: vec![format!("tidy revoked {revoked} expired or used-up tokens")],
+        ..Logical::default()
+    }))
+}
+
 /// Returns the policies of a token, for `sys/capabilities`.
 pub(crate) fn policies_of_token(
     view: &SecureView<'_>,
@@ -247,7 +264,7 @@ pub(crate) fn policies_of_token(
     now: crate::time::Timestamp,
 ) -> Result<Option<Vec<String>>, Error> {
     Ok(store::find(view, token)?
-        .filter(|(_, entry)| !entry.is_expired(now))
+        .filter(|(_, entry)| entry.is_live(now))
         .map(|(_, entry)| entry.policies))
 }
 
@@ -261,6 +278,6 @@ pub(crate) fn policies_of_accessor(
         return Ok(None);
     };
     Ok(store::get(view, &token_hash)?
-        .filter(|entry| !entry.is_expired(now))
+        .filter(|entry| entry.is_live(now))
         .map(|entry| entry.policies))
 }

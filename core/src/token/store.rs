@@ -57,12 +57,21 @@ pub(crate) struct TokenEntry {
     /// The role the token was created with, or empty.
     #[serde(default)]
     pub(crate) role: String,
+    /// Set when the token spent its last use. The request that spent it still runs, and the
+    /// next authentication (or `tidy`) revokes the token.
+    #[serde(default)]
+    pub(crate) revoke_pending: bool,
 }
 
 impl TokenEntry {
     /// Returns whether the token's lease ended at or before `now`.
     pub(crate) fn is_expired(&self, now: Timestamp) -> bool {
         self.expire_time.is_some_and(|expire| now >= expire)
+    }
+
+    /// Returns whether the token still authenticates: not expired and uses left.
+    pub(crate) fn is_live(&self, now: Timestamp) -> bool {
+        !self.revoke_pending && !self.is_expired(now)
     }
 
     /// Seconds left until expiry; 0 for a token that never expires.
@@ -197,7 +206,24 @@ pub(crate) fn revoke_orphan(view: &mut SecureView<'_>, token_hash: &str) -> Resu
     remove(view, token_hash)
 }
 
-/// Lists the accessor of every live token, sorted.
+/// Revokes every token that expired or spent its last use, up to the revocation bound.
+/// Returns how many tokens it revoked, children not counted.
+pub(crate) fn tidy(view: &mut SecureView<'_>, now: Timestamp) -> Result<usize, Error> {
+    let mut revoked = 0;
+    for key in view.scan(Partition::Local, ID_PREFIX)? {
+        let Some(token_hash) = key.strip_prefix(ID_PREFIX) else {
+            continue;
+        };
+        let dead = get(view, token_hash)?.is_some_and(|entry| !entry.is_live(now));
+        if dead && revoked < MAX_REVOKED_TOKENS {
+            revoke_tree(view, token_hash)?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
+
+/// Lists the accessor of every stored token, sorted.
 pub(crate) fn accessors(view: &SecureView<'_>) -> Result<Vec<String>, Error> {
     Ok(view
         .scan(Partition::Local, ACCESSOR_PREFIX)?

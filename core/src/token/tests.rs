@@ -195,9 +195,40 @@ fn num_uses_counts_down_then_token_dies() {
     let token = auth.client_token.expose().to_owned();
     assert_eq!(lookup_self(&mut node, &token).unwrap()["num_uses"], 2);
     assert_eq!(lookup_self(&mut node, &token).unwrap()["num_uses"], 1);
-    // The third use is the last: the token is revoked before its handler runs.
+    // The last use still runs, but others no longer see the token.
+    assert_eq!(lookup_self(&mut node, &token).unwrap()["num_uses"], 0);
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup",
+        json!({"token": token}),
+    );
+    assert_eq!(node.fail(request).status(), 403);
     assert_eq!(lookup_self(&mut node, &token), Err(403));
-    assert_eq!(lookup_self(&mut node, &token), Err(403));
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup-accessor",
+        json!({"accessor": auth.accessor}),
+    );
+    assert_eq!(node.fail(request).to_string(), "400: invalid accessor");
+}
+
+#[test]
+fn tidy_revokes_used_up_and_expired_tokens() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let used = node.create_token(&root, json!({"num_uses": 1}));
+    let short = node.create_token(&root, json!({"policies": ["a"], "ttl": "10s"}));
+    let kept = node.create_token(&root, json!({"policies": ["a"]}));
+    assert!(lookup_self(&mut node, used.client_token.expose()).is_ok());
+    node.advance(Duration::from_secs(10));
+    let request = node.root_request(Operation::Update, "auth/token/tidy", json!({}));
+    node.ok(request);
+    let request = node.root_request(Operation::List, "auth/token/accessors/", json!({}));
+    let keys = data_of(node.ok(request))["keys"].clone();
+    let keys = keys.as_array().unwrap();
+    assert!(!keys.contains(&json!(used.accessor)));
+    assert!(!keys.contains(&json!(short.accessor)));
+    assert!(keys.contains(&json!(kept.accessor)));
 }
 
 #[test]
