@@ -23,6 +23,10 @@ pub const ROOT_POLICY: &str = "root";
 /// The policy attached to every token unless it is created with `no_default_policy`.
 pub const DEFAULT_POLICY: &str = "default";
 
+/// The built-in policy of response-wrapping tokens: create and read `cubbyhole/response`, and
+/// update `sys/wrapping/unwrap`. It is never stored or listed.
+pub const RESPONSE_WRAPPING_POLICY: &str = store::RESPONSE_WRAPPING_POLICY;
+
 /// Paths that need `sudo` besides the operation's capability, as ACL patterns. `sys/seal` and
 /// `sys/step-down` are root-protected too, but their handlers check that themselves.
 const ROOT_PROTECTED: &[&str] = &[

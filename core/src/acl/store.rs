@@ -1,7 +1,7 @@
 //! Stored policies and the cache of their parsed form.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,20 @@ pub(crate) const POLICY_PREFIX: &str = "sys/policy/";
 
 /// The stock `default` policy, written at initialisation.
 pub(crate) const DEFAULT_POLICY_TEXT: &str = include_str!("default_policy.hcl");
+
+/// The internal policy of response-wrapping tokens. It is built in, never stored, and not
+/// listed.
+pub(crate) const RESPONSE_WRAPPING_POLICY: &str = "response-wrapping";
+
+const RESPONSE_WRAPPING_TEXT: &str = r#"
+path "cubbyhole/response" {
+    capabilities = ["create", "read"]
+}
+
+path "sys/wrapping/unwrap" {
+    capabilities = ["update"]
+}
+"#;
 
 /// A policy as stored: its name and the text exactly as written.
 #[derive(Serialize, Deserialize)]
@@ -84,6 +98,9 @@ impl PolicyStore {
         txn: &dyn Transaction,
         name: &str,
     ) -> Result<Option<Arc<Policy>>, Error> {
+        if name == RESPONSE_WRAPPING_POLICY {
+            return Ok(Some(response_wrapping_policy()));
+        }
         let key = policy_key(name);
         let Some(ciphertext) = txn.get(Partition::Shared, &key)? else {
             return Ok(None);
@@ -141,6 +158,16 @@ impl PolicyStore {
     fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, CachedPolicy>> {
         self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn response_wrapping_policy() -> Arc<Policy> {
+    static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        let policy = parse_policy(RESPONSE_WRAPPING_POLICY, RESPONSE_WRAPPING_TEXT)
+            .expect("the built-in response-wrapping policy parses");
+        Arc::new(policy)
+    });
+    Arc::clone(policy)
 }
 
 fn policy_key(name: &str) -> String {

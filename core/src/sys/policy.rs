@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::Core;
-use crate::acl::{self, DEFAULT_POLICY, ROOT_POLICY, parse_policy};
+use crate::acl::{self, DEFAULT_POLICY, RESPONSE_WRAPPING_POLICY, ROOT_POLICY, parse_policy};
 use crate::error::Error;
 use crate::handler::Ctx;
 use crate::request::{Caller, Operation, Request, Response};
@@ -114,8 +114,8 @@ fn write(
     name: &str,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
-    if name == ROOT_POLICY {
-        return Err(Error::bad_request("cannot update root policy"));
+    if name == ROOT_POLICY || name == RESPONSE_WRAPPING_POLICY {
+        return Err(Error::bad_request(format!("cannot update {name} policy")));
     }
     let text = policy_text(request, api)?;
     let policy = parse_policy(name, &text)?;
@@ -163,8 +163,8 @@ fn delete(
     name: &str,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
-    if name == ROOT_POLICY {
-        return Err(Error::bad_request("cannot delete root policy"));
+    if name == ROOT_POLICY || name == RESPONSE_WRAPPING_POLICY {
+        return Err(Error::bad_request(format!("cannot delete {name} policy")));
     }
     if name == DEFAULT_POLICY {
         return Err(Error::bad_request("cannot delete default policy"));

@@ -23,7 +23,7 @@ const TOKEN_PREFIX: &str = "hvs.";
 /// generate-root's one-time password.
 const TOKEN_RANDOM_LEN: usize = 24;
 
-const ACCESSOR_LEN: usize = 24;
+pub(super) const ACCESSOR_LEN: usize = 24;
 
 /// The parameters of a create request.
 struct CreateParams {
@@ -214,7 +214,7 @@ fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
     }
 }
 
-fn new_token(view: &mut SecureView<'_>) -> Secret {
+pub(super) fn new_token(view: &mut SecureView<'_>) -> Secret {
     Secret::new(format!(
         "{TOKEN_PREFIX}{}",
         crate::ids::base62(view.rng(), TOKEN_RANDOM_LEN)

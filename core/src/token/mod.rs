@@ -4,6 +4,7 @@
 //! copy of the local partition cannot be used to authenticate.
 
 mod create;
+mod issue;
 mod params;
 mod response;
 mod roles;
@@ -15,6 +16,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use issue::{TokenParams, issue_token};
 pub(crate) use routes::{policies_of_accessor, policies_of_token};
 
 use crate::Core;
