@@ -1,5 +1,5 @@
-//! Tokens issued on behalf of other parts of the server: auth method logins and response
-//! wrapping.
+//! Tokens issued, inspected and revoked on behalf of other parts of the server: auth method
+//! logins and response wrapping.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use crate::Core;
 use crate::acl::{DEFAULT_POLICY, ROOT_POLICY};
 use crate::barrier::SecureView;
 use crate::error::Error;
-use crate::request::{Auth, Response, Secret};
+use crate::request::{Auth, Caller, Response, Secret};
 use crate::time::Timestamp;
 
 /// The properties of a token that an auth method or the wrapping code issues. Such tokens are
@@ -70,6 +70,52 @@ pub fn issue_token(
     };
     store::save(view, &token_hash, &entry)?;
     auth_of(&token, &entry)
+}
+
+/// A live token as other modules see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The caller the token authenticates, with its salted hash.
+    pub caller: Caller,
+    /// When the token was created.
+    pub creation_time: Timestamp,
+    /// When it expires; `None` for never.
+    pub expire_time: Option<Timestamp>,
+    /// The TTL given at creation.
+    pub creation_ttl: Duration,
+    /// Uses left; 0 for unlimited.
+    pub num_uses: u64,
+}
+
+/// Looks up a live token without spending a use, as `sys/wrapping/lookup` needs.
+pub fn token_info(
+    view: &SecureView<'_>,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<TokenInfo>, Error> {
+    let Some((token_hash, entry)) = store::find(view, token)? else {
+        return Ok(None);
+    };
+    if !entry.is_live(now) {
+        return Ok(None);
+    }
+    Ok(Some(TokenInfo {
+        caller: entry.caller(&token_hash),
+        creation_time: entry.creation_time,
+        expire_time: entry.expire_time,
+        creation_ttl: Duration::from_secs(entry.creation_ttl),
+        num_uses: entry.num_uses,
+    }))
+}
+
+/// Revokes a token and its children, and returns whether it existed. Unwrapping calls it to
+/// end the wrapping token.
+pub fn revoke_token(view: &mut SecureView<'_>, token: &str) -> Result<bool, Error> {
+    let Some((token_hash, _)) = store::find(view, token)? else {
+        return Ok(false);
+    };
+    store::revoke_tree(view, &token_hash)?;
+    Ok(true)
 }
 
 fn policies(params: &TokenParams) -> Vec<String> {
@@ -154,32 +200,43 @@ mod tests {
         assert_eq!(data["path"], "auth/userpass/login/alice");
     }
 
-    #[test]
-    fn wrapping_token_gets_built_in_policy() {
-        let mut node = Node::new();
-        let params = TokenParams {
+    fn issue(node: &mut Node, params: &TokenParams) -> Auth {
+        let (core, rng, now) = (&node.core, &mut node.rng, node.now);
+        node.storage
+            .write(|txn| {
+                let mut view = core.barrier.view(txn, rng)?;
+                issue_token(core, &mut view, now, params)
+            })
+            .unwrap()
+    }
+
+    fn wrapping_params() -> TokenParams {
+        TokenParams {
             policies: vec![String::from(crate::acl::RESPONSE_WRAPPING_POLICY)],
             no_default_policy: true,
             path: String::from("sys/wrapping/wrap"),
             ttl: Some(Duration::from_secs(300)),
             num_uses: 1,
             ..TokenParams::default()
-        };
+        }
+    }
+
+    fn info_of(node: &mut Node, token: &str) -> Option<TokenInfo> {
         let (core, rng, now) = (&node.core, &mut node.rng, node.now);
-        let auth = node
-            .storage
+        node.storage
             .write(|txn| {
-                let mut view = core.barrier.view(txn, rng)?;
-                issue_token(core, &mut view, now, &params)
+                let view = core.barrier.view(txn, rng)?;
+                token_info(&view, token, now)
             })
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn wrapping_token_gets_built_in_policy() {
+        let mut node = Node::new();
+        let auth = issue(&mut node, &wrapping_params());
         assert_eq!(auth.policies, ["response-wrapping"]);
         assert!(!auth.renewable);
-        let request = Request::new(Operation::Update, "sys/capabilities-self")
-            .with_data(serde_json::json!({"paths": ["cubbyhole/response"]}))
-            .with_token(auth.client_token.expose());
-        // capabilities-self is not in the wrapping policy, so even this first use is denied.
-        assert_eq!(node.fail(request).status(), 403);
         let caps = node
             .storage
             .read(|txn| {
@@ -188,5 +245,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(caps.names(), ["create", "read"]);
+
+        // The wrapping policy does not cover capabilities-self, and the denied request still
+        // spends the token's only use.
+        let token = auth.client_token.expose().to_owned();
+        let request = Request::new(Operation::Update, "sys/capabilities-self")
+            .with_data(serde_json::json!({"paths": ["cubbyhole/response"]}))
+            .with_token(token.clone());
+        assert_eq!(node.fail(request).status(), 403);
+        assert_eq!(info_of(&mut node, &token), None);
+    }
+
+    #[test]
+    fn issued_token_can_be_inspected_and_revoked() {
+        let mut node = Node::new();
+        let auth = issue(&mut node, &wrapping_params());
+        let token = auth.client_token.expose().to_owned();
+        let info = info_of(&mut node, &token).unwrap();
+        assert_eq!(info.creation_ttl, Duration::from_secs(300));
+        assert_eq!(info.num_uses, 1);
+        assert_eq!(info.caller.policies, ["response-wrapping"]);
+
+        let (core, rng) = (&node.core, &mut node.rng);
+        let (revoked, again) = node
+            .storage
+            .write(|txn| {
+                let mut view = core.barrier.view(txn, rng)?;
+                let revoked = revoke_token(&mut view, &token)?;
+                let again = revoke_token(&mut view, &token)?;
+                Ok::<_, Error>((revoked, again))
+            })
+            .unwrap();
+        assert!(revoked);
+        assert!(!again);
+        assert_eq!(info_of(&mut node, &token), None);
     }
 }
