@@ -18,7 +18,9 @@ use crate::storage::Transaction;
 enum Target {
     /// The calling token.
     Caller,
-    /// The token in the `token` field, or the caller's when the field is empty.
+    /// The token in the `token` field, or the caller's when the field is empty (lookup only).
+    TokenOrCaller,
+    /// The token in the `token` field, which must be present.
     Token,
     /// The token with the accessor in the `accessor` field.
     Accessor,
@@ -49,7 +51,7 @@ pub(super) fn dispatch(
             roles::handle(core, ctx, request, &role["roles/".len()..], txn)
         }
         (Read | Update, "lookup-self") => lookup(core, ctx, request, caller, Target::Caller, txn),
-        (Read | Update, "lookup") => lookup(core, ctx, request, caller, Target::Token, txn),
+        (Read | Update, "lookup") => lookup(core, ctx, request, caller, Target::TokenOrCaller, txn),
         (Update, "lookup-accessor") => lookup(core, ctx, request, caller, Target::Accessor, txn),
         (Update, "renew-self") => renew(core, ctx, request, caller, Target::Caller, txn),
         (Update, "renew") => renew(core, ctx, request, caller, Target::Token, txn),
@@ -115,7 +117,9 @@ fn find(
     target: Target,
 ) -> Result<Found, Error> {
     let named = match target {
-        Target::Token => params::string(&request.data, "token")?.filter(|token| !token.is_empty()),
+        Target::Token | Target::TokenOrCaller => {
+            params::string(&request.data, "token")?.filter(|token| !token.is_empty())
+        }
         _ => None,
     };
     match (target, named) {
@@ -132,7 +136,8 @@ fn find(
                 token: None,
             })
         }
-        (Target::Token, Some(token)) => {
+        (Target::Token, None) => Err(Error::bad_request("missing token: send the token field")),
+        (Target::Token | Target::TokenOrCaller, Some(token)) => {
             let (token_hash, entry) = store::find(view, &token)?
                 .filter(|(_, entry)| !entry.revoke_pending)
                 .ok_or_else(bad_token)?;
@@ -142,7 +147,7 @@ fn find(
                 token: Some(Secret::new(token)),
             })
         }
-        (Target::Caller | Target::Token, _) => {
+        (Target::Caller, _) | (Target::TokenOrCaller, None) => {
             let entry = store::get(view, &caller.token_hash)?.ok_or_else(bad_token)?;
             Ok(Found {
                 token_hash: caller.token_hash.clone(),

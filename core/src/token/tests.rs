@@ -518,3 +518,12 @@ fn use_limited_token_cannot_create_children() {
         "400: use limited tokens cannot create child tokens"
     );
 }
+
+#[test]
+fn revoke_without_token_is_rejected() {
+    let mut node = Node::new();
+    let request = node.root_request(Operation::Update, "auth/token/revoke", json!({}));
+    assert_eq!(node.fail(request).status(), 400);
+    let root = node.root.clone();
+    assert!(lookup_self(&mut node, &root).is_ok());
+}
