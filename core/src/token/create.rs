@@ -384,6 +384,12 @@ pub(super) fn renewed_ttl(
     if entry.explicit_max_ttl > 0 {
         ttl = ttl.min(Duration::from_secs(entry.explicit_max_ttl).saturating_sub(age));
     }
+    // A zero TTL would mean "never expires", so a token at its maximum cannot be renewed.
+    if ttl.as_secs() == 0 {
+        return Err(Error::bad_request(
+            "token is at its maximum TTL and cannot be renewed",
+        ));
+    }
     Ok(ttl)
 }
 

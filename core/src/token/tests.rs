@@ -527,3 +527,28 @@ fn revoke_without_token_is_rejected() {
     let root = node.root.clone();
     assert!(lookup_self(&mut node, &root).is_ok());
 }
+
+#[test]
+fn renew_never_passes_explicit_max_ttl() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let auth = node.create_token(
+        &root,
+        json!({"policies": ["a"], "ttl": "60s", "explicit_max_ttl": "100s"}),
+    );
+    let token = auth.client_token.expose().to_owned();
+    node.advance(Duration::from_secs(50));
+    let request = Request::new(Operation::Update, "auth/token/renew-self")
+        .with_data(json!({"increment": "1h"}))
+        .with_token(token.clone());
+    assert_eq!(auth_of(node.ok(request)).lease_duration, 50);
+    // Half a second before the explicit maximum, no whole second is left to grant.
+    node.advance(Duration::from_millis(49_500));
+    let request = Request::new(Operation::Update, "auth/token/renew-self")
+        .with_data(json!({"increment": "1h"}))
+        .with_token(token.clone());
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    node.advance(Duration::from_millis(500));
+    assert_eq!(lookup_self(&mut node, &token), Err(403));
+}
