@@ -40,7 +40,12 @@ pub(super) fn dispatch(
         return dispatch(core, ctx, &moved, caller, base, txn);
     }
     match (request.operation, rest) {
-        (Update, "create") => create(core, ctx, request, caller, txn, CreateKind::Normal),
+        (Update, "create") => match params::string(&request.data, "role_name")? {
+            Some(role) if !role.is_empty() => {
+                create(core, ctx, request, caller, txn, CreateKind::Role(&role))
+            }
+            _ => create(core, ctx, request, caller, txn, CreateKind::Normal),
+        },
         (Update, "create-orphan") => create(core, ctx, request, caller, txn, CreateKind::Orphan),
         (Update, role) if role.starts_with("create/") => {
             let name = &role["create/".len()..];

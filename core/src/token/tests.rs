@@ -552,3 +552,20 @@ fn renew_never_passes_explicit_max_ttl() {
     node.advance(Duration::from_millis(500));
     assert_eq!(lookup_self(&mut node, &token), Err(403));
 }
+
+#[test]
+fn role_name_in_body_selects_role() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/ci",
+        json!({"allowed_policies": ["build"]}),
+    );
+    node.ok(request);
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create",
+        json!({"role_name": "ci"}),
+    );
+    assert_eq!(auth_of(node.ok(request)).policies, ["build", "default"]);
+}
