@@ -1,6 +1,7 @@
 //! The `auth/token/` paths other than creation: lookup, renew, revoke and accessors.
 
 use serde_json::{Map, json};
+use zeroize::Zeroizing;
 
 use super::create::{CreateKind, create, expiry, renewed_ttl};
 use super::params;
@@ -123,7 +124,8 @@ fn find(
 ) -> Result<Found, Error> {
     let named = match target {
         Target::Token | Target::TokenOrCaller => {
-            params::string(&request.data, "token")?.filter(|token| !token.is_empty())
+            let token = params::string(&request.data, "token")?;
+            token.filter(|token| !token.is_empty()).map(Zeroizing::new)
         }
         _ => None,
     };
@@ -149,7 +151,7 @@ fn find(
             Ok(Found {
                 token_hash,
                 entry,
-                token: Some(Secret::new(token)),
+                token: Some(Secret::new(token.as_str())),
             })
         }
         (Target::Caller, _) | (Target::TokenOrCaller, None) => {
