@@ -333,7 +333,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the token store"]
     fn generate_root_flow_decodes_to_token() {
         let mut node = TestNode::new();
         let keys = node.init_and_unseal(5, 3);

@@ -269,7 +269,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the token store"]
     fn init_returns_keys_and_root_token() {
         let mut node = TestNode::new();
         let response = node.request(init_request(
