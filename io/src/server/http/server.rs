@@ -1,0 +1,275 @@
+//! The API listener: accepts connections from a [`Listener`], optionally wraps them in TLS,
+//! and serves HTTP/1.1 and HTTP/2 with hyper.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coffer_core::storage::Storage;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio_rustls::TlsAcceptor;
+
+use super::request::map_request;
+use super::response::{render_errors, render_result};
+use crate::server::environment::Environment;
+use crate::server::net::{Listener, Stream};
+use crate::server::node::Node;
+
+/// Bounds on what one request may cost the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body in bytes; a larger one gets 413.
+    pub max_request_size: u64,
+    /// Largest buffered request head (request line and headers) in bytes.
+    pub max_header_size: usize,
+    /// Time a request may take from its head to its response before it gets 503.
+    pub request_timeout: Duration,
+    /// Time a client has to finish the TLS handshake or to send its request head.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_request_size: 32 << 20,
+            max_header_size: 64 << 10,
+            request_timeout: Duration::from_secs(90),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long shutdown waits for in-flight connections before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (up to a grace period) and returns.
+pub async fn serve<S, E, L>(
+    node: Arc<Node<S, E>>,
+    mut listener: L,
+    tls: Option<TlsAcceptor>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Storage + 'static,
+    E: Environment,
+    L: Listener,
+{
+    let builder = Arc::new(connection_builder(limits));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let connection = Connection {
+                        node: Arc::clone(&node),
+                        builder: Arc::clone(&builder),
+                        watcher: graceful.watcher(),
+                        tls: tls.clone(),
+                        limits,
+                        peer,
+                    };
+                    tokio::spawn(connection.run(stream));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .max_buf_size(limits.max_header_size.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
+    builder
+}
+
+struct Connection<S, E> {
+    node: Arc<Node<S, E>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    tls: Option<TlsAcceptor>,
+    limits: HttpLimits,
+    peer: SocketAddr,
+}
+
+impl<S, E> Connection<S, E>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    async fn run(self, stream: impl Stream) {
+        match self.tls.clone() {
+            None => self.serve(stream).await,
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
+                    Ok(Ok(stream)) => self.serve(stream).await,
+                    Ok(Err(error)) => {
+                        tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve(self, stream: impl Stream) {
+        let Connection {
+            node,
+            builder,
+            watcher,
+            limits,
+            peer,
+            ..
+        } = self;
+        let service = service_fn(move |request| {
+            let node = Arc::clone(&node);
+            async move { Ok::<_, Infallible>(handle(&node, request, peer, limits).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(error) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+async fn handle<S, E>(
+    node: &Node<S, E>,
+    request: http::Request<Incoming>,
+    peer: SocketAddr,
+    limits: HttpLimits,
+) -> http::Response<Full<Bytes>>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let respond = respond(node, request, peer, limits);
+    let mut response = match tokio::time::timeout(limits.request_timeout, respond).await {
+        Ok(response) => response,
+        Err(_) => render_errors(
+            503,
+            &[format!(
+                "the request timed out after {}s",
+                limits.request_timeout.as_secs()
+            )],
+        ),
+    };
+    if method == http::Method::HEAD {
+        *response.body_mut() = Bytes::new();
+    }
+    // The path is logged without the query, and never the token or the body.
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response.map(Full::new)
+}
+
+async fn respond<S, E>(
+    node: &Node<S, E>,
+    request: http::Request<Incoming>,
+    peer: SocketAddr,
+    limits: HttpLimits,
+) -> http::Response<Bytes>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &parts.headers, limits.max_request_size).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str());
+    let logical = map_request(
+        &parts.method,
+        path_and_query,
+        &parts.headers,
+        &body,
+        Some(peer),
+    );
+    let logical = match logical {
+        Ok(logical) => logical,
+        Err((status, message)) => return render_errors(status, &messages(message)),
+    };
+    let path = logical.path.clone();
+    let executed = node.execute(logical).await;
+    render_result(&executed.request_id, &path, &executed.result)
+}
+
+fn messages(message: String) -> Vec<String> {
+    if message.is_empty() {
+        Vec::new()
+    } else {
+        vec![message]
+    }
+}
+
+/// Reads the body, stopping with 413 as soon as it passes `max` bytes so that no more than
+/// `max` bytes are ever buffered.
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    max: u64,
+) -> Result<Bytes, http::Response<Bytes>> {
+    let too_large = || {
+        render_errors(
+            413,
+            &[format!(
+                "the request body is larger than max_request_size ({max} bytes)"
+            )],
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(render_errors(
+            400,
+            &[format!("failed to read the request body: {error}")],
+        )),
+    }
+}
