@@ -12,12 +12,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file could not be read.
-    #[error("failed to read {}: {source}", path.display())]
+    #[error("failed to read {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The IO error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file held no usable PEM item of the expected kind.
     #[error("invalid {}: {reason}", path.display())]
@@ -28,14 +28,14 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls rejected the certificate and key.
-    #[error("the certificate in {} and the key in {} do not form a usable pair: {source}", cert.display(), key.display())]
+    #[error("the certificate in {} and the key in {} do not form a usable pair: {error}", cert.display(), key.display())]
     Rejected {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
         /// The rustls error.
-        source: rustls::Error,
+        error: rustls::Error,
     },
 }
 
@@ -43,10 +43,10 @@ pub enum TlsError {
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert_file)?;
     let key = load_key(key_file)?;
-    let rejected = |source| TlsError::Rejected {
+    let rejected = |error| TlsError::Rejected {
         cert: cert_file.to_owned(),
         key: key_file.to_owned(),
-        source,
+        error,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -60,9 +60,9 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
 }
 
 fn open(path: &Path) -> Result<BufReader<std::fs::File>, TlsError> {
-    let file = std::fs::File::open(path).map_err(|source| TlsError::Read {
+    let file = std::fs::File::open(path).map_err(|error| TlsError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     Ok(BufReader::new(file))
 }

@@ -165,6 +165,8 @@ fn commit_batch<S: Storage, E: Environment>(
         }
         Ok::<_, StorageError>((results, changed))
     });
+    // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
+    // depends on a mount or policy written earlier in the same batch still sees the old cache.
     match committed {
         Ok((results, changed)) => {
             reload(core, storage, changed);
