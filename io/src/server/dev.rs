@@ -16,7 +16,7 @@ pub struct DevOptions {
     pub root_token_id: Option<Secret>,
 }
 
-/// What dev mode prints for the operator.
+/// The secrets dev mode prints for the operator.
 #[derive(Debug)]
 pub struct DevCredentials {
     /// The single unseal key, base64.
@@ -25,7 +25,7 @@ pub struct DevCredentials {
     pub root_token: Secret,
 }
 
-/// Why dev mode could not prepare the node.
+/// An error from dev mode's setup requests.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     /// A setup request failed.

@@ -107,7 +107,7 @@ where
         match receiver.await {
             Ok(result) => result,
             Err(_) => Err(Error::internal(
-                "the storage writer stopped before answering the request",
+                "the storage writer stopped before it returned a result for the request",
             )),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why a listener's TLS configuration could not be loaded. Every variant names the file.
+/// An error loading a listener's TLS configuration. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file could not be read.
@@ -24,7 +24,7 @@ pub enum TlsError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What was wrong.
+        /// The problem found in the file.
         reason: String,
     },
     /// rustls rejected the certificate and key.

@@ -25,9 +25,9 @@ use super::environment::Environment;
 /// Bounds of the writer's queue and batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterLimits {
-    /// Requests that may wait for the writer; one more is rejected with 503.
+    /// Maximum number of requests waiting for the writer. One more is rejected with 503.
     pub queue_length: usize,
-    /// Requests committed together in one transaction at most.
+    /// Maximum number of requests committed together in one transaction.
     pub batch_size: usize,
 }
 
@@ -166,7 +166,7 @@ fn commit_batch<S: Storage, E: Environment>(
         Ok::<_, StorageError>((results, changed))
     });
     // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
-    // depends on a mount or policy written earlier in the same batch still sees the old cache.
+    // depends on a mount or policy written earlier in the same batch still reads the old cache.
     match committed {
         Ok((results, changed)) => {
             reload(core, storage, changed);
@@ -345,7 +345,7 @@ mod tests {
         Request::new(Operation::Update, "secret/foo")
     }
 
-    /// Submits one request and waits until the writer holds it inside `write`.
+    /// Submits one request and waits until the writer is blocked inside `write` with it.
     fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<WriteResult> {
         let receiver = harness.writer.submit(request()).unwrap();
         harness.entered.recv().unwrap();

@@ -16,7 +16,7 @@ use serde_json::Value;
 use syntax::{Item, line_of, parse_items};
 use values::{bool_value, duration_value, socket_addr, string_value, u64_value};
 
-/// Why a config file was rejected.
+/// An error in a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The text is not valid HCL or JSON.
@@ -75,7 +75,7 @@ pub struct ListenerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// The PEM private key, required unless `tls_disable`.
     pub tls_key_file: Option<PathBuf>,
-    /// Largest request body in bytes.
+    /// Maximum request body size in bytes.
     pub max_request_size: u64,
     /// Time a request may take (`max_request_duration`), when given.
     pub max_request_duration: Option<Duration>,
@@ -347,8 +347,8 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// The attributes of a block body; a nested block is accepted only when its name is an
-    /// ignored listener setting such as `telemetry`.
+    /// Collects the attributes of a block body. A nested block is accepted only when its name
+    /// is an ignored listener setting such as `telemetry`.
     fn attributes<'i>(
         &mut self,
         body: &'i [Item],

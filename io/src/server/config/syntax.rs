@@ -140,8 +140,8 @@ fn expected_object(identifier: &str) -> ConfigError {
     ))
 }
 
-/// The 1-based line where `key` first appears as an HCL key or a JSON member name, for error
-/// messages.
+/// Finds the 1-based line where `key` first appears as an HCL key or a JSON member name, for
+/// error messages.
 pub(super) fn line_of(text: &str, key: &str) -> Option<usize> {
     let quoted = format!("\"{key}\"");
     text.lines()

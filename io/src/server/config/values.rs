@@ -19,7 +19,7 @@ pub(super) fn string_value(key: &str, value: &Value) -> Result<String, ConfigErr
     }
 }
 
-/// A boolean, also given as Go's bool strings (`"1"`, `"true"`, `"0"`, `"false"`, ...).
+/// Reads a boolean, also given as Go's bool strings (`"1"`, `"true"`, `"0"`, `"false"`, ...).
 pub(super) fn bool_value(key: &str, value: &Value) -> Result<bool, ConfigError> {
     let expected = "true, false, \"1\" or \"0\"";
     match value {
@@ -35,7 +35,7 @@ pub(super) fn bool_value(key: &str, value: &Value) -> Result<bool, ConfigError> 
     }
 }
 
-/// A duration string such as `"768h"`, or whole seconds.
+/// Reads a duration string such as `"768h"`, or whole seconds.
 pub(super) fn duration_value(key: &str, value: &Value) -> Result<Duration, ConfigError> {
     let expected = "a duration such as \"768h\", \"30m\" or a number of seconds";
     match value {
@@ -49,7 +49,7 @@ pub(super) fn duration_value(key: &str, value: &Value) -> Result<Duration, Confi
     }
 }
 
-/// A non-negative integer, also given as a string of digits.
+/// Reads a non-negative integer, also given as a string of digits.
 pub(super) fn u64_value(key: &str, value: &Value) -> Result<u64, ConfigError> {
     let expected = "a non-negative integer";
     match value {
@@ -62,7 +62,7 @@ pub(super) fn u64_value(key: &str, value: &Value) -> Result<u64, ConfigError> {
     }
 }
 
-/// An `IP:port` address.
+/// Reads an `IP:port` address.
 pub(super) fn socket_addr(key: &str, value: &Value) -> Result<SocketAddr, ConfigError> {
     string_value(key, value)?
         .parse()

@@ -26,9 +26,9 @@ use crate::server::node::Node;
 /// Bounds on what one request may cost the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Largest request body in bytes; a larger one gets 413.
+    /// Maximum request body size in bytes. A larger body gets 413.
     pub max_request_size: u64,
-    /// Largest buffered request head (request line and headers) in bytes.
+    /// Maximum size of the buffered request head (request line and headers) in bytes.
     pub max_header_size: usize,
     /// Time a request may take from its head to its response before it gets 503.
     pub request_timeout: Duration,
