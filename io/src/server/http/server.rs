@@ -284,6 +284,8 @@ mod tests {
     use tokio::net::TcpStream;
     use tokio::sync::oneshot;
 
+    use rustls::pki_types::{CertificateDer, ServerName};
+
     use super::*;
     use crate::server::environment::SystemEnvironment;
     use crate::server::net::{Network, TokioNetwork};
@@ -298,6 +300,10 @@ mod tests {
     }
 
     async fn start() -> TestServer {
+        start_with(None).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> TestServer {
         let core = Core::new(CoreConfig::default());
         let node = Node::start(
             core,
@@ -319,7 +325,7 @@ mod tests {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(serve(Arc::new(node), listener, None, limits, shutdown));
+        let task = tokio::spawn(serve(Arc::new(node), listener, tls, limits, shutdown));
         TestServer {
             addr,
             stop: Some(stop),
@@ -341,6 +347,15 @@ mod tests {
         body: Vec<u8>,
     ) -> http::Response<Bytes> {
         let stream = TcpStream::connect(addr).await.unwrap();
+        send_over(stream, method, uri, body).await
+    }
+
+    async fn send_over(
+        stream: impl Stream,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> http::Response<Bytes> {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .unwrap();
@@ -425,6 +440,75 @@ mod tests {
             message.starts_with("failed to parse JSON input"),
             "{message}"
         );
+        server.stop().await;
+    }
+
+    fn self_signed(dir: &std::path::Path) -> (TlsAcceptor, CertificateDer<'static>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert_file = dir.join("cert.pem");
+        let key_file = dir.join("key.pem");
+        std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+        std::fs::write(&key_file, certified.key_pair.serialize_pem()).unwrap();
+        let config = crate::server::tls::server_config(&cert_file, &key_file).unwrap();
+        (TlsAcceptor::from(config), certified.cert.der().clone())
+    }
+
+    fn client_config(ca: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn tls_listener_serves_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, ca) = self_signed(dir.path());
+        let server = start_with(Some(acceptor)).await;
+        let connector = tokio_rustls::TlsConnector::from(client_config(ca));
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+
+        let response = send_over(stream, Method::GET, "/elsewhere", Vec::new()).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_body(&response), json!({"errors": []}));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn plain_client_on_tls_listener_gets_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, _) = self_signed(dir.path());
+        let server = start_with(Some(acceptor)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        assert!(!response.starts_with(b"HTTP/1.1"));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn oversized_header_is_rejected() {
+        let server = start().await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let filler = "a".repeat(HttpLimits::default().max_header_size + 1024);
+        let head = format!("GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 431"), "{text}");
         server.stop().await;
     }
 }
