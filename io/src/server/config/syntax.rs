@@ -63,11 +63,49 @@ fn hcl_body(body: &hcl::Body) -> Result<Vec<Item>, ConfigError> {
     Ok(items)
 }
 
+/// Converts a literal HCL expression to JSON. Config values are never evaluated, so variables,
+/// function calls and operators are rejected; an interpolated string is kept as its text.
 fn hcl_value(key: &str, expression: &hcl::Expression) -> Result<Value, ConfigError> {
-    let value = hcl::Value::from(expression.clone());
-    serde_json::to_value(value).map_err(|error| {
-        ConfigError::Invalid(format!("the value of {key:?} cannot be read: {error}"))
-    })
+    use hcl::Expression;
+
+    let value = match expression {
+        Expression::Null => Value::Null,
+        Expression::Bool(flag) => Value::Bool(*flag),
+        Expression::Number(number) => serde_json::to_value(number).unwrap_or(Value::Null),
+        Expression::String(text) => Value::String(text.clone()),
+        Expression::TemplateExpr(template) => Value::String(template.to_string()),
+        Expression::Parenthesis(inner) => hcl_value(key, inner)?,
+        Expression::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| hcl_value(key, item))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expression::Object(object) => {
+            let mut map = Map::new();
+            for (object_key, item) in object {
+                map.insert(hcl_object_key(key, object_key)?, hcl_value(key, item)?);
+            }
+            Value::Object(map)
+        }
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "the value of {key:?} must be a literal (string, number, bool, list or object); \
+                 config values are not evaluated"
+            )));
+        }
+    };
+    Ok(value)
+}
+
+fn hcl_object_key(key: &str, object_key: &hcl::ObjectKey) -> Result<String, ConfigError> {
+    match object_key {
+        hcl::ObjectKey::Identifier(identifier) => Ok(identifier.as_str().to_owned()),
+        hcl::ObjectKey::Expression(hcl::Expression::String(text)) => Ok(text.clone()),
+        _ => Err(ConfigError::Invalid(format!(
+            "the object keys in {key:?} must be names or quoted strings"
+        ))),
+    }
 }
 
 fn json_items(text: &str) -> Result<Vec<Item>, ConfigError> {

@@ -226,3 +226,14 @@ fn syntax_error_names_format() {
         Err(ConfigError::Syntax { format: "JSON", .. })
     ));
 }
+
+#[test]
+fn hcl_expressions_are_not_evaluated() {
+    let message = invalid("api_addr = upper(\"x\")");
+    assert!(
+        message.contains("\"api_addr\" must be a literal"),
+        "{message}"
+    );
+    let config = parse_config("api_addr = \"http://${host}:8200\"").unwrap();
+    assert_eq!(config.api_addr.as_deref(), Some("http://${host}:8200"));
+}

@@ -120,7 +120,11 @@ fn inject_data(envelope: &mut Map<String, Value>, logical: &Logical) {
 }
 
 fn json_response(status: u16, body: &Value) -> http::Response<Bytes> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // A `Logical` built from `Default` has status 0, which means the usual 200.
+    let status = match status {
+        0 => StatusCode::OK,
+        other => StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    };
     // Serialising a `Value` cannot fail: its map keys are strings.
     let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = http::Response::new(Bytes::from(body));
@@ -230,6 +234,13 @@ mod tests {
             &Response::data(data),
         ));
         assert_eq!(body["request_id"], json!("real"));
+    }
+
+    #[test]
+    fn unset_status_renders_200() {
+        let logical = Logical::default();
+        let rendered = render_response("id", "secret/foo", &Response::logical(logical));
+        assert_eq!(rendered.status(), 200);
     }
 
     #[test]
