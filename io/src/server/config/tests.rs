@@ -237,3 +237,25 @@ fn hcl_expressions_are_not_evaluated() {
     let config = parse_config("api_addr = \"http://${host}:8200\"").unwrap();
     assert_eq!(config.api_addr.as_deref(), Some("http://${host}:8200"));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parse_config_never_panics(text in "[ -~\n]{0,200}") {
+            let _ = parse_config(&text);
+        }
+
+        #[test]
+        fn parse_config_never_panics_on_blocks(
+            key in "[a-z_]{1,12}",
+            value in "(\"[ -~]{0,10}\"|[0-9]{1,5}|true|\\[\\]|\\{\\}|[a-z]+\\(\\))",
+        ) {
+            let text = format!("listener \"tcp\" {{\n {key} = {value}\n}}\n{key} = {value}\n");
+            let _ = parse_config(&text);
+        }
+    }
+}

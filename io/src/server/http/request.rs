@@ -408,3 +408,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn map_request_never_panics(
+            method in "(GET|PUT|POST|PATCH|LIST|DELETE|HEAD|[A-Z]{1,7})",
+            path in "/(v1/)?[ -~]{0,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            token in "[ -~]{0,12}",
+            wrap in "[ -~]{0,8}",
+            content_type in "(application/json|application/merge-patch\\+json|application/x-www-form-urlencoded|[ -~]{0,12})",
+        ) {
+            let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            for (name, value) in [
+                ("x-vault-token", &token),
+                ("x-vault-wrap-ttl", &wrap),
+                ("content-type", &content_type),
+            ] {
+                if let Ok(value) = http::HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            }
+            if let Ok(request) = map_request(&method, &path, &headers, &body, None) {
+                prop_assert!(!request.path.contains("//"));
+                prop_assert!(!request.path.starts_with('/'));
+                prop_assert_eq!(request.path.ends_with('/'), request.operation == Operation::List);
+            }
+        }
+    }
+}
