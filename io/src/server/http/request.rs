@@ -147,10 +147,17 @@ fn body_data(
             format!("PATCH requires Content-Type {MERGE_PATCH}, but the request sent {given}"),
         ));
     }
-    if content_type.as_deref() == Some(FORM) {
+    if content_type.as_deref() == Some(FORM) && !looks_like_json(body) {
         return Ok(parse_query(&String::from_utf8_lossy(body)));
     }
     json_object(body)
+}
+
+/// Whether a body declared as a form is JSON after all. `curl -d '{...}'` sends JSON with the
+/// form content type, and Vault's own docs rely on that working.
+fn looks_like_json(body: &[u8]) -> bool {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    matches!(first, Some(b'{' | b'['))
 }
 
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, MapError> {
@@ -358,6 +365,15 @@ mod tests {
         let request = map("POST", "/v1/secret/foo", &headers, "a=1&b=two+words").unwrap();
         assert_eq!(request.data["a"], json!("1"));
         assert_eq!(request.data["b"], json!("two words"));
+    }
+
+    #[test]
+    fn json_body_with_form_type_is_json() {
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        let request = map("POST", "/v1/secret/foo", &headers, r#" {"a": "b"}"#).unwrap();
+        assert_eq!(request.data["a"], json!("b"));
+        let (status, _) = map("POST", "/v1/secret/foo", &headers, "[1]").unwrap_err();
+        assert_eq!(status, 400);
     }
 
     #[test]
