@@ -9,10 +9,10 @@ use rand::rngs::OsRng;
 
 /// The clock and the source of RNG seeds of a node.
 pub trait Environment: Send + Sync + 'static {
-    /// The current wall-clock time.
+    /// Returns the current wall-clock time.
     fn now(&self) -> Timestamp;
 
-    /// A fresh seed for one request's `ChaCha20Rng`.
+    /// Draws a fresh seed for one request's `ChaCha20Rng`.
     fn rng_seed(&self) -> [u8; 32];
 }
 

@@ -22,7 +22,7 @@ pub trait Listener: Send + 'static {
     /// Waits for the next connection and returns it with the peer's address.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
 
-    /// The address the listener is bound to, with the actual port when bound to port 0.
+    /// Returns the address the listener is bound to, with the actual port when bound to port 0.
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 

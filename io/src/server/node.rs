@@ -63,12 +63,12 @@ where
         })
     }
 
-    /// The node's core.
+    /// Returns the node's core.
     pub fn core(&self) -> &Core {
         &self.core
     }
 
-    /// The node's storage.
+    /// Returns the node's storage.
     pub fn storage(&self) -> &S {
         &self.storage
     }

@@ -141,10 +141,10 @@ fn body_data(
 ) -> Result<Map<String, Value>, MapError> {
     let content_type = content_type(headers);
     if method == Method::PATCH && content_type.as_deref() != Some(MERGE_PATCH) {
-        let given = content_type.unwrap_or_else(|| "none".into());
+        let sent = content_type.unwrap_or_else(|| "none".into());
         return Err((
             415,
-            format!("PATCH requires Content-Type {MERGE_PATCH}, but the request sent {given}"),
+            format!("PATCH requires Content-Type {MERGE_PATCH}, but the request sent {sent}"),
         ));
     }
     if content_type.as_deref() == Some(FORM) && !looks_like_json(body) {
@@ -153,8 +153,8 @@ fn body_data(
     json_object(body)
 }
 
-/// Whether a body declared as a form is JSON after all. `curl -d '{...}'` sends JSON with the
-/// form content type, and Vault's own docs rely on that working.
+/// Reports whether a body declared as a form is JSON after all. `curl -d '{...}'` sends JSON
+/// with the form content type, so a body starting with `{` or `[` is read as JSON.
 fn looks_like_json(body: &[u8]) -> bool {
     let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
     matches!(first, Some(b'{' | b'['))

@@ -46,7 +46,7 @@ impl LmdbStorage {
         })
     }
 
-    /// The directory of the environment.
+    /// Returns the directory of the environment.
     pub fn path(&self) -> &Path {
         &self.path
     }
