@@ -63,6 +63,25 @@ where
         })
     }
 
+    /// Starts a node whose writes commit on the submitting thread instead of a writer thread,
+    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`].
+    pub fn start_inline(core: Core, storage: S, environment: E) -> Node<S, E> {
+        let core = Arc::new(core);
+        let storage = Arc::new(storage);
+        let environment = Arc::new(environment);
+        let writer = Writer::inline(
+            Arc::clone(&core),
+            Arc::clone(&storage),
+            Arc::clone(&environment),
+        );
+        Node {
+            core,
+            storage,
+            environment,
+            writer,
+        }
+    }
+
     /// Returns the node's core.
     pub fn core(&self) -> &Core {
         &self.core

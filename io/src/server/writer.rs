@@ -48,10 +48,14 @@ struct Job {
     reply: oneshot::Sender<WriteResult>,
 }
 
-/// A handle to the writer thread.
+/// Commits one batch on the calling thread.
+type InlineCommit = Arc<dyn Fn(Vec<Job>) + Send + Sync>;
+
+/// A handle to the writer: a dedicated thread, or inline commits on the caller's thread.
 pub struct Writer {
     sender: Mutex<Option<SyncSender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    inline: Mutex<Option<InlineCommit>>,
     limits: WriterLimits,
 }
 
@@ -75,14 +79,46 @@ impl Writer {
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            inline: Mutex::new(None),
             limits,
         })
+    }
+
+    /// Makes a writer that commits each request on the thread that submits it, as a batch of
+    /// one. A single-threaded simulation uses it, because a writer thread would run outside
+    /// the simulated schedule. Servers use [`Writer::spawn`], which batches commits and keeps
+    /// blocking disk flushes off the async workers.
+    pub fn inline<S, E>(core: Arc<Core>, storage: Arc<S>, environment: Arc<E>) -> Writer
+    where
+        S: Storage + 'static,
+        E: Environment,
+    {
+        let commit: InlineCommit =
+            Arc::new(move |batch| commit_batch(&core, &*storage, &*environment, batch));
+        Writer {
+            sender: Mutex::new(None),
+            thread: Mutex::new(None),
+            inline: Mutex::new(Some(commit)),
+            limits: WriterLimits {
+                queue_length: 0,
+                batch_size: 1,
+            },
+        }
     }
 
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
     /// is full or the writer has stopped.
     pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
         let (reply, receiver) = oneshot::channel();
+        let inline = self
+            .inline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(commit) = inline {
+            commit(vec![Job { request, reply }]);
+            return Ok(receiver);
+        }
         let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = guard.as_ref() else {
             return Err(Error::api(503, "the server is shutting down"));
@@ -105,6 +141,12 @@ impl Writer {
     /// Stops accepting requests, lets the writer commit everything already queued, and waits
     /// for its thread to end.
     pub fn close(&self) {
+        drop(
+            self.inline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         drop(
             self.sender
                 .lock()
@@ -415,6 +457,21 @@ mod tests {
         assert_eq!(error.status(), 503);
         assert!(error.to_string().contains("write queue is full"), "{error}");
         release_all(&harness);
+    }
+
+    #[test]
+    fn inline_writer_commits_each_request() {
+        let storage = Arc::new(MemStorage::new());
+        let core = Arc::new(Core::new(CoreConfig::default()));
+        let writer = Writer::inline(core, storage, Arc::new(SystemEnvironment));
+        let mut receiver = writer.submit(request()).unwrap();
+        // The result is ready before `submit` returns.
+        let result = receiver.try_recv().unwrap();
+        assert_eq!(result.unwrap_err().status(), 503);
+
+        writer.close();
+        let error = writer.submit(request()).unwrap_err();
+        assert!(error.to_string().contains("shutting down"), "{error}");
     }
 
     #[test]
