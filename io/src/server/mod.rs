@@ -38,7 +38,8 @@ use writer::WriterLimits;
 /// Options of `coffer server`.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
-    /// Path of the configuration file (HCL or JSON).
+    /// Path of the configuration file (HCL or JSON), or of a directory whose .hcl and .json
+    /// files are read in name order.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Runs a single unsealed development node on a temporary LMDB directory.
@@ -138,12 +139,53 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    if path.is_dir() {
+    if !path.is_dir() {
+        return load_config_file(path);
+    }
+    let mut config = Config::default();
+    for file in config_files(path)? {
+        let next = load_config_file(&file)?;
+        config = config
+            .merge(next)
+            .with_context(|| format!("invalid config directory {}", path.display()))?;
+    }
+    Ok(config)
+}
+
+/// Lists the `.hcl` and `.json` files of a config directory, sorted by name.
+fn config_files(directory: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(directory).with_context(|| {
+        format!(
+            "failed to read the config directory {}",
+            directory.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| {
+                format!(
+                    "failed to read the config directory {}",
+                    directory.display()
+                )
+            })?
+            .path();
+        let extension = path.extension().and_then(|extension| extension.to_str());
+        if path.is_file() && matches!(extension, Some("hcl" | "json")) {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
         bail!(
-            "{} is a directory; pass the config file itself with --config",
-            path.display()
+            "the config directory {} has no .hcl or .json file",
+            directory.display()
         );
     }
+    files.sort();
+    Ok(files)
+}
+
+fn load_config_file(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read the config file {}", path.display()))?;
     parse_config(&text).with_context(|| format!("invalid config file {}", path.display()))

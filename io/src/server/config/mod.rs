@@ -166,6 +166,42 @@ const IGNORED_LISTENER: &[&str] = &[
     "custom_response_headers",
 ];
 
+impl Config {
+    /// Merges a config read after this one, as from the next file of a config directory.
+    /// Listeners and warnings add up, and a setting in `later` replaces the same setting here.
+    /// Fails when both name a storage backend.
+    pub fn merge(mut self, later: Config) -> Result<Config, ConfigError> {
+        if self.storage.is_some() && later.storage.is_some() {
+            return Err(ConfigError::Invalid(
+                "more than one config file has a storage block; keep exactly one".into(),
+            ));
+        }
+        self.listeners.extend(later.listeners);
+        self.storage = later.storage.or(self.storage);
+        self.api_addr = later.api_addr.or(self.api_addr);
+        self.cluster_addr = later.cluster_addr.or(self.cluster_addr);
+        self.default_lease_ttl = later.default_lease_ttl.or(self.default_lease_ttl);
+        self.max_lease_ttl = later.max_lease_ttl.or(self.max_lease_ttl);
+        self.log_level = later.log_level.or(self.log_level);
+        if later.log_format != LogFormat::default() {
+            self.log_format = later.log_format;
+        }
+        let replication = &mut self.replication;
+        let newer = later.replication;
+        replication.logshipper_buffer_length = newer
+            .logshipper_buffer_length
+            .or(replication.logshipper_buffer_length);
+        replication.logshipper_buffer_size = newer
+            .logshipper_buffer_size
+            .or(replication.logshipper_buffer_size);
+        replication.best_effort_wal_wait_duration = newer
+            .best_effort_wal_wait_duration
+            .or(replication.best_effort_wal_wait_duration);
+        self.warnings.extend(later.warnings);
+        Ok(self)
+    }
+}
+
 /// Parses a config file in HCL or JSON.
 pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
     let items = parse_items(text)?;

@@ -238,6 +238,30 @@ fn hcl_expressions_are_not_evaluated() {
     assert_eq!(config.api_addr.as_deref(), Some("http://${host}:8200"));
 }
 
+#[test]
+fn merge_adds_listeners_and_overrides_settings() {
+    let first = parse_config(
+        "storage \"inmem\" {}\nlog_level = \"info\"\nlistener \"tcp\" { tls_disable = true }",
+    )
+    .unwrap();
+    let second = parse_config(
+        "log_level = \"debug\"\nlistener \"tcp\" {\n address = \"127.0.0.1:8300\"\n tls_disable = true\n}",
+    )
+    .unwrap();
+    let merged = first.merge(second).unwrap();
+    assert_eq!(merged.listeners.len(), 2);
+    assert_eq!(merged.log_level.as_deref(), Some("debug"));
+    assert_eq!(merged.storage, Some(StorageConfig::InMem));
+}
+
+#[test]
+fn merge_rejects_two_storage_blocks() {
+    let first = parse_config("storage \"inmem\" {}").unwrap();
+    let second = parse_config("backend \"inmem\" {}").unwrap();
+    let error = first.merge(second).unwrap_err().to_string();
+    assert!(error.contains("storage block"), "{error}");
+}
+
 mod properties {
     use proptest::prelude::*;
 
