@@ -511,4 +511,59 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 431"), "{text}");
         server.stop().await;
     }
+
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_log_omits_token_and_body() {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let server = start().await;
+                let stream = TcpStream::connect(server.addr).await.unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let request = http::Request::builder()
+                    .method(Method::POST)
+                    .uri("/v1/secret/foo?q=1")
+                    .header(http::header::HOST, "127.0.0.1")
+                    .header("X-Vault-Token", "hvs.known-token-value")
+                    .body(Full::new(Bytes::from(
+                        r#"{"password": "known-body-value"}"#,
+                    )))
+                    .unwrap();
+                sender.send_request(request).await.unwrap();
+                server.stop().await;
+            });
+        });
+        let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("/v1/secret/foo"), "{log}");
+        assert!(!log.contains("known-token-value"), "{log}");
+        assert!(!log.contains("known-body-value"), "{log}");
+        assert!(!log.contains("q=1"), "{log}");
+    }
 }
