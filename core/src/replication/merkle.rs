@@ -111,7 +111,11 @@ fn digests_from_bytes(key: &str, bytes: &[u8], count: usize) -> Result<Vec<Diges
     }
     let digests = bytes
         .chunks_exact(32)
-        .map(|chunk| chunk.try_into().expect("chunks_exact yields 32-byte chunks"))
+        .map(|chunk| {
+            chunk
+                .try_into()
+                .expect("chunks_exact yields 32-byte chunks")
+        })
         .collect();
     Ok(digests)
 }
@@ -126,10 +130,12 @@ impl Merkle {
         let mut buckets: BTreeMap<BucketId, Members> = BTreeMap::new();
         for op in ops {
             let bucket = bucket_of(op.key());
-            if !buckets.contains_key(&bucket) {
-                buckets.insert(bucket, Merkle::bucket(txn, bucket)?);
-            }
-            let members = buckets.get_mut(&bucket).expect("the bucket was inserted above");
+            let members = match buckets.entry(bucket) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(Merkle::bucket(txn, bucket)?)
+                }
+            };
             update_members(members, op);
         }
         Merkle::store_buckets(txn, &buckets)
@@ -148,15 +154,21 @@ impl Merkle {
                 txn.put(Partition::Merkle, &key, &encode(members)?)?;
             }
             let page = page_of(*bucket);
-            if !pages.contains_key(&page) {
-                pages.insert(page, Merkle::page(txn, page)?);
-            }
-            let hashes = pages.get_mut(&page).expect("the page was inserted above");
+            let hashes = match pages.entry(page) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(Merkle::page(txn, page)?)
+                }
+            };
             hashes[usize::from(*bucket as u8)] = bucket_hash(members);
         }
         let mut root = Merkle::pages(txn)?;
         for (page, hashes) in &pages {
-            txn.put(Partition::Merkle, &page_key(*page), &digests_to_bytes(hashes))?;
+            txn.put(
+                Partition::Merkle,
+                &page_key(*page),
+                &digests_to_bytes(hashes),
+            )?;
             root[usize::from(*page)] = page_hash(hashes);
         }
         txn.put(Partition::Merkle, ROOT_KEY, &digests_to_bytes(&root))
@@ -203,9 +215,17 @@ impl Merkle {
             txn.put(Partition::Merkle, &bucket_key(*bucket), &encode(members)?)?;
         }
         for (page, hashes) in &rebuilt.pages {
-            txn.put(Partition::Merkle, &page_key(*page), &digests_to_bytes(hashes))?;
+            txn.put(
+                Partition::Merkle,
+                &page_key(*page),
+                &digests_to_bytes(hashes),
+            )?;
         }
-        txn.put(Partition::Merkle, ROOT_KEY, &digests_to_bytes(&rebuilt.root))?;
+        txn.put(
+            Partition::Merkle,
+            ROOT_KEY,
+            &digests_to_bytes(&rebuilt.root),
+        )?;
         Ok(root_hash(&rebuilt.root))
     }
 
@@ -214,7 +234,7 @@ impl Merkle {
         let rebuilt = Rebuilt::from_shared(txn)?;
         let stored_pages = Merkle::pages(txn)?;
         let mut corrupted_pages = BTreeMap::new();
-        for page in 0..PAGES {
+        for (page, stored_page) in stored_pages.iter().enumerate() {
             let page_number = page as u8;
             let stored = Merkle::page(txn, page_number)?;
             let expected = rebuilt.page(page_number);
@@ -222,7 +242,7 @@ impl Merkle {
                 .filter(|slot| stored[*slot] != expected[*slot])
                 .map(|slot| slot as u8)
                 .collect();
-            if !buckets.is_empty() || stored_pages[page] != page_hash(&expected) {
+            if !buckets.is_empty() || *stored_page != page_hash(&expected) {
                 corrupted_pages.insert(page_number, buckets);
             }
         }
@@ -262,7 +282,10 @@ impl Rebuilt {
                 continue;
             };
             let leaf = leaf(&key, &value);
-            buckets.entry(bucket_of(&key)).or_default().push((key, leaf));
+            buckets
+                .entry(bucket_of(&key))
+                .or_default()
+                .push((key, leaf));
         }
         let mut pages: BTreeMap<u8, Vec<Digest>> = BTreeMap::new();
         for (bucket, members) in &mut buckets {
@@ -373,7 +396,9 @@ mod tests {
         storage
             .write(|txn| txn.put(Partition::Shared, "a", b"tampered"))
             .unwrap();
-        storage.write(|txn| Merkle::reindex(txn).map(|_| ())).unwrap();
+        storage
+            .write(|txn| Merkle::reindex(txn).map(|_| ()))
+            .unwrap();
         let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
         assert!(!check.is_corrupted());
     }
