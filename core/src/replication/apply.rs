@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::replication::merkle::Merkle;
+use crate::replication::position::Epoch;
 use crate::replication::wal::{Entry, Op, Wal};
 use crate::storage::{Partition, StorageError, Transaction};
 
@@ -41,7 +42,7 @@ pub fn apply_entries(
 pub fn commit_primary_write(
     txn: &mut dyn Transaction,
     wal: &Wal,
-    epoch: &crate::replication::Epoch,
+    epoch: &Epoch,
     ops: Vec<Op>,
 ) -> Result<Entry, StorageError> {
     apply_ops(txn, &ops)?;

@@ -157,7 +157,8 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends received bytes. The buffer grows by at most one frame beyond what was pushed.
+    /// Appends received bytes. Poll after every push, so the buffer holds at most one partial
+    /// frame beyond the bytes of the last push.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
     }

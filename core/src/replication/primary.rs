@@ -71,6 +71,8 @@ pub enum PrimaryEvent {
         reason: String,
         /// The secondary's position as it reported it.
         secondary: Option<Position>,
+        /// The secondary's Merkle root as it reported it.
+        secondary_root: Option<Digest>,
         /// The primary's head.
         primary: Position,
         /// The primary's root.
@@ -107,6 +109,7 @@ pub struct PrimarySession {
     phase: Phase,
     secondary_id: Option<String>,
     secondary_position: Option<Position>,
+    secondary_root: Option<Digest>,
     next_sync: u64,
     // Entries committed since the snapshot of the current or last sync, kept until the
     // secondary acknowledges them, because the shipper and the WAL may drop them meanwhile.
@@ -139,6 +142,7 @@ impl PrimarySession {
             phase: Phase::AwaitHello,
             secondary_id: None,
             secondary_position: None,
+            secondary_root: None,
             next_sync: 1,
             retained: VecDeque::new(),
             last_heard: now,
@@ -262,8 +266,11 @@ impl PrimarySession {
                 cluster_id,
                 secondary_id,
                 position,
-                root: _,
-            } => self.handle_hello(cluster_id, secondary_id, position, view),
+                root,
+            } => {
+                self.secondary_root = Some(root);
+                self.handle_hello(cluster_id, secondary_id, position, view)
+            }
             Message::Ack { applied } => self.handle_ack(applied, view),
             Message::MerklePagesRequest { sync, pages } => self.serve_pages(sync, &pages, view),
             Message::BucketRequest { sync, buckets } => self.serve_buckets(sync, &buckets, view),
@@ -572,6 +579,7 @@ impl PrimarySession {
             reason,
             secondary = ?self.secondary_id,
             secondary_position = ?self.secondary_position.as_ref().map(ToString::to_string),
+            secondary_root = ?self.secondary_root.map(hex::encode),
             primary_position = %primary,
             primary_root = %hex::encode(root),
             "replication session state changed"
@@ -581,6 +589,7 @@ impl PrimarySession {
             to,
             reason: reason.to_owned(),
             secondary: self.secondary_position.clone(),
+            secondary_root: self.secondary_root,
             primary,
             root,
         });

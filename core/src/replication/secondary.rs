@@ -512,8 +512,10 @@ impl Secondary {
         Ok(())
     }
 
-    fn connect(&mut self, _now: Timestamp) {
+    fn connect(&mut self, now: Timestamp) {
         self.phase = Phase::Connecting;
+        // The silence timer doubles as the connect timeout.
+        self.last_heard = now;
         self.response_due = None;
         self.set_state(SecondaryState::Connecting, "connecting to the primary");
         self.events.push_back(SecondaryEvent::Connect);

@@ -627,3 +627,59 @@ proptest! {
         prop_assert!(cluster.drive(), "secondaries did not converge after faults stopped");
     }
 }
+
+#[test]
+fn secondary_catches_up_from_disk_wal_when_buffer_is_short() {
+    let config = ReplicationConfig {
+        logshipper_buffer_length: 2,
+        wal_retain: 1_000,
+        ..small_config()
+    };
+    let mut cluster = Cluster::new(config, 1, 11);
+    write_numbered(&mut cluster, 0..50);
+    cluster.start();
+    assert!(cluster.drive());
+    assert!(
+        !cluster.secondaries[0]
+            .states
+            .contains(&SecondaryState::MerkleDiff)
+    );
+}
+
+#[test]
+fn secondaries_converge_under_heavy_faults() {
+    let config = ReplicationConfig {
+        logshipper_buffer_length: 8,
+        wal_retain: 8,
+        max_frame_payload: 96,
+        fetch_batch_keys: 4,
+        ..ReplicationConfig::default()
+    };
+    let mut cluster = Cluster::new(config, 3, 12);
+    cluster.faults = Faults {
+        loss: 0.05,
+        duplicate: 0.05,
+        reorder: 0.1,
+        disconnect: 0.02,
+    };
+    cluster.start();
+    for round in 0..200 {
+        write_numbered(&mut cluster, round % 40..round % 40 + 2);
+        if round % 7 == 0 {
+            cluster.write(vec![delete(&format!("logical/k{}", round % 40))]);
+        }
+        for _ in 0..3 {
+            cluster.step();
+        }
+    }
+    cluster.faults = Faults::default();
+    assert!(cluster.drive());
+    for node in &cluster.secondaries {
+        let reconnects = node
+            .states
+            .iter()
+            .filter(|state| **state == SecondaryState::Idle)
+            .count();
+        assert!(reconnects > 0, "no fault reached a secondary");
+    }
+}
