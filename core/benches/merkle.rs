@@ -25,7 +25,7 @@ fn put(key: String) -> Op {
     }
 }
 
-/// A store holding `count` keys and their index, built in one transaction.
+/// Returns a store holding `count` keys and their index, built in one transaction.
 fn store_with(count: usize, changed: usize) -> MemStorage {
     let storage = MemStorage::new();
     storage
@@ -48,7 +48,7 @@ fn store_with(count: usize, changed: usize) -> MemStorage {
     storage
 }
 
-/// The keys whose leaves differ between two indexes, found top-down as a sync does: root
+/// Returns the keys whose leaves differ between two indexes, found top-down as a sync does: root
 /// pages, then buckets of differing pages, then members of differing buckets.
 fn differing_keys(
     local: &dyn Transaction,

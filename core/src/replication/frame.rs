@@ -15,7 +15,7 @@ pub const FLAG_MORE: u8 = 0b0000_0001;
 /// Size of a frame header in bytes.
 pub const HEADER_LEN: usize = 6;
 
-/// Why a frame or message was rejected.
+/// An error from decoding or encoding frames and messages.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The frame's version is not [`PROTOCOL_VERSION`].
@@ -148,7 +148,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// A decoder with empty buffers.
+    /// Creates a decoder with empty buffers.
     pub fn new(limits: FrameLimits) -> FrameDecoder {
         FrameDecoder {
             limits,
@@ -188,7 +188,7 @@ impl FrameDecoder {
         }
     }
 
-    /// Whether a partial frame or message is buffered.
+    /// Returns whether a partial frame or message is buffered.
     pub fn has_partial(&self) -> bool {
         !self.buffer.is_empty() || !self.message.is_empty()
     }

@@ -29,18 +29,18 @@ pub type BucketId = u16;
 /// Members of one bucket: each key with its leaf hash, sorted by key.
 pub type Members = Vec<(String, Digest)>;
 
-/// The bucket that holds `key`.
+/// Returns the bucket that contains `key`.
 pub fn bucket_of(key: &str) -> BucketId {
     let digest = Sha256::digest(key.as_bytes());
     u16::from_be_bytes([digest[0], digest[1]])
 }
 
-/// The page a bucket belongs to.
+/// Returns the page a bucket belongs to.
 pub fn page_of(bucket: BucketId) -> u8 {
     (bucket >> 8) as u8
 }
 
-/// The leaf hash of `key` holding `value`.
+/// Returns the leaf hash of `key` holding `value`.
 pub fn leaf(key: &str, value: &[u8]) -> Digest {
     let mut hasher = Sha256::new();
     hasher.update(b"coffer-leaf-v1");
@@ -50,7 +50,7 @@ pub fn leaf(key: &str, value: &[u8]) -> Digest {
     hasher.finalize().into()
 }
 
-/// The hash of a bucket with these members.
+/// Returns the hash of a bucket with these members.
 pub fn bucket_hash(members: &[(String, Digest)]) -> Digest {
     let mut hasher = Sha256::new();
     hasher.update(b"coffer-bucket-v1");
@@ -71,12 +71,12 @@ fn hash_children(tag: &[u8], children: &[Digest]) -> Digest {
     hasher.finalize().into()
 }
 
-/// The hash of a page with these bucket hashes.
+/// Returns the hash of a page with these bucket hashes.
 pub fn page_hash(buckets: &[Digest]) -> Digest {
     hash_children(b"coffer-page-v1", buckets)
 }
 
-/// The root hash over these page hashes.
+/// Returns the root hash over these page hashes.
 pub fn root_hash(pages: &[Digest]) -> Digest {
     hash_children(b"coffer-root-v1", pages)
 }
@@ -174,12 +174,12 @@ impl Merkle {
         txn.put(Partition::Merkle, ROOT_KEY, &digests_to_bytes(&root))
     }
 
-    /// The root hash.
+    /// Returns the root hash.
     pub fn root(txn: &dyn Transaction) -> Result<Digest, StorageError> {
         Ok(root_hash(&Merkle::pages(txn)?))
     }
 
-    /// The hash of every page, in page order.
+    /// Returns the hash of every page, in page order.
     pub fn pages(txn: &dyn Transaction) -> Result<Vec<Digest>, StorageError> {
         match txn.get(Partition::Merkle, ROOT_KEY)? {
             Some(bytes) => digests_from_bytes(ROOT_KEY, &bytes, PAGES),
@@ -187,7 +187,7 @@ impl Merkle {
         }
     }
 
-    /// The bucket hashes of one page, in slot order.
+    /// Returns the bucket hashes of one page, in slot order.
     pub fn page(txn: &dyn Transaction, page: u8) -> Result<Vec<Digest>, StorageError> {
         let key = page_key(page);
         match txn.get(Partition::Merkle, &key)? {
@@ -196,7 +196,7 @@ impl Merkle {
         }
     }
 
-    /// The members of one bucket.
+    /// Returns the members of one bucket.
     pub fn bucket(txn: &dyn Transaction, bucket: BucketId) -> Result<Members, StorageError> {
         let key = bucket_key(bucket);
         match txn.get(Partition::Merkle, &key)? {
@@ -322,7 +322,7 @@ pub struct MerkleCheck {
 }
 
 impl MerkleCheck {
-    /// Whether the stored index matches the data.
+    /// Returns whether the stored index matches the data.
     pub fn is_corrupted(&self) -> bool {
         self.stored_root != self.rebuilt_root || !self.corrupted_pages.is_empty()
     }

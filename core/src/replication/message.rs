@@ -10,7 +10,7 @@ use crate::replication::wal::Entry;
 /// an answer from an abandoned sync is recognised and ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// Secondary to primary, first on a connection and after any anomaly: where it stands.
+    /// Secondary to primary, first on a connection and after any anomaly: its position and root.
     Hello {
         /// Replication set the secondary belongs to.
         cluster_id: String,
@@ -102,7 +102,8 @@ pub enum Message {
         /// Each key with its ciphertext.
         values: Vec<(String, Option<Vec<u8>>)>,
     },
-    /// Secondary to primary: the secondary holds the snapshot's state and adopted its position.
+    /// Secondary to primary: the secondary has reached the snapshot's state and adopted its
+    /// position.
     SyncDone {
         /// Id of the sync.
         sync: u64,
@@ -111,7 +112,7 @@ pub enum Message {
     },
     /// Either side: the peer did something wrong or incompatible; the connection closes.
     Error {
-        /// What kind of failure.
+        /// Failure category.
         code: ErrorCode,
         /// A description for the log.
         message: String,

@@ -1,4 +1,4 @@
-//! Epochs and positions: where a node stands on the replicated chain.
+//! Epochs and positions: where a node is on the replicated chain.
 
 use std::fmt;
 
@@ -16,7 +16,7 @@ pub const GENESIS_HASH: Digest = [0; 32];
 pub struct Epoch {
     /// Promotion counter.
     pub number: u64,
-    /// Id of the cluster that holds the primary role in this epoch.
+    /// Id of the cluster that has the primary role in this epoch.
     pub cluster_id: String,
 }
 
@@ -29,7 +29,7 @@ impl Epoch {
         }
     }
 
-    /// The epoch a promotion of `cluster_id` after this one starts.
+    /// Returns the epoch a promotion of `cluster_id` after this one starts.
     pub fn next(&self, cluster_id: impl Into<String>) -> Epoch {
         Epoch::new(self.number.saturating_add(1), cluster_id)
     }
@@ -53,7 +53,7 @@ pub struct Position {
 }
 
 impl Position {
-    /// The position before any entry, in `epoch`.
+    /// Returns the position before any entry, in `epoch`.
     pub fn genesis(epoch: Epoch) -> Position {
         Position {
             epoch,
@@ -62,7 +62,7 @@ impl Position {
         }
     }
 
-    /// Whether no entry precedes this position.
+    /// Returns whether no entry precedes this position.
     pub fn is_genesis(&self) -> bool {
         self.index == 0 && self.hash == GENESIS_HASH
     }

@@ -12,7 +12,7 @@ use crate::replication::shipper::LogShipper;
 use crate::replication::wal::{Entry, Wal};
 use crate::storage::{Partition, StorageError, Transaction};
 
-/// What the driver lends a session for one input.
+/// Storage views the driver lends a session for one input.
 pub struct PrimaryView<'a> {
     /// The primary's current committed state.
     pub live: &'a dyn Transaction,
@@ -121,7 +121,7 @@ pub struct PrimarySession {
 }
 
 impl PrimarySession {
-    /// A session for a connection accepted at `now`.
+    /// Creates a session for a connection accepted at `now`.
     pub fn new(
         config: ReplicationConfig,
         cluster_id: impl Into<String>,
@@ -151,7 +151,7 @@ impl PrimarySession {
         }
     }
 
-    /// The session's state.
+    /// Returns the session's state.
     pub fn state(&self) -> SessionState {
         match self.phase {
             Phase::AwaitHello => SessionState::AwaitHello,
@@ -161,12 +161,12 @@ impl PrimarySession {
         }
     }
 
-    /// The secondary's id, once its `Hello` arrived.
+    /// Returns the secondary's id, once its `Hello` arrived.
     pub fn secondary_id(&self) -> Option<&str> {
         self.secondary_id.as_deref()
     }
 
-    /// The last index the secondary acknowledged while streaming.
+    /// Returns the last index the secondary acknowledged while streaming.
     pub fn acked(&self) -> Option<u64> {
         match self.phase {
             Phase::Streaming { acked, .. } => Some(acked),
@@ -222,19 +222,19 @@ impl PrimarySession {
         }
     }
 
-    /// The next frame to send.
+    /// Returns the next frame to send.
     #[must_use = "a frame to send must be written to the connection"]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmits.pop_front()
     }
 
-    /// The next event for the driver.
+    /// Returns the next event for the driver.
     #[must_use = "an event must be handled"]
     pub fn poll_event(&mut self) -> Option<PrimaryEvent> {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is due, and for which timer.
+    /// Returns when [`handle_timeout`](Self::handle_timeout) is due, and for which timer.
     #[must_use = "the timer must be armed"]
     pub fn poll_timeout(&self) -> Option<(Timestamp, PrimaryTimer)> {
         if matches!(self.phase, Phase::Closed) {
@@ -523,7 +523,7 @@ impl PrimarySession {
             return Ok(());
         };
         // Only the shared partition is read: nothing local can reach the wire, whatever key
-        // the secondary asks for.
+        // the secondary requests.
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
             values.push((key.clone(), snapshot.get(Partition::Shared, key)?));
@@ -532,8 +532,8 @@ impl PrimarySession {
         Ok(())
     }
 
-    /// The pinned snapshot for a request of `sync`, or `None` after failing the session when
-    /// the request is out of place or too large.
+    /// Returns the pinned snapshot for a request of `sync`, or `None` when the request is
+    /// stale, and also after failing the session when it is too large or no snapshot is pinned.
     fn snapshot_for<'v>(
         &mut self,
         sync: u64,
@@ -617,7 +617,8 @@ impl PrimarySession {
     }
 
     fn fail(&mut self, code: ErrorCode, message: String) {
-        tracing::warn!(?code, %message, secondary = ?self.secondary_id, "replication session failed");
+        let secondary = self.secondary_id.as_deref();
+        tracing::warn!(?code, %message, ?secondary, "replication session failed");
         self.send(&Message::Error {
             code,
             message: message.clone(),
@@ -642,7 +643,7 @@ fn heartbeat(live: &dyn Transaction) -> Result<Message, StorageError> {
     })
 }
 
-/// Whether entries after `position` can be served: it is the head, or a stored entry.
+/// Returns whether entries after `position` can be served: it is the head, or a stored entry.
 fn is_on_chain(
     position: &Position,
     head: &Position,

@@ -26,7 +26,7 @@ pub const UNSYNCED_HASH: Digest = [0xff; 32];
 pub enum SecondaryState {
     /// Not replicating: no primary, or waiting to reconnect.
     Idle,
-    /// Opening a connection or waiting for the primary's answer to `Hello`.
+    /// Opening a connection or waiting for the primary's response to `Hello`.
     Connecting,
     /// Connected for the first time with no data yet.
     Bootstrapping,
@@ -39,7 +39,7 @@ pub enum SecondaryState {
 }
 
 impl SecondaryState {
-    /// The name status output uses.
+    /// Returns the name status output uses.
     pub fn name(self) -> &'static str {
         match self {
             SecondaryState::Idle => "idle",
@@ -57,7 +57,7 @@ impl SecondaryState {
 pub enum SecondaryTimer {
     /// The reconnect backoff is over.
     Reconnect,
-    /// The answer to `Hello` or to a Merkle request is overdue.
+    /// The response to `Hello` or to a Merkle request is overdue.
     Response,
     /// The primary has been silent too long.
     PrimarySilence,
@@ -146,7 +146,7 @@ pub struct Secondary {
 }
 
 impl Secondary {
-    /// A secondary of `cluster_id` named `secondary_id`, idle, at the position `txn` holds.
+    /// Creates an idle secondary of `cluster_id` named `secondary_id`, at the stored position.
     pub fn new(
         config: ReplicationConfig,
         cluster_id: impl Into<String>,
@@ -177,27 +177,27 @@ impl Secondary {
         })
     }
 
-    /// The state.
+    /// Returns the state.
     pub fn state(&self) -> SecondaryState {
         self.state
     }
 
-    /// The last applied position.
+    /// Returns the last applied position.
     pub fn position(&self) -> &Position {
         &self.position
     }
 
-    /// The Merkle root of the local shared partition.
+    /// Returns the Merkle root of the local shared partition.
     pub fn root(&self) -> Digest {
         self.root
     }
 
-    /// The current delay before a reconnect.
+    /// Returns the current delay before a reconnect.
     pub fn backoff(&self) -> Duration {
         self.backoff
     }
 
-    /// Starts replicating: asks the driver for a connection.
+    /// Starts replicating: requests a connection from the driver.
     pub fn start(&mut self, now: Timestamp) {
         self.connect(now);
     }
@@ -259,25 +259,25 @@ impl Secondary {
                 self.disconnect(now, format!("primary silent for {silence:?}"));
             }
             _ if self.response_due.is_some_and(|due| now >= due) => {
-                self.resync(now, "answer from the primary is overdue");
+                self.resync(now, "response from the primary timed out");
             }
             _ => {}
         }
     }
 
-    /// The next frame to send.
+    /// Returns the next frame to send.
     #[must_use = "a frame to send must be written to the connection"]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmits.pop_front()
     }
 
-    /// The next event for the driver.
+    /// Returns the next event for the driver.
     #[must_use = "an event must be handled"]
     pub fn poll_event(&mut self) -> Option<SecondaryEvent> {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is due, and for which timer.
+    /// Returns when [`handle_timeout`](Self::handle_timeout) is due, and for which timer.
     #[must_use = "the timer must be armed"]
     pub fn poll_timeout(&self) -> Option<(Timestamp, SecondaryTimer)> {
         match self.phase {

@@ -16,7 +16,7 @@ pub struct LogShipper {
 }
 
 impl LogShipper {
-    /// An empty buffer with the given bounds (each at least one).
+    /// Creates an empty buffer with the given bounds (each at least one).
     pub fn new(max_length: usize, max_bytes: usize) -> LogShipper {
         LogShipper {
             entries: VecDeque::new(),
@@ -48,7 +48,7 @@ impl LogShipper {
         }
     }
 
-    /// The entry at `index`, if buffered.
+    /// Returns the entry at `index`, if buffered.
     pub fn get(&self, index: u64) -> Option<&Entry> {
         let first = self.entries.front()?.index;
         let offset = usize::try_from(index.checked_sub(first)?).ok()?;
@@ -65,7 +65,7 @@ impl LogShipper {
         self.entries.len()
     }
 
-    /// Whether the buffer is empty.
+    /// Returns whether the buffer is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

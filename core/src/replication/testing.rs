@@ -238,7 +238,7 @@ impl Cluster {
             .unwrap()
     }
 
-    /// Whether every secondary streams at the primary's head with equal data and root.
+    /// Returns whether every secondary streams at the primary's head with equal data and root.
     pub(crate) fn converged(&self) -> bool {
         let head = self.primary_head();
         let root = self.primary_root();
@@ -568,7 +568,7 @@ impl Cluster {
     }
 }
 
-/// A copy of every partition of `source`, standing in for a pinned read snapshot.
+/// Returns a copy of every partition of `source`, standing in for a pinned read snapshot.
 pub(crate) fn copy_storage(source: &MemStorage) -> MemStorage {
     let copy = MemStorage::new();
     copy.write(|txn: &mut dyn Transaction| {

@@ -196,7 +196,7 @@ fn diverged_secondary_reconciles_by_diff() {
     );
 }
 
-/// A secondary at `position`, connected and streaming.
+/// Returns a secondary at `position`, connected and streaming.
 fn streaming_secondary(storage: &MemStorage, position: &Position) -> Secondary {
     storage.write(|txn| Wal::reset(txn, position)).unwrap();
     let mut secondary = storage

@@ -34,7 +34,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// The key the operation writes.
+    /// Returns the key the operation writes.
     pub fn key(&self) -> &str {
         match self {
             Op::Put { key, .. } | Op::Delete { key } => key,
@@ -114,12 +114,12 @@ impl Entry {
         hasher.finalize().into()
     }
 
-    /// Whether the stored hash matches the entry's contents.
+    /// Returns whether the stored hash matches the entry's contents.
     pub fn hash_is_valid(&self) -> bool {
         Entry::compute_hash(&self.epoch, self.index, &self.prev_hash, &self.ops) == self.hash
     }
 
-    /// The position right after this entry.
+    /// Returns the position right after this entry.
     pub fn position(&self) -> Position {
         Position {
             epoch: self.epoch.clone(),
@@ -146,7 +146,7 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// A WAL that keeps at most `retain` entries (at least one).
+    /// Creates a WAL that keeps at most `retain` entries (at least one).
     pub fn new(retain: u64) -> Wal {
         Wal {
             retain: retain.max(1),
@@ -177,7 +177,7 @@ impl Wal {
         self.trim(txn, entry.index)
     }
 
-    /// The position of the newest entry, or genesis in the default epoch before any.
+    /// Returns the position of the newest entry, or genesis in the default epoch before any.
     pub fn head(txn: &dyn Transaction) -> Result<Position, StorageError> {
         match txn.get(Partition::Meta, HEAD_KEY)? {
             Some(bytes) => decode(HEAD_KEY, &bytes),
@@ -196,7 +196,7 @@ impl Wal {
         Wal::set_head(txn, position)
     }
 
-    /// The entry at `index`, if it is still stored.
+    /// Returns the entry at `index`, if it is still stored.
     pub fn entry(txn: &dyn Transaction, index: u64) -> Result<Option<Entry>, StorageError> {
         let key = entry_key(index);
         match txn.get(Partition::Wal, &key)? {

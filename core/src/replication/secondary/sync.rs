@@ -17,7 +17,7 @@ use crate::storage::{StorageError, Transaction};
 /// before the rest, so the node can always decrypt and route what it holds.
 const SYSTEM_PREFIXES: [&str; 2] = ["core/", "sys/"];
 
-/// Whether `key` is a system key, synced first.
+/// Returns whether `key` is a system key, synced first.
 pub(super) fn is_system_key(key: &str) -> bool {
     SYSTEM_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
 }
