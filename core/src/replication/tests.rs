@@ -610,7 +610,9 @@ proptest! {
             fetch_batch_keys: 4,
             ..ReplicationConfig::default()
         };
+        let marker = b"LOCAL-MARKER-proptest";
         let mut cluster = Cluster::new(config, 2, seed);
+        cluster.write_local("token/marker", marker);
         cluster.faults = Faults { loss: 0.02, duplicate: 0.02, reorder: 0.05, disconnect: 0.01 };
         cluster.start();
         for action in actions {
@@ -625,6 +627,7 @@ proptest! {
         }
         cluster.faults = Faults::default();
         prop_assert!(cluster.drive(), "secondaries did not converge after faults stopped");
+        prop_assert!(!contains(&cluster.traffic.payload, marker), "local data reached the wire");
     }
 }
 
@@ -682,4 +685,41 @@ fn secondaries_converge_under_heavy_faults() {
             .count();
         assert!(reconnects > 0, "no fault reached a secondary");
     }
+}
+
+#[test]
+fn secondary_reindexes_when_sync_misses_root() {
+    let mut cluster = Cluster::new(small_config(), 0, 13);
+    write_numbered(&mut cluster, 0..20);
+    let secondary = copy_storage(&cluster.primary.storage);
+    secondary
+        .write(|txn| {
+            let mut pages = Merkle::pages(txn)?;
+            pages[0] = [0xab; 32];
+            txn.put(
+                Partition::Merkle,
+                crate::replication::merkle::ROOT_KEY,
+                &pages.concat(),
+            )?;
+            let unsynced = Position {
+                epoch: Epoch::new(1, CLUSTER),
+                index: 0,
+                hash: crate::replication::secondary::UNSYNCED_HASH,
+            };
+            Wal::reset(txn, &unsynced)
+        })
+        .unwrap();
+    let primary = cluster.primary.storage.clone();
+    let epoch = cluster.primary.epoch.clone();
+    let mut next = Cluster::with_storage(small_config(), primary, vec![secondary], epoch, 14);
+    next.start();
+    assert!(next.drive());
+    let states = &next.secondaries[0].states;
+    assert_eq!(
+        states
+            .iter()
+            .filter(|state| **state == SecondaryState::MerkleDiff)
+            .count(),
+        1
+    );
 }

@@ -75,7 +75,8 @@ impl Secondary {
         pages: &[Digest],
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
-        if !matches!(self.phase, Phase::Handshake) {
+        // A primary that no longer has the next entries switches a stream to a sync.
+        if !matches!(self.phase, Phase::Handshake | Phase::Streaming { .. }) {
             return Ok(());
         }
         if position.epoch < self.position.epoch {
@@ -343,7 +344,15 @@ impl Secondary {
         };
         let (sync, position, expected) = (progress.sync, progress.position.clone(), progress.root);
         let fetched = progress.keys_fetched();
-        let root = Merkle::root(txn)?;
+        let mut root = Merkle::root(txn)?;
+        if root != expected {
+            // Every differing key has been fetched, so the index likely disagrees with this
+            // node's data. Rebuilding it from the data ends the loop of diffs that would follow.
+            let stale = hex::encode(root);
+            tracing::warn!(sync, root = %stale, "merkle sync missed the snapshot root, reindexing");
+            root = Merkle::reindex(txn)?;
+            self.root = root;
+        }
         if root != expected {
             let reason = format!(
                 "merkle sync {sync} ended with root {} but the snapshot root is {}",
