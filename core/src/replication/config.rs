@@ -13,7 +13,8 @@ pub struct ReplicationConfig {
     pub wal_retain: u64,
     /// Maximum payload of one frame, in bytes; larger messages travel in chunks.
     pub max_frame_payload: usize,
-    /// Maximum size of one reassembled message, in bytes.
+    /// Maximum size of one reassembled message, in bytes. It must exceed the largest WAL entry
+    /// and the 8 KiB of page hashes a sync starts with, so keep it at 64 KiB or more.
     pub max_message_size: usize,
     /// Maximum number of entries in one `WalBatch`.
     pub batch_entries: usize,

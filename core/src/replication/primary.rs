@@ -524,9 +524,18 @@ impl PrimarySession {
         };
         // Only the shared partition is read: nothing local can reach the wire, whatever key
         // the secondary requests.
+        // The response may be a prefix of the request, so one message stays under the limit
+        // whatever the value sizes. The secondary requests the rest again.
+        let budget = self.config.max_message_size / 2;
         let mut values = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
         for key in keys {
-            values.push((key.clone(), snapshot.get(Partition::Shared, key)?));
+            let value = snapshot.get(Partition::Shared, key)?;
+            bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+            if bytes > budget && !values.is_empty() {
+                break;
+            }
+            values.push((key.clone(), value));
         }
         self.send(&Message::KeyValues { sync, values });
         Ok(())

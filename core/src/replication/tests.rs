@@ -723,3 +723,40 @@ fn secondary_reindexes_when_sync_misses_root() {
         1
     );
 }
+
+#[test]
+fn large_values_sync_in_bounded_messages() {
+    let config = ReplicationConfig {
+        logshipper_buffer_length: 1,
+        wal_retain: 1,
+        max_message_size: 32 * 1024,
+        ..small_config()
+    };
+    let mut cluster = Cluster::new(config, 1, 15);
+    let value = "v".repeat(6000);
+    for number in 0..12 {
+        cluster.write(vec![put(&format!("logical/big{number}"), &value)]);
+    }
+    cluster.start();
+    assert!(cluster.drive());
+    let responses = cluster
+        .traffic
+        .messages
+        .get("key-values")
+        .copied()
+        .unwrap_or(0);
+    // 12 keys of 6000 bytes in 16 KiB halves of the limit take at least 6 responses, where
+    // 8 keys per request alone would take 2.
+    assert!(responses >= 6, "only {responses} key-values responses");
+    assert_eq!(cluster.traffic.keys_sent, 12);
+    // One 8 KiB page per response fits in half of the 32 KiB limit.
+    let pages = cluster
+        .traffic
+        .messages
+        .get("merkle-pages-response")
+        .copied();
+    assert!(
+        pages.unwrap_or(0) >= 2,
+        "page hashes were not split: {pages:?}"
+    );
+}

@@ -17,6 +17,10 @@ use crate::storage::{StorageError, Transaction};
 /// before the rest, so the node can always decrypt and route what it holds.
 const SYSTEM_PREFIXES: [&str; 2] = ["core/", "sys/"];
 
+/// Maximum number of buckets in one `BucketRequest`. With a million keys a bucket has about 15
+/// members, so a response stays near a megabyte.
+const BUCKETS_PER_REQUEST: usize = 1024;
+
 /// Returns whether `key` is a system key, synced first.
 pub(super) fn is_system_key(key: &str) -> bool {
     SYSTEM_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
@@ -31,8 +35,16 @@ struct Work {
 }
 
 enum Stage {
-    Pages(Vec<u8>),
-    Buckets(Vec<BucketId>),
+    Pages {
+        pending: VecDeque<u8>,
+        in_flight: Vec<u8>,
+        buckets: Vec<BucketId>,
+    },
+    Buckets {
+        pending: VecDeque<BucketId>,
+        in_flight: Vec<BucketId>,
+        work: Vec<Work>,
+    },
     Keys {
         queue: VecDeque<Work>,
         in_flight: Vec<String>,
@@ -57,6 +69,19 @@ impl SyncProgress {
             }
         }
         Ok(())
+    }
+
+    /// Puts the requested keys after the first `answered` back at the front of the queue.
+    fn requeue_unanswered(&mut self, answered: usize) {
+        if let Stage::Keys { queue, in_flight } = &mut self.stage {
+            for key in in_flight.drain(answered..).rev() {
+                queue.push_front(Work {
+                    system_last: !is_system_key(&key),
+                    key,
+                    delete: false,
+                });
+            }
+        }
     }
 
     /// Number of keys fetched so far.
@@ -104,7 +129,11 @@ impl Secondary {
             sync,
             position,
             root,
-            stage: Stage::Pages(differing.clone()),
+            stage: Stage::Pages {
+                pending: differing.into(),
+                in_flight: Vec::new(),
+                buckets: Vec::new(),
+            },
             keys_fetched: 0,
         };
         self.phase = Phase::Syncing(progress);
@@ -112,16 +141,44 @@ impl Secondary {
             SecondaryState::MerkleDiff,
             "primary lacks the entries this node needs",
         );
-        if differing.is_empty() {
-            return self.finish_sync(now, txn);
+        self.next_pages(now, txn)
+    }
+
+    /// Requests the next pages to compare, or moves on to the buckets when none are left.
+    fn next_pages(
+        &mut self,
+        now: Timestamp,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        // A page response is 32 bytes per bucket; half the message limit leaves room for
+        // encoding overhead.
+        let per_request = (self.config.max_message_size / 2 / (BUCKETS_PER_PAGE * 32 + 16)).max(1);
+        let Phase::Syncing(SyncProgress {
+            stage:
+                Stage::Pages {
+                    pending,
+                    in_flight,
+                    buckets,
+                },
+            ..
+        }) = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let count = pending.len().min(per_request);
+        *in_flight = pending.drain(..count).collect();
+        if in_flight.is_empty() {
+            let buckets = std::mem::take(buckets);
+            self.set_stage(Stage::Buckets {
+                pending: buckets.into(),
+                in_flight: Vec::new(),
+                work: Vec::new(),
+            });
+            return self.next_buckets(now, txn);
         }
-        self.request(
-            now,
-            &Message::MerklePagesRequest {
-                sync,
-                pages: differing,
-            },
-        );
+        let pages = in_flight.clone();
+        let sync = self.current_sync();
+        self.request(now, &Message::MerklePagesRequest { sync, pages });
         Ok(())
     }
 
@@ -156,7 +213,11 @@ impl Secondary {
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
         let Phase::Syncing(SyncProgress {
-            stage: Stage::Pages(requested),
+            stage:
+                Stage::Pages {
+                    in_flight: requested,
+                    ..
+                },
             ..
         }) = &self.phase
         else {
@@ -175,19 +236,60 @@ impl Secondary {
             );
             return Ok(());
         }
-        let mut buckets = Vec::new();
+        let mut found = Vec::new();
         for (page, hashes) in pages {
             let own = Merkle::page(txn, *page)?;
             for slot in 0..BUCKETS_PER_PAGE {
                 if own[slot] != hashes[slot] {
-                    buckets.push((u16::from(*page) << 8) | slot as u16);
+                    found.push((u16::from(*page) << 8) | slot as u16);
                 }
             }
         }
-        self.set_stage(Stage::Buckets(buckets.clone()));
-        if buckets.is_empty() {
-            return self.finish_sync(now, txn);
+        if let Phase::Syncing(SyncProgress {
+            stage: Stage::Pages { buckets, .. },
+            ..
+        }) = &mut self.phase
+        {
+            buckets.extend(found);
         }
+        self.next_pages(now, txn)
+    }
+
+    /// Requests the next buckets to compare, or starts on the keys when none are left.
+    fn next_buckets(
+        &mut self,
+        now: Timestamp,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(SyncProgress {
+            stage:
+                Stage::Buckets {
+                    pending,
+                    in_flight,
+                    work,
+                },
+            ..
+        }) = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let count = pending.len().min(BUCKETS_PER_REQUEST);
+        *in_flight = pending.drain(..count).collect();
+        if in_flight.is_empty() {
+            let mut work = std::mem::take(work);
+            work.sort();
+            work.dedup();
+            if work.is_empty() {
+                return self.finish_sync(now, txn);
+            }
+            self.set_stage(Stage::Keys {
+                queue: work.into(),
+                in_flight: Vec::new(),
+            });
+            self.set_state(SecondaryState::MerkleSync, "differing keys found");
+            return self.next_keys(now, txn);
+        }
+        let buckets = in_flight.clone();
         let sync = self.current_sync();
         self.request(now, &Message::BucketRequest { sync, buckets });
         Ok(())
@@ -200,16 +302,16 @@ impl Secondary {
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
         let Phase::Syncing(SyncProgress {
-            stage: Stage::Buckets(requested),
+            stage: Stage::Buckets { in_flight, .. },
             ..
         }) = &self.phase
         else {
             return Ok(());
         };
-        let matches = buckets.len() == requested.len()
+        let matches = buckets.len() == in_flight.len()
             && buckets
                 .iter()
-                .zip(requested)
+                .zip(in_flight)
                 .all(|((bucket, _), wanted)| bucket == wanted);
         if !matches {
             self.fail(
@@ -219,19 +321,19 @@ impl Secondary {
             );
             return Ok(());
         }
-        let mut work = Vec::new();
+        let mut found = Vec::new();
         for (bucket, remote) in &buckets {
             let own = Merkle::bucket(txn, *bucket)?;
-            diff_members(&own, remote, &mut work);
+            diff_members(&own, remote, &mut found);
         }
-        work.sort();
-        work.dedup();
-        self.set_stage(Stage::Keys {
-            queue: work.into(),
-            in_flight: Vec::new(),
-        });
-        self.set_state(SecondaryState::MerkleSync, "differing keys found");
-        self.next_keys(now, txn)
+        if let Phase::Syncing(SyncProgress {
+            stage: Stage::Buckets { work, .. },
+            ..
+        }) = &mut self.phase
+        {
+            work.extend(found);
+        }
+        self.next_buckets(now, txn)
     }
 
     fn handle_values(
@@ -247,7 +349,9 @@ impl Secondary {
         else {
             return Ok(());
         };
-        let matches = values.len() == in_flight.len()
+        // The primary may return a prefix of the request to bound the message size.
+        let matches = !values.is_empty()
+            && values.len() <= in_flight.len()
             && values
                 .iter()
                 .zip(in_flight)
@@ -269,6 +373,7 @@ impl Secondary {
             .collect();
         if let Phase::Syncing(progress) = &mut self.phase {
             progress.keys_fetched += ops.len() as u64;
+            progress.requeue_unanswered(ops.len());
         }
         self.write_sync_ops(txn, &ops)?;
         self.next_keys(now, txn)
