@@ -73,6 +73,7 @@ struct Packet {
 pub(crate) struct Traffic {
     pub(crate) messages: BTreeMap<&'static str, u64>,
     pub(crate) keys_sent: u64,
+    pub(crate) members_sent: u64,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -539,8 +540,13 @@ impl Cluster {
         decoder.push(frame);
         while let Ok(Some(message)) = decoder.poll_message() {
             *self.traffic.messages.entry(message.kind()).or_default() += 1;
-            if let Message::KeyValues { values, .. } = &message {
-                self.traffic.keys_sent += values.len() as u64;
+            match &message {
+                Message::KeyValues { values, .. } => self.traffic.keys_sent += values.len() as u64,
+                Message::BucketResponse { buckets, .. } => {
+                    let members: usize = buckets.iter().map(|(_, members)| members.len()).sum();
+                    self.traffic.members_sent += members as u64;
+                }
+                _ => {}
             }
         }
     }

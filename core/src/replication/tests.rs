@@ -493,8 +493,9 @@ fn exchange(
 }
 
 /// Makes two stores holding `n` equal keys, then changes `d` keys on the secondary's side
-/// (some changed, some added, some removed). Returns the keys the sync fetched.
-fn sync_traffic(n: usize, d: usize, seed: u64) -> u64 {
+/// (some changed, some added, some removed). Returns the keys the sync fetched and the bucket
+/// members it listed.
+fn sync_traffic(n: usize, d: usize, seed: u64) -> (u64, u64) {
     let config = ReplicationConfig {
         logshipper_buffer_length: 1,
         wal_retain: 1,
@@ -512,7 +513,8 @@ fn sync_traffic(n: usize, d: usize, seed: u64) -> u64 {
     let secondary = copy_storage(&cluster.primary.storage);
     let mut changes = Vec::new();
     for number in 0..d {
-        let key = format!("logical/k{}", number * (n / d.max(1)).max(1));
+        let spread = number * (n / d.max(1)).max(1);
+        let key = format!("logical/k{}", (spread + seed as usize) % n);
         changes.push(match number % 3 {
             0 => put(&key, "stale"),
             1 => delete(&key),
@@ -531,17 +533,20 @@ fn sync_traffic(n: usize, d: usize, seed: u64) -> u64 {
     let mut next = Cluster::with_storage(config, primary, vec![secondary], epoch, seed);
     next.start();
     assert!(next.drive());
-    next.traffic.keys_sent
+    (next.traffic.keys_sent, next.traffic.members_sent)
 }
 
 #[test]
 fn merkle_sync_traffic_is_proportional_to_difference() {
     let n = 2_000;
     for d in [1, 10, 50] {
-        let keys = sync_traffic(n, d, d as u64);
+        let (keys, members) = sync_traffic(n, d, d as u64);
         // The primary's extra write after the copy is one more difference.
         let differences = d as u64 + 1;
-        println!("merkle sync of {n} keys with {differences} differing fetched {keys} keys");
+        println!(
+            "merkle sync of {n} keys with {differences} differing fetched {keys} keys \
+             and listed {members} bucket members"
+        );
         // Keys only the secondary holds are deleted without a fetch; changed and missing keys
         // are fetched once each, so the constant is 1.
         assert!(
@@ -549,6 +554,20 @@ fn merkle_sync_traffic_is_proportional_to_difference() {
             "fetched {keys} keys for {differences} differences"
         );
         assert!(keys > 0, "the sync fetched nothing");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn merkle_sync_fetches_at_most_the_differing_keys(d in 1usize..40, seed in any::<u64>()) {
+        let n = 1_000;
+        let (keys, members) = sync_traffic(n, d, seed);
+        let differences = d as u64 + 1;
+        prop_assert!(keys <= differences, "fetched {} keys for {} differences", keys, differences);
+        // A differing bucket lists all its members: about n / 65536 besides the differing key.
+        prop_assert!(members <= 2 * differences, "listed {} members for {} differences", members, differences);
     }
 }
 
