@@ -8,6 +8,12 @@
 //! against a pinned snapshot. A [`secondary::Secondary`] applies what it receives, strictly in
 //! index order. Both are sans-IO: `handle_*` inputs take `now`, and after any input the driver
 //! drains `poll_transmit`, `poll_event` and `poll_timeout` until each returns `None`.
+//!
+//! A write on the primary goes through [`apply::commit_primary_write`], which writes the data,
+//! the Merkle index and the WAL entry in the caller's transaction. A secondary applies a batch,
+//! its Merkle updates, its WAL copy and its position in one transaction, so its state is always
+//! the primary's state at the position it reports, except while a Merkle sync is writing; then
+//! it reports a position that no chain contains, so an interrupted sync is redone.
 
 pub mod apply;
 pub mod config;

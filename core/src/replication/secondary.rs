@@ -574,6 +574,8 @@ impl Secondary {
     }
 
     fn back_off(&mut self, now: Timestamp, reason: &str) {
+        // NOTE: the delay has no jitter, so secondaries that lost the primary together retry
+        // together.
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
         self.response_due = None;
