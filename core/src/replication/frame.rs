@@ -282,6 +282,16 @@ mod tests {
         assert_eq!(decoder.poll_message().unwrap(), Some(message));
     }
 
+    fn position_strategy() -> impl Strategy<Value = Position> {
+        (any::<u64>(), "[a-z]{0,8}", any::<u64>(), any::<[u8; 32]>()).prop_map(
+            |(number, cluster, index, hash)| Position {
+                epoch: Epoch::new(number, cluster),
+                index,
+                hash,
+            },
+        )
+    }
+
     fn message_strategy() -> impl Strategy<Value = Message> {
         prop_oneof![
             any::<u64>().prop_map(|applied| Message::Ack { applied }),
@@ -294,6 +304,50 @@ mod tests {
             }),
             (any::<u64>(), prop::collection::vec(any::<u8>(), 0..8))
                 .prop_map(|(sync, pages)| Message::MerklePagesRequest { sync, pages }),
+            (".*", ".*", position_strategy(), any::<[u8; 32]>()).prop_map(
+                |(cluster_id, secondary_id, position, root)| Message::Hello {
+                    cluster_id,
+                    secondary_id,
+                    position,
+                    root,
+                }
+            ),
+            (position_strategy(), any::<[u8; 32]>())
+                .prop_map(|(head, root)| Message::Heartbeat { head, root }),
+            (
+                any::<u64>(),
+                position_strategy(),
+                prop::collection::vec(any::<[u8; 32]>(), 0..4)
+            )
+                .prop_map(|(sync, position, pages)| Message::SyncStart {
+                    sync,
+                    position,
+                    root: [1; 32],
+                    pages,
+                }),
+            (
+                any::<u64>(),
+                prop::collection::vec(
+                    (
+                        ".*",
+                        prop::option::of(prop::collection::vec(any::<u8>(), 0..40))
+                    ),
+                    0..4
+                )
+            )
+                .prop_map(|(sync, values)| Message::KeyValues { sync, values }),
+            (
+                any::<u64>(),
+                prop::collection::vec(
+                    (
+                        any::<u16>(),
+                        prop::collection::vec((".*", any::<[u8; 32]>()), 0..3)
+                    ),
+                    0..3
+                )
+            )
+                .prop_map(|(sync, buckets)| Message::BucketResponse { sync, buckets }),
+            ".*".prop_map(|reason| Message::Goodbye { reason }),
         ]
     }
 
