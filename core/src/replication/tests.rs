@@ -647,6 +647,10 @@ proptest! {
         cluster.faults = Faults::default();
         prop_assert!(cluster.drive(), "secondaries did not converge after faults stopped");
         prop_assert!(!contains(&cluster.traffic.payload, marker), "local data reached the wire");
+        for node in &cluster.secondaries {
+            let check = node.storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+            prop_assert!(!check.is_corrupted(), "a secondary's index disagrees with its data");
+        }
     }
 }
 
@@ -778,4 +782,28 @@ fn large_values_sync_in_bounded_messages() {
         pages.unwrap_or(0) >= 2,
         "page hashes were not split: {pages:?}"
     );
+}
+
+#[test]
+fn stream_falls_back_to_sync_when_entries_drop() {
+    let config = ReplicationConfig {
+        logshipper_buffer_length: 2,
+        wal_retain: 2,
+        max_in_flight: 2,
+        ..small_config()
+    };
+    let mut cluster = Cluster::new(config, 1, 16);
+    cluster.start();
+    assert!(cluster.drive());
+    write_numbered(&mut cluster, 0..20);
+    assert!(cluster.drive());
+    let states = &cluster.secondaries[0].states;
+    let diffs = states
+        .iter()
+        .filter(|state| **state == SecondaryState::MerkleDiff)
+        .count();
+    assert_eq!(diffs, 1);
+    assert!(!states.contains(&SecondaryState::Idle));
+    // The secondary follows the first SyncStart instead of waiting to ask again.
+    assert_eq!(cluster.traffic.messages.get("sync-start"), Some(&1));
 }
