@@ -124,8 +124,9 @@ enum Phase {
 /// and [`handle_timeout`](Self::handle_timeout). Outputs: drain
 /// [`poll_transmit`](Self::poll_transmit) and [`poll_event`](Self::poll_event) after every
 /// input, then arm [`poll_timeout`](Self::poll_timeout). `handle_bytes` writes through the
-/// transaction it is given; the driver commits it when the call returns `Ok` and rebuilds the
-/// secondary from storage when the commit fails.
+/// transaction it is given, and the driver commits it when the call returns `Ok`. When the call
+/// returns `Err` or the commit fails, the driver discards the transaction and rebuilds the
+/// secondary with [`Secondary::new`], because the cached position may be ahead of storage.
 pub struct Secondary {
     config: ReplicationConfig,
     limits: FrameLimits,

@@ -807,3 +807,19 @@ fn stream_falls_back_to_sync_when_entries_drop() {
     // The secondary follows the first SyncStart instead of waiting to ask again.
     assert_eq!(cluster.traffic.messages.get("sync-start"), Some(&1));
 }
+
+#[test]
+fn secondary_rejects_heartbeat_from_older_epoch() {
+    let storage = MemStorage::new();
+    let position = Position::genesis(Epoch::new(2, "cluster-b"));
+    let mut secondary = streaming_secondary(&storage, &position);
+    let heartbeat = Message::Heartbeat {
+        head: Position::genesis(Epoch::new(1, CLUSTER)),
+        root: [0; 32],
+    };
+    feed(&mut secondary, &storage, &heartbeat);
+    let (messages, events) = drain(&mut secondary);
+    assert!(rejected(&events));
+    assert_eq!(secondary.state(), SecondaryState::Idle);
+    assert!(matches!(messages.last(), Some(Message::Goodbye { .. })));
+}
