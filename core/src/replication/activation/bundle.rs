@@ -15,7 +15,7 @@ use super::token::Claims;
 /// The largest bundle accepted, in bytes. A real bundle is a few KiB.
 pub const MAX_BUNDLE_LENGTH: usize = 64 * 1024;
 
-/// Why a bundle was rejected.
+/// Errors from decoding or checking a bootstrap bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
     /// The bundle is larger than [`MAX_BUNDLE_LENGTH`].
@@ -29,7 +29,7 @@ pub enum BundleError {
     /// The bundle is not the expected JSON.
     #[error("malformed bootstrap bundle: {reason}")]
     Malformed {
-        /// What is wrong, without any of the bundle's values.
+        /// The reason, without any of the bundle's values.
         reason: String,
     },
     /// The bundle is for another cluster than the token names.
@@ -94,7 +94,7 @@ pub enum BundleError {
     Certificate {
         /// `ca`, `primary` or `secondary`.
         which: &'static str,
-        /// What is wrong with it.
+        /// The certificate error.
         source: CertError,
     },
     /// The secondary key in the bundle does not match the secondary certificate.
@@ -140,15 +140,15 @@ pub struct BootstrapBundle {
 }
 
 impl BootstrapBundle {
-    /// The bundle as JSON bytes, the form stored under the wrapping token.
+    /// Encodes the bundle as JSON bytes, the form stored under the wrapping token.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a bundle is strings, integers and base64")
     }
 
     /// Checks the bundle against the token it came with and the operator's optional CA pin.
     ///
-    /// The cluster id, secondary id and CA fingerprint must match the claims, the CA must match
-    /// the pin (compared in constant time), both certificates must be signed by the CA with the
+    /// The cluster id, secondary id and CA fingerprint must match the claims. The CA must match
+    /// the pin, compared in constant time. Both certificates must be signed by the CA with the
     /// right purpose, the secondary certificate must name this secondary, and a bundled key
     /// must belong to the secondary certificate.
     pub fn check_against(
@@ -247,7 +247,7 @@ impl std::fmt::Debug for BootstrapBundle {
     }
 }
 
-/// Parses a bundle from JSON bytes. Never panics, whatever the input.
+/// Parses a bundle from JSON bytes. Returns an error for any bad input and never panics.
 pub fn decode_bundle(bytes: &[u8]) -> Result<BootstrapBundle, BundleError> {
     if bytes.len() > MAX_BUNDLE_LENGTH {
         return Err(BundleError::TooLarge {

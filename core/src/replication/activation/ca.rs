@@ -26,10 +26,10 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 /// accepts a certificate issued a moment ago.
 pub const CLOCK_SKEW_BACKDATE: Duration = Duration::from_secs(60);
 
-/// The longest cluster or secondary id, the limit of one DNS label.
+/// The maximum length of a cluster or secondary id: the limit of one DNS label.
 pub const MAX_ID_LENGTH: usize = 63;
 
-/// Why the CA could not be created, loaded or used.
+/// Errors from creating, loading or using the CA.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaError {
     /// The cluster id cannot be part of a DNS name.
@@ -175,7 +175,7 @@ impl ReplicationCa {
         self.issue(rng, now, subject, &public, Some(key))
     }
 
-    /// Certifies a public key the secondary generated itself; the result holds no private key.
+    /// Certifies a public key the secondary generated itself; the result contains no private key.
     pub fn certify_secondary_key(
         &self,
         rng: &mut dyn CryptoRngCore,
@@ -299,7 +299,7 @@ fn is_label(value: &str, allowed: impl Fn(char) -> bool) -> bool {
     value.len() <= MAX_ID_LENGTH && edges_ok && value.chars().all(allowed)
 }
 
-/// What distinguishes one issued certificate from another.
+/// The subject fields of one issued certificate.
 struct Subject {
     common_name: String,
     names: Vec<SanType>,
@@ -372,7 +372,7 @@ fn dns_san(name: &str) -> Result<SanType, CaError> {
     Ok(SanType::DnsName(name))
 }
 
-/// The host of a cluster address as a subject alternative name.
+/// Converts the host of a cluster address to a subject alternative name.
 fn addr_san(addr: &str) -> Result<SanType, CaError> {
     let invalid = || CaError::InvalidClusterAddr {
         addr: addr.to_owned(),
@@ -414,6 +414,7 @@ fn generation_error(error: impl std::fmt::Display) -> CaError {
 mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
     use x509_parser::prelude::FromDer;
 
     use super::*;
@@ -429,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn ca_certificate_is_a_ca_with_cert_sign_usage() {
+    fn ca_cert_has_ca_constraints() {
         let (ca, _) = ca(1);
         let (_, parsed) =
             x509_parser::certificate::X509Certificate::from_der(ca.cert_der()).unwrap();
@@ -502,7 +503,7 @@ mod tests {
     }
 
     #[test]
-    fn secondary_cert_is_client_auth_only_and_names_id() {
+    fn secondary_cert_is_client_auth_only() {
         let (ca, mut rng) = ca(6);
         let issued = ca.issue_secondary_cert(&mut rng, NOW, "east-1").unwrap();
         let peer = cert::parse_secondary_peer(&issued.cert_der, CLUSTER).unwrap();
@@ -538,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn certified_public_key_is_in_cert_and_no_key_returned() {
+    fn certified_key_has_no_private_key() {
         let (ca, mut rng) = ca(10);
         let own = PrivateKey::generate(&mut rng).public_key();
         let issued = ca
@@ -611,6 +612,63 @@ mod tests {
         assert!(!printed.contains(&key));
         assert!(!printed.contains("PrivateKey"));
         assert!(printed.contains(CLUSTER));
+    }
+
+    fn webpki_verify(
+        ca: &ReplicationCa,
+        cert_der: &[u8],
+        usage: webpki::KeyUsage,
+    ) -> Result<(), webpki::Error> {
+        let ca_der = CertificateDer::from(ca.cert_der());
+        let anchor = webpki::anchor_from_trusted_cert(&ca_der)?;
+        let leaf_der = CertificateDer::from(cert_der);
+        let leaf = webpki::EndEntityCert::try_from(&leaf_der)?;
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(NOW.as_secs()));
+        let algorithms = [webpki::ring::ED25519];
+        leaf.verify_for_usage(&algorithms, &[anchor], &[], time, usage, None, None)?;
+        Ok(())
+    }
+
+    #[test]
+    fn webpki_accepts_primary_cert_only_as_server() {
+        let (ca, mut rng) = ca(19);
+        let issued = ca
+            .issue_primary_cert(&mut rng, NOW, &["10.0.0.5:8201", "node-1.example:8201"])
+            .unwrap();
+        let server = webpki_verify(&ca, &issued.cert_der, webpki::KeyUsage::server_auth());
+        assert_eq!(server, Ok(()));
+        let client = webpki_verify(&ca, &issued.cert_der, webpki::KeyUsage::client_auth());
+        assert!(client.is_err());
+
+        let leaf_der = CertificateDer::from(issued.cert_der.as_slice());
+        let leaf = webpki::EndEntityCert::try_from(&leaf_der).unwrap();
+        for name in [
+            cert::primary_dns_name(CLUSTER).as_str(),
+            "node-1.example",
+            "10.0.0.5",
+        ] {
+            let server_name = ServerName::try_from(name).unwrap();
+            assert_eq!(
+                leaf.verify_is_valid_for_subject_name(&server_name),
+                Ok(()),
+                "{name}"
+            );
+        }
+        let other = ServerName::try_from("primary.other.coffer").unwrap();
+        assert!(leaf.verify_is_valid_for_subject_name(&other).is_err());
+    }
+
+    #[test]
+    fn webpki_accepts_secondary_cert_only_as_client() {
+        let (ca, mut rng) = ca(20);
+        let (other_ca, _) = self::ca(21);
+        let issued = ca.issue_secondary_cert(&mut rng, NOW, "dc_2").unwrap();
+        let client = webpki_verify(&ca, &issued.cert_der, webpki::KeyUsage::client_auth());
+        assert_eq!(client, Ok(()));
+        let server = webpki_verify(&ca, &issued.cert_der, webpki::KeyUsage::server_auth());
+        assert!(server.is_err());
+        let foreign = webpki_verify(&other_ca, &issued.cert_der, webpki::KeyUsage::client_auth());
+        assert!(foreign.is_err());
     }
 
     #[test]

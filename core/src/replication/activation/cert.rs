@@ -13,13 +13,13 @@ use x509_parser::prelude::FromDer;
 /// `<secondary_id>.secondary.<cluster_id>.coffer`.
 pub const NAME_SUFFIX: &str = "coffer";
 
-/// Why a certificate was rejected.
+/// Errors from reading or checking a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
     /// The bytes are not one DER X.509 certificate.
     #[error("invalid certificate: {reason}")]
     Malformed {
-        /// What the parser found wrong.
+        /// The parser's reason.
         reason: String,
     },
     /// The certificate's signature does not verify with the CA's key.
@@ -31,9 +31,9 @@ pub enum CertError {
     /// The extended key usage is not the one this role requires.
     #[error("certificate has extended key usage {found}, expected {expected} only")]
     WrongPurpose {
-        /// What the role requires.
+        /// The purpose the role requires.
         expected: Purpose,
-        /// What the certificate carries.
+        /// The purpose the certificate carries.
         found: Purpose,
     },
     /// The certificate names no secondary of this cluster.
@@ -87,17 +87,17 @@ pub struct SecondaryPeer {
     pub serial: String,
 }
 
-/// The SHA-256 fingerprint of DER bytes as lowercase hex: the form of `ca_sha256`.
+/// Computes the SHA-256 fingerprint of DER bytes as lowercase hex, the form of `ca_sha256`.
 pub fn sha256_fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
-/// The DNS name the primary's cluster certificate carries and secondaries verify against.
+/// Builds the DNS name the primary's cluster certificate carries and secondaries verify.
 pub fn primary_dns_name(cluster_id: &str) -> String {
     format!("primary.{cluster_id}.{NAME_SUFFIX}")
 }
 
-/// The DNS name a secondary's certificate carries.
+/// Builds the DNS name a secondary's certificate carries.
 pub fn secondary_dns_name(cluster_id: &str, secondary_id: &str) -> String {
     format!("{secondary_id}.secondary.{cluster_id}.{NAME_SUFFIX}")
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// Why a key was rejected.
+/// Errors from loading or parsing a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// The private key is not an Ed25519 key in PKCS#8 DER.
@@ -75,7 +75,7 @@ impl PrivateKey {
         PublicKey(signing_key.verifying_key().to_bytes())
     }
 
-    /// The key as rcgen takes it, for signing certificates.
+    /// Converts the key to rcgen's form for signing certificates.
     pub(crate) fn rcgen_key_pair(&self) -> Zeroizing<rcgen::KeyPair> {
         let key_pair = rcgen::KeyPair::try_from(self.pkcs8_der.as_slice())
             .expect("the DER was produced or checked as Ed25519 PKCS#8 when this key was built");

@@ -2,7 +2,7 @@
 //! of active secondary certificates.
 //!
 //! Everything here is pure. Keys come from the caller's RNG and are handed to rcgen (X.509) and
-//! jsonwebtoken (JWT); every key and signature is Ed25519, whose signatures are deterministic,
+//! jsonwebtoken (JWT). Every key and signature is Ed25519, whose signatures are deterministic,
 //! so the same seed and `now` give byte-identical certificates and tokens.
 //!
 //! The flow on the primary: [`ReplicationCa::generate`] at `primary/enable`, then for each

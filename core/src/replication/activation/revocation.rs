@@ -22,8 +22,8 @@ pub struct ActiveCert {
     pub issued_at: Timestamp,
 }
 
-/// What the caller must void after a revocation or a re-issue: the replaced certificate and
-/// the unused activation tokens that carried it.
+/// The replaced certificate and the unused activation tokens that carried it, which the
+/// caller voids after a revocation or a re-issue.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Voided {
     /// The serial that is no longer active, if the id had one.
@@ -171,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn reissued_serial_is_active_and_old_one_is_not() {
+    fn reissued_serial_is_active() {
         let mut registry = SecondaryRegistry::new();
         registry.issue("east", cert("aa"), "accessor-1", EXPIRY);
         registry.revoke("east");

@@ -1,8 +1,8 @@
 //! The activation token: a compact JWT, signed with EdDSA by a key only the primary holds.
 //!
 //! The primary returns it in `wrap_info.token` of `secondary-token`. The secondary reads it
-//! unverified to find the primary's address and to check the cluster and CA it names; only the
-//! primary, at unwrap time, verifies it.
+//! unverified to find the primary's address and to check the cluster and CA it names. Only the
+//! primary verifies it, at unwrap time, because only the primary has the key.
 //!
 //! The claim layout follows Vault's JWT wrapping tokens (`jti`, `iat`, `nbf` = now - 5 s, `exp`,
 //! `type`, `addr`), plus `id`, `cluster_id` and `ca_sha256`. The `type` value is
@@ -28,7 +28,7 @@ use crate::time::Timestamp;
 /// The `type` claim of an activation token.
 pub const ACTIVATION_TOKEN_TYPE: &str = "replication-activation";
 
-/// The longest token accepted, in bytes. A real token is well under 1 KiB.
+/// The maximum token length, in bytes. A real token is well under 1 KiB.
 pub const MAX_TOKEN_LENGTH: usize = 8 * 1024;
 
 /// How far `nbf` is set before `iat`, as Vault does, to absorb small clock differences.
@@ -40,7 +40,7 @@ pub const LEEWAY: Duration = Duration::from_secs(5);
 const HEADER_ALGORITHM: &str = "EdDSA";
 const HEADER_TYPE: &str = "JWT";
 
-/// Why a token was rejected. Messages name the claim and value, never the token.
+/// Errors from parsing or verifying a token. Messages name the claim and value, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// The token is longer than [`MAX_TOKEN_LENGTH`].
@@ -54,7 +54,7 @@ pub enum TokenError {
     /// The token is not a compact JWT with a readable header and payload.
     #[error("malformed activation token: {reason}")]
     Malformed {
-        /// What is wrong.
+        /// The reason.
         reason: String,
     },
     /// The header names an algorithm other than EdDSA, such as `none`.
@@ -77,7 +77,7 @@ pub enum TokenError {
     InvalidClaim {
         /// The claim's name.
         claim: &'static str,
-        /// What is wrong.
+        /// The reason.
         reason: String,
     },
     /// The `type` claim is not the expected one.
@@ -166,7 +166,7 @@ impl fmt::Debug for Claims {
     }
 }
 
-/// The caller-chosen parts of [`Claims`]; the times follow from `now` and the TTL.
+/// The caller-chosen parts of [`Claims`]. The times follow from `now` and the TTL.
 #[derive(Clone)]
 pub struct ClaimsParams {
     /// The wrapping token id.
@@ -190,7 +190,7 @@ impl fmt::Debug for ClaimsParams {
     }
 }
 
-/// Whether `token` has the shape of a JWT rather than a plain token, by Vault's rule: exactly
+/// Checks whether `token` has the shape of a JWT rather than a plain token, by Vault's rule: exactly
 /// two dots and a second character that is not a dot (namespaced tokens look like `s.xxx.ns`).
 pub fn looks_like_jwt(token: &str) -> bool {
     let dots = token.bytes().filter(|&b| b == b'.').count();
@@ -216,7 +216,7 @@ pub fn issue(key: &PrivateKey, claims: &Claims) -> String {
 /// Reads the claims without checking the signature or the times.
 ///
 /// The secondary uses it to find `addr` and to check `cluster_id` and `ca_sha256` before
-/// trusting anything the primary sends. Never panics, whatever the input.
+/// trusting anything the primary sends. Returns an error for any bad input and never panics.
 pub fn parse_unverified(token: &str) -> Result<Claims, TokenError> {
     let parts = split(token)?;
     claims_from_json(&decode_part(parts.payload, "payload")?)
