@@ -166,6 +166,11 @@ impl BootstrapBundle {
         self.check_secondary_cert()
     }
 
+    /// Checks whether `presented_der` is the pinned primary certificate, in constant time.
+    pub fn is_pinned_primary(&self, presented_der: &[u8]) -> bool {
+        bool::from(self.primary_cert_der.as_slice().ct_eq(presented_der))
+    }
+
     fn check_ids(&self, claims: &Claims) -> Result<(), BundleError> {
         if self.cluster_id != claims.cluster_id {
             return Err(BundleError::ClusterIdMismatch {
@@ -195,7 +200,9 @@ impl BootstrapBundle {
         };
         cert::verify_issued_by(&self.primary_cert_der, &self.ca_cert_der).map_err(error)?;
         let info = cert::parse_certificate(&self.primary_cert_der).map_err(error)?;
-        cert::require_purpose(&info, Purpose::ServerAuthOnly).map_err(error)
+        cert::require_purpose(&info, Purpose::ServerAuthOnly).map_err(error)?;
+        let name = cert::primary_dns_name(&self.cluster_id);
+        cert::require_dns_name(&info, &name).map_err(error)
     }
 
     fn check_secondary_cert(&self) -> Result<(), BundleError> {
@@ -354,7 +361,7 @@ mod tests {
         };
         let params = ClaimsParams {
             jti: "wrapping-token".to_owned(),
-            addr: "https://127.0.0.1:8200".to_owned(),
+            addr: Some("https://127.0.0.1:8200".to_owned()),
             id: "east".to_owned(),
             cluster_id: CLUSTER.to_owned(),
             ca_sha256: ca.ca_sha256(),
@@ -509,6 +516,43 @@ mod tests {
             },
         };
         assert_eq!(result, Err(expected));
+    }
+
+    #[test]
+    fn primary_cert_of_other_cluster_is_rejected() {
+        let mut fixture = fixture(15);
+        let mut rng = ChaCha20Rng::seed_from_u64(150);
+        let other = ReplicationCa::generate(&mut rng, NOW, "other-cluster").unwrap();
+        let primary = other.issue_primary_cert(&mut rng, NOW, &[]).unwrap();
+        let secondary = other.issue_secondary_cert(&mut rng, NOW, "east").unwrap();
+        fixture.bundle.ca_cert_der = other.cert_der().to_vec();
+        fixture.bundle.primary_cert_der = primary.cert_der;
+        fixture.bundle.secondary_cert_der = secondary.cert_der;
+        fixture.bundle.secondary_key = secondary.key;
+        fixture.claims.ca_sha256 = other.ca_sha256();
+        let result = fixture.bundle.check_against(&fixture.claims, None);
+        let expected = BundleError::Certificate {
+            which: "primary",
+            source: CertError::MissingName {
+                name: format!("primary.{CLUSTER}.coffer"),
+            },
+        };
+        assert_eq!(result, Err(expected));
+    }
+
+    #[test]
+    fn pinned_primary_matches_only_its_cert() {
+        let fixture = fixture(16);
+        assert!(
+            fixture
+                .bundle
+                .is_pinned_primary(&fixture.bundle.primary_cert_der)
+        );
+        assert!(
+            !fixture
+                .bundle
+                .is_pinned_primary(&fixture.bundle.secondary_cert_der)
+        );
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub struct ReplicationCa {
 }
 
 /// A certificate the CA issued, with its serial and, when the CA generated the key, the key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` prints the serial and fingerprint only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCert {
     /// The certificate in DER.
     #[serde(with = "der_base64")]
@@ -227,6 +229,16 @@ impl std::fmt::Debug for ReplicationCa {
             .field("cluster_id", &self.cluster_id)
             .field("ca_sha256", &self.ca_sha256())
             .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("serial", &self.serial)
+            .field("sha256", &cert::sha256_fingerprint(&self.cert_der))
+            .field("has_key", &self.key.is_some())
+            .finish()
     }
 }
 
@@ -669,6 +681,19 @@ mod tests {
         assert!(server.is_err());
         let foreign = webpki_verify(&other_ca, &issued.cert_der, webpki::KeyUsage::client_auth());
         assert!(foreign.is_err());
+    }
+
+    #[test]
+    fn issued_cert_debug_prints_no_key() {
+        let (ca, mut rng) = ca(22);
+        let issued = ca.issue_secondary_cert(&mut rng, NOW, "east").unwrap();
+        let printed = format!("{issued:?}");
+        let key = issued.key.as_ref().unwrap();
+        let encoded =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.pkcs8_der());
+        assert!(!printed.contains(&encoded));
+        assert!(!printed.contains(&format!("{:?}", &key.pkcs8_der()[..8])));
+        assert!(printed.contains(&issued.serial));
     }
 
     #[test]

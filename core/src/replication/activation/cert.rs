@@ -36,6 +36,12 @@ pub enum CertError {
         /// The purpose the certificate carries.
         found: Purpose,
     },
+    /// The certificate lacks a DNS name it must carry.
+    #[error("certificate does not name {name}")]
+    MissingName {
+        /// The expected DNS name.
+        name: String,
+    },
     /// The certificate names no secondary of this cluster.
     #[error("certificate names no secondary of cluster {cluster_id}")]
     NoSecondaryName {
@@ -142,6 +148,21 @@ pub fn parse_secondary_peer(der: &[u8], cluster_id: &str) -> Result<SecondaryPee
         secondary_id,
         serial: info.serial,
     })
+}
+
+/// Fails unless the certificate carries the DNS name `name`.
+pub fn require_dns_name(info: &CertInfo, name: &str) -> Result<(), CertError> {
+    if info
+        .dns_names
+        .iter()
+        .any(|dns| dns.eq_ignore_ascii_case(name))
+    {
+        Ok(())
+    } else {
+        Err(CertError::MissingName {
+            name: name.to_owned(),
+        })
+    }
 }
 
 /// Fails unless the certificate's purpose is `expected`.

@@ -122,8 +122,10 @@ pub struct Claims {
     /// The token type, [`ACTIVATION_TOKEN_TYPE`] for activation tokens.
     #[serde(rename = "type")]
     pub token_type: String,
-    /// The primary's API address, where the secondary unwraps the bundle.
-    pub addr: String,
+    /// The primary's API address, where the secondary unwraps the bundle. Absent when the
+    /// primary has no API address configured, so the operator must pass `primary_api_addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
     /// The secondary id the token was issued for.
     pub id: String,
     /// The replication set's cluster id.
@@ -171,8 +173,8 @@ impl fmt::Debug for Claims {
 pub struct ClaimsParams {
     /// The wrapping token id.
     pub jti: String,
-    /// The primary's API address.
-    pub addr: String,
+    /// The primary's API address, if it has one configured.
+    pub addr: Option<String>,
     /// The secondary id.
     pub id: String,
     /// The cluster id.
@@ -326,7 +328,7 @@ fn claims_from_json(map: &Map<String, Value>) -> Result<Claims, TokenError> {
         nbf: time_claim(map, "nbf")?,
         exp: time_claim(map, "exp")?,
         token_type: string_claim(map, "type")?,
-        addr: string_claim(map, "addr")?,
+        addr: optional_string_claim(map, "addr")?,
         id: string_claim(map, "id")?,
         cluster_id: string_claim(map, "cluster_id")?,
         ca_sha256: string_claim(map, "ca_sha256")?,
@@ -339,6 +341,16 @@ fn string_claim(map: &Map<String, Value>, claim: &'static str) -> Result<String,
         Some(Value::String(value)) if !value.is_empty() => Ok(value.clone()),
         Some(Value::String(_)) => Err(invalid_claim(claim, "it is empty")),
         Some(_) => Err(invalid_claim(claim, "expected a string")),
+    }
+}
+
+fn optional_string_claim(
+    map: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<String>, TokenError> {
+    match map.get(claim) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => string_claim(map, claim).map(Some),
     }
 }
 
@@ -411,7 +423,7 @@ mod tests {
     fn params() -> ClaimsParams {
         ClaimsParams {
             jti: "hvs.wrapping-token-id".to_owned(),
-            addr: "https://127.0.0.1:8200".to_owned(),
+            addr: Some("https://127.0.0.1:8200".to_owned()),
             id: "east".to_owned(),
             cluster_id: "c0ffee".to_owned(),
             ca_sha256: "ab".repeat(32),
@@ -616,6 +628,18 @@ mod tests {
         assert!(!message.contains(&token));
         assert!(!message.contains("hvs.wrapping-token-id"));
         assert!(message.contains("wrapping"));
+    }
+
+    #[test]
+    fn token_without_addr_round_trips() {
+        let key = key(17);
+        let mut params = params();
+        params.addr = None;
+        let claims = Claims::new(params, NOW, TTL);
+        let token = issue(&key, &claims);
+        let payload = decode_part(token.split('.').nth(1).unwrap(), "payload").unwrap();
+        assert!(!payload.contains_key("addr"));
+        assert_eq!(verify_at(&key, &token, NOW), Ok(claims));
     }
 
     #[test]
