@@ -254,7 +254,7 @@ impl std::fmt::Debug for BootstrapBundle {
     }
 }
 
-/// Parses a bundle from JSON bytes. Returns an error for any bad input and never panics.
+/// Parses a bundle from JSON bytes. Returns an error for any bad input and never panics (a proptest checks this).
 pub fn decode_bundle(bytes: &[u8]) -> Result<BootstrapBundle, BundleError> {
     if bytes.len() > MAX_BUNDLE_LENGTH {
         return Err(BundleError::TooLarge {
@@ -611,10 +611,26 @@ mod tests {
         assert_eq!(decode_bundle(&bytes), Err(expected));
     }
 
+    fn encoded_fixture() -> &'static [u8] {
+        static ENCODED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        ENCODED.get_or_init(|| fixture(17).bundle.encode())
+    }
+
     proptest! {
         #[test]
         fn decode_bundle_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_bundle(&bytes);
+        }
+
+        #[test]
+        fn mutated_bundle_never_panics(index in any::<usize>(), byte in any::<u8>()) {
+            let mut bytes = encoded_fixture().to_vec();
+            let position = index % bytes.len();
+            bytes[position] = byte;
+            let claims = fixture(17).claims;
+            if let Ok(bundle) = decode_bundle(&bytes) {
+                let _ = bundle.check_against(&claims, None);
+            }
         }
     }
 }

@@ -149,7 +149,10 @@ impl ReplicationCa {
     ) -> Result<IssuedCert, CaError> {
         let mut names = vec![dns_san(&cert::primary_dns_name(&self.cluster_id))?];
         for addr in cluster_addrs {
-            names.push(addr_san(addr)?);
+            let name = addr_san(addr)?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
         let common_name = format!("coffer-replication-primary {}", self.cluster_id);
         let purpose = ExtendedKeyUsagePurpose::ServerAuth;
@@ -405,6 +408,9 @@ fn addr_san(addr: &str) -> Result<SanType, CaError> {
 fn addr_host(addr: &str) -> Option<&str> {
     let without_scheme = addr.split_once("://").map_or(addr, |(_, rest)| rest);
     let authority = without_scheme.split('/').next()?;
+    if authority.parse::<IpAddr>().is_ok() {
+        return Some(authority);
+    }
     if let Some(bracketed) = authority.strip_prefix('[') {
         return bracketed.split_once(']').map(|(host, _)| host);
     }
@@ -500,6 +506,26 @@ mod tests {
             matches!(name, x509_parser::extensions::GeneralName::IPAddress(ip) if ip.len() == 16)
         });
         assert!(has_ip);
+    }
+
+    #[test]
+    fn cluster_addr_hosts_are_extracted() {
+        assert_eq!(addr_host("https://10.0.0.5:8201"), Some("10.0.0.5"));
+        assert_eq!(addr_host("tcp://node-1:8201/"), Some("node-1"));
+        assert_eq!(addr_host("node-1"), Some("node-1"));
+        assert_eq!(addr_host("[fe80::1]:8201"), Some("fe80::1"));
+        assert_eq!(addr_host("fe80::1"), Some("fe80::1"));
+        assert_eq!(addr_host(":8201"), None);
+    }
+
+    #[test]
+    fn primary_cert_names_each_host_once() {
+        let (ca, mut rng) = ca(23);
+        let addrs = ["https://node-1:8201", "node-1:8202"];
+        let issued = ca.issue_primary_cert(&mut rng, NOW, &addrs).unwrap();
+        let info = parse_certificate(&issued.cert_der).unwrap();
+        let expected = vec![format!("primary.{CLUSTER}.coffer"), "node-1".to_owned()];
+        assert_eq!(info.dns_names, expected);
     }
 
     #[test]

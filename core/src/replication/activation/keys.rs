@@ -37,6 +37,9 @@ pub enum KeyError {
 /// An Ed25519 private key as PKCS#8 v2 DER, zeroized on drop.
 ///
 /// Serialises as base64 of the DER. `Debug` prints only the type name.
+///
+/// NOTE: signing copies the key into ring's key pair (inside rcgen and jsonwebtoken) and into
+/// jsonwebtoken's `EncodingKey` for the duration of one call. Those copies are not zeroized.
 #[derive(Clone)]
 pub struct PrivateKey {
     pkcs8_der: Zeroizing<Vec<u8>>,

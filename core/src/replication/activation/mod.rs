@@ -13,8 +13,8 @@
 //! [`token::verify`]), then [`BootstrapBundle::check_against`] before anything is changed.
 //!
 //! Secret material (the CA key, the activation signing key, the primary's cluster key) belongs in
-//! `Partition::Local` through the barrier; every type holding a key prints none in `Debug` and
-//! zeroizes it on drop.
+//! `Partition::Local` through the barrier. Every type here that holds a key prints none of it in
+//! `Debug` and zeroizes it on drop.
 
 pub mod bundle;
 pub mod ca;

@@ -218,7 +218,7 @@ pub fn issue(key: &PrivateKey, claims: &Claims) -> String {
 /// Reads the claims without checking the signature or the times.
 ///
 /// The secondary uses it to find `addr` and to check `cluster_id` and `ca_sha256` before
-/// trusting anything the primary sends. Returns an error for any bad input and never panics.
+/// trusting anything the primary sends. Returns an error for any bad input and never panics (a proptest checks this).
 pub fn parse_unverified(token: &str) -> Result<Claims, TokenError> {
     let parts = split(token)?;
     claims_from_json(&decode_part(parts.payload, "payload")?)
