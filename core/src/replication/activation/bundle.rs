@@ -112,8 +112,9 @@ pub struct Epoch {
 }
 
 /// The bootstrap bundle. `Debug` hides the secondary key.
+///
+/// Unknown fields are ignored, so a secondary can read a bundle from a newer primary.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BootstrapBundle {
     /// The replication set's cluster id.
     pub cluster_id: String,
