@@ -21,6 +21,16 @@ pub fn coffer_binary() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Returns the binary that runs `coffer server`: `COFFER_SERVER_BIN` if set, else
+/// [`coffer_binary`]. Setting it tests the client commands of this tree against another
+/// build's server.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("COFFER_SERVER_BIN") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => coffer_binary(),
+    }
+}
+
 fn locate_or_build() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("COFFER_BIN") {
         return Ok(PathBuf::from(path));

@@ -11,7 +11,7 @@ mod config;
 mod server;
 
 pub use api::{Api, ApiResponse};
-pub use binary::coffer_binary;
+pub use binary::{coffer_binary, server_binary};
 pub use config::ServerOptions;
 pub use server::{InitKeys, Server};
 

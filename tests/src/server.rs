@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::binary::coffer_binary;
+use crate::binary::server_binary;
 use crate::config::{ServerFiles, ServerOptions, write_files};
 
 /// How long a server may take to response `sys/health` after it starts.
@@ -202,9 +202,10 @@ impl Server {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = open_log(&self.files.log)?;
-        let child = Command::new(coffer_binary()?)
+        let child = Command::new(server_binary()?)
             .arg("server")
-            .arg(format!("-config={}", self.files.config.display()))
+            .arg("--config")
+            .arg(&self.files.config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
