@@ -1,7 +1,7 @@
 //! Helpers that start real `coffer` processes for end-to-end tests.
 //!
 //! [`Server`] writes a configuration into a temporary directory, starts `coffer server` on free
-//! 127.0.0.1 ports with LMDB storage in that directory, waits for `sys/health` to response, and
+//! 127.0.0.1 ports with LMDB storage in that directory, waits for `sys/health` to respond, and
 //! kills the process when dropped. A test that panics gets the tail of the server's log on
 //! standard error. [`Api`] sends raw HTTP requests; [`vault_client`] builds a `vaultrs` client.
 

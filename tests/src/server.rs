@@ -13,7 +13,7 @@ use crate::api::Api;
 use crate::binary::server_binary;
 use crate::config::{ServerFiles, ServerOptions, write_files};
 
-/// How long a server may take to response `sys/health` after it starts.
+/// How long a server may take to respond to `sys/health` after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stopped server may take to exit before it is killed.
@@ -75,7 +75,7 @@ impl Server {
         &self.files.data_dir
     }
 
-    /// Returns the server's temporary directory, which holds the config, data and log.
+    /// Returns the server's temporary directory, which contains the config, data and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -235,7 +235,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!(
-            "coffer server did not response sys/health within {START_TIMEOUT:?}:\n{}",
+            "coffer server did not respond to sys/health within {START_TIMEOUT:?}:\n{}",
             self.log_tail(LOG_TAIL_LINES)
         )
     }

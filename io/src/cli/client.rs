@@ -22,7 +22,7 @@ pub(crate) struct Client {
     token: Option<String>,
 }
 
-/// One answer of the server: its status and its JSON body, if it had one.
+/// One response of the server: its status and its JSON body, if it had one.
 #[derive(Debug)]
 pub(crate) struct ApiResponse {
     pub(crate) status: u16,
@@ -73,7 +73,7 @@ impl Client {
         self.send(Method::DELETE, path, None)
     }
 
-    /// Sends one request and returns the answer. A status of 400 or more becomes
+    /// Sends one request and returns the response. A status of 400 or more becomes
     /// [`CliError::Api`], except 404, which the caller interprets.
     pub(crate) fn send(
         &self,
@@ -92,11 +92,11 @@ impl Client {
             url: url.clone(),
             detail: error_chain(&error),
         })?;
-        let answer = parse_answer(status, &text);
+        let parsed = parse_response(status, &text);
         if status >= 400 && status != 404 {
-            return Err(api_error(method.as_str(), url, &answer, &text));
+            return Err(api_error(method.as_str(), url, &parsed, &text));
         }
-        Ok(answer)
+        Ok(parsed)
     }
 
     fn request(&self, method: Method, url: &str, body: Option<&Value>) -> RequestBuilder {
@@ -123,7 +123,7 @@ impl ApiResponse {
             .unwrap_or(&Value::Null)
     }
 
-    /// Returns the body, or `Null` for an empty (204) answer.
+    /// Returns the body, or `Null` for an empty (204) response.
     pub(crate) fn body(&self) -> &Value {
         self.body.as_ref().unwrap_or(&Value::Null)
     }
@@ -138,7 +138,7 @@ pub(crate) fn found(response: ApiResponse, path: &str) -> Result<ApiResponse, Cl
     }
 }
 
-fn parse_answer(status: u16, text: &str) -> ApiResponse {
+fn parse_response(status: u16, text: &str) -> ApiResponse {
     let body = if text.trim().is_empty() {
         None
     } else {
@@ -147,8 +147,8 @@ fn parse_answer(status: u16, text: &str) -> ApiResponse {
     ApiResponse { status, body }
 }
 
-fn api_error(method: &str, url: String, answer: &ApiResponse, text: &str) -> CliError {
-    let listed = answer
+fn api_error(method: &str, url: String, parsed: &ApiResponse, text: &str) -> CliError {
+    let listed = parsed
         .body()
         .get("errors")
         .and_then(Value::as_array)
@@ -157,7 +157,7 @@ fn api_error(method: &str, url: String, answer: &ApiResponse, text: &str) -> Cli
     CliError::Api {
         method: method.to_owned(),
         url,
-        status: answer.status,
+        status: parsed.status,
         errors,
     }
 }

@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-/// Why a client command failed.
+/// Failure of a client command.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
-    /// The server answered with a status of 400 or more.
+    /// The server returned a status of 400 or more.
     #[error("Error making API request.\n\nURL: {method} {url}\nCode: {status}. Errors:\n\n{}", bullets(.errors))]
     Api {
         method: String,
@@ -16,7 +16,7 @@ pub(crate) enum CliError {
     /// A read found nothing at the path.
     #[error("No value found at {0}")]
     NotFound(String),
-    /// The request never got an answer: the server is unreachable or TLS failed.
+    /// The request got no response because the server is unreachable or TLS failed.
     #[error("failed to send the request to {url}: {detail}")]
     Transport { url: String, detail: String },
     /// A local problem: bad arguments, an unreadable file, an unexpected response body.
@@ -25,7 +25,7 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
-    /// Returns the exit code Vault's CLI uses for this kind of error: 2 for an answer from the
+    /// Returns the exit code Vault's CLI uses for this kind of error: 2 for a response from the
     /// server, 1 for everything that went wrong locally.
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {

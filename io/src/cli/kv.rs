@@ -1,7 +1,7 @@
 //! `kv get|put|delete|list`: key/value secrets on KV version 1 and 2 mounts.
 //!
-//! Each command first asks `sys/internal/ui/mounts/<path>` which mount holds the path and its
-//! KV version. A 404 there means KV version 1 and the path is used as it is. For version 2 the
+//! Each command first reads `sys/internal/ui/mounts/<path>` to learn which mount contains the
+//! path and its KV version. A 404 there means KV version 1 and the path is used as it is. For version 2 the
 //! path is rewritten to `<mount>/data/<rest>` (`metadata/` for list) and a write's data is
 //! wrapped as `{"data": {...}, "options": {}}`.
 
@@ -71,7 +71,7 @@ struct KvPutArgs {
     data: Vec<String>,
 }
 
-/// Where a KV path lives: the whole path for version 1, the mount and the rest for version 2.
+/// Location of a KV path: the whole path for version 1, the mount and the rest for version 2.
 #[derive(Debug, PartialEq, Eq)]
 enum KvTarget {
     V1 { path: String },
@@ -178,7 +178,7 @@ fn list_secrets(session: &Session, args: &KvPathArgs) -> Result<ExitCode, CliErr
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks the server which mount holds the path and which KV version it runs.
+/// Requests from the server which mount contains the path and which KV version it runs.
 fn locate(session: &Session, args: &KvPathArgs) -> Result<KvTarget, CliError> {
     let path = full_path(args.mount.as_deref(), &args.path);
     let response = session

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::CliError;
 
-/// Where file and standard-input contents come from; tests pass fakes.
+/// Source of file and standard-input contents, so tests can pass fakes.
 pub(crate) trait Sources {
     /// Returns the contents of the file at `path`.
     fn file(&mut self, path: &str) -> Result<String, CliError>;
@@ -16,7 +16,7 @@ pub(crate) trait Sources {
     fn stdin(&mut self) -> Result<String, CliError>;
 }
 
-/// Reads real files and the process's standard input, at most once.
+/// Real files and the process's standard input, which it reads at most once.
 pub(crate) struct ProcessSources {
     stdin_used: bool,
 }

@@ -1,8 +1,9 @@
 //! Client commands that talk to a server through `VAULT_ADDR`, `VAULT_TOKEN` and `VAULT_CACERT`.
 //!
-//! The commands, their flags, what they send and their exit codes follow the Vault CLI: 0 on
-//! success, 2 for an error the server returned (and for a sealed server in `status` or a read
-//! that finds nothing), 1 for a local error such as a missing file or an unreachable server.
+//! The commands, their flags, their requests and their exit codes follow the Vault CLI. The exit
+//! code is 0 on success and 2 for an error the server returned, a sealed server in `status` or
+//! a read that finds nothing. It is 1 for a local error such as a missing file or an unreachable
+//! server.
 
 mod args;
 mod client;

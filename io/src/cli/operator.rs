@@ -236,7 +236,7 @@ fn generate_root_rows(body: &Value) -> Vec<(String, String)> {
     present_rows(body, &fields)
 }
 
-/// Returns the `vault status` rows of a seal-status answer.
+/// Returns the `vault status` rows of a seal-status response.
 fn seal_status_rows(body: &Value) -> Vec<(String, String)> {
     let fields = [
         ("Seal Type", "type"),

@@ -1,4 +1,4 @@
-//! What the commands print: aligned key/value tables, key lists and raw JSON.
+//! Output of the commands: aligned key/value tables, key lists and raw JSON.
 
 use std::io::Write;
 
@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::CliError;
 
-/// How a command prints its result.
+/// Output format of a command.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Human-readable tables.
