@@ -140,9 +140,9 @@ fn init_text(body: &Value, args: &InitArgs) -> String {
     lines.push(format!("Initial Root Token: {}", value_cell(root)));
     lines.push(String::new());
     lines.push(format!(
-        "The server is initialized with {} key shares and a key threshold of {}. Keep the \
-         shares apart: {} of them are needed to unseal it after every restart.",
-        args.key_shares, args.key_threshold, args.key_threshold
+        "The server is initialized. After every restart, unseal it with {} of these {} key \
+         shares. Store the shares apart from each other.",
+        args.key_threshold, args.key_shares
     ));
     lines.join("\n")
 }

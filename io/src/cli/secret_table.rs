@@ -57,7 +57,7 @@ fn auth_rows(auth: &Value) -> Vec<(String, String)> {
     } else {
         human_duration(duration)
     };
-    vec![
+    let mut rows = vec![
         ("token".to_owned(), field("client_token")),
         ("token_accessor".to_owned(), field("accessor")),
         ("token_duration".to_owned(), duration),
@@ -65,7 +65,16 @@ fn auth_rows(auth: &Value) -> Vec<(String, String)> {
         ("token_policies".to_owned(), field("token_policies")),
         ("identity_policies".to_owned(), field("identity_policies")),
         ("policies".to_owned(), field("policies")),
-    ]
+    ];
+    // Like Vault, leave out identity policies when the token has none.
+    let has_identity_policies = auth
+        .get("identity_policies")
+        .and_then(Value::as_array)
+        .is_some_and(|policies| !policies.is_empty());
+    if !has_identity_policies {
+        rows.retain(|(key, _)| key != "identity_policies");
+    }
+    rows
 }
 
 #[cfg(test)]
