@@ -341,3 +341,58 @@ fn generate_root_decode_runs_locally() -> anyhow::Result<()> {
     assert_eq!(run.stdout.trim(), "hvs.x");
     Ok(())
 }
+
+#[test]
+fn generate_root_with_threshold_of_keys() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let keys = server.init_and_unseal()?;
+    let address = server.address();
+    let json_of = |run: &Run| -> anyhow::Result<Value> { Ok(serde_json::from_str(&run.stdout)?) };
+
+    let started = coffer(
+        &address,
+        "",
+        &["operator", "generate-root", "-init", "-format=json"],
+        None,
+    )?;
+    started.assert_code(0, "generate-root -init");
+    let attempt = json_of(&started)?;
+    let nonce = attempt["nonce"].as_str().unwrap_or_default().to_owned();
+    let otp = attempt["otp"].as_str().unwrap_or_default().to_owned();
+    assert!(!nonce.is_empty(), "{}", started.stdout);
+    assert!(!otp.is_empty(), "{}", started.stdout);
+
+    let nonce_flag = format!("-nonce={nonce}");
+    let mut last = Value::Null;
+    for key in &keys.keys[..3] {
+        let args = [
+            "operator",
+            "generate-root",
+            "-format=json",
+            &nonce_flag,
+            key,
+        ];
+        let run = coffer(&address, "", &args, None)?;
+        run.assert_code(0, "generate-root KEY");
+        last = json_of(&run)?;
+    }
+    assert_eq!(last["complete"], json!(true), "{last}");
+    let encoded = last["encoded_token"].as_str().unwrap_or_default();
+
+    let decode = format!("-decode={encoded}");
+    let otp_flag = format!("-otp={otp}");
+    let decoded = coffer(
+        &address,
+        "",
+        &["operator", "generate-root", &decode, &otp_flag],
+        None,
+    )?;
+    decoded.assert_code(0, "generate-root -decode");
+    let new_root = decoded.stdout.trim();
+    assert_ne!(new_root, keys.root_token);
+
+    let lookup = server.api(new_root)?.get("auth/token/lookup-self")?;
+    assert_eq!(lookup.status, 200, "{}", lookup.text);
+    assert_eq!(lookup.body["data"]["policies"], json!(["root"]));
+    Ok(())
+}
