@@ -316,6 +316,19 @@ fn status_over_tls_with_cacert() -> anyhow::Result<()> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+
+    let skipped = Command::new(coffer_binary()?)
+        .arg("status")
+        .env("VAULT_ADDR", server.address())
+        .env("VAULT_SKIP_VERIFY", "true")
+        .env_remove("VAULT_CACERT")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert_eq!(
+        skipped.status.code(),
+        Some(0),
+        "VAULT_SKIP_VERIFY=true: {stderr}"
+    );
     Ok(())
 }
 

@@ -110,10 +110,21 @@ fn secret_never_stored_in_plaintext() -> anyhow::Result<()> {
             );
         }
     }
+    let log = server.log();
     for needle in &needles {
         assert!(
-            !server.log().contains(needle.as_str()),
+            !log.contains(needle.as_str()),
             "the log contains the secret"
+        );
+    }
+    assert!(
+        !log.contains(&keys.root_token),
+        "the log contains the root token"
+    );
+    for key in &keys.keys {
+        assert!(
+            !log.contains(key.as_str()),
+            "the log contains an unseal key"
         );
     }
     Ok(())
