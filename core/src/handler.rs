@@ -175,6 +175,7 @@ impl Core {
         if self.barrier.is_sealed() {
             return Ok(());
         }
+        self.barrier.reload(txn, changed)?;
         self.mounts.reload(self, txn, changed)?;
         self.policies.reload(self, txn, changed)?;
         Ok(())

@@ -398,6 +398,9 @@ impl Storage for MemStorage {
         let mut overlay = Overlay::new(&snapshot);
         let result = body(&mut overlay)?;
         let writes = overlay.into_writes();
+        // The snapshot shares the map; dropping it first lets `make_mut` update in place
+        // instead of copying the whole store on every write.
+        drop(snapshot);
         let map = Arc::make_mut(&mut guard);
         for ((partition, key), value) in writes {
             match value {

@@ -5,11 +5,23 @@
 //! data, so a value copied to another key does not decrypt. Storage, the WAL and the replication
 //! stream only ever see ciphertext.
 
+pub mod generate_root;
+pub mod init;
 mod keyring;
+pub(crate) mod params;
+pub mod rekey;
+pub mod rotate;
+pub mod seal;
+pub mod shamir;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod unseal;
 
 pub use keyring::{KeyTerm, Keyring, KeyringError};
+pub use seal::{ClusterInfo, RootKey, SealConfig, SealState};
+pub use shamir::{ShamirError, Share, decode_share};
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rand_core::CryptoRngCore;
 use serde::Serialize;
@@ -23,9 +35,13 @@ use crate::storage::{Partition, StorageError, Transaction, list_children};
 ///
 /// While sealed it holds no key material. Unsealing reconstructs the root key from Shamir
 /// shares, decrypts the keyring with it, and keeps both in memory until the node seals again.
+///
+/// Lock order: `seal_state` before `keyring`. Code holding the seal state may read or set the
+/// keyring, never the other way round.
 #[derive(Default)]
 pub struct Barrier {
     keyring: RwLock<Option<Arc<Keyring>>>,
+    seal: Mutex<SealState>,
 }
 
 impl Barrier {
@@ -51,9 +67,75 @@ impl Barrier {
             .ok_or_else(Error::sealed)
     }
 
-    /// Installs an unsealed keyring, or removes it to seal.
+    /// Replaces the keyring in memory, leaving the root key as it is.
+    ///
+    /// To unseal, use `sys/unseal`: it also installs the root key, which `sys/rotate` and
+    /// `sys/rekey` need, and [`Barrier::validate`] fails for a keyring without one.
     pub fn set_keyring(&self, keyring: Option<Arc<Keyring>>) {
         *self.keyring.write().unwrap_or_else(PoisonError::into_inner) = keyring;
+    }
+
+    /// Checks the seal invariants: the root key is in memory exactly while the keyring is, and
+    /// no unseal keys are pending while unsealed.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let state = self.seal_state();
+        let sealed = self.is_sealed();
+        if sealed == state.root_key.is_some() {
+            return Err("the root key is in memory exactly when the keyring is not");
+        }
+        if !sealed && state.unseal.len() > 0 {
+            return Err("unseal keys are pending while unsealed");
+        }
+        Ok(())
+    }
+
+    /// Seals: drops the keyring, the root key and every share submitted so far.
+    pub fn seal(&self) {
+        let mut state = self.seal_state();
+        state.clear();
+        self.set_keyring(None);
+    }
+
+    /// Locks the in-memory seal state. Handlers hold it for the whole request so that two
+    /// requests cannot interleave their share submissions.
+    pub(crate) fn seal_state(&self) -> MutexGuard<'_, SealState> {
+        self.seal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Unseals with `root_key` and the keyring it decrypted. The caller holds `state`.
+    pub(crate) fn install(&self, state: &mut SealState, root_key: RootKey, keyring: Keyring) {
+        state.root_key = Some(root_key);
+        self.set_keyring(Some(Arc::new(keyring)));
+    }
+
+    /// Reloads the keyring from `core/keyring` when it is among the `changed` keys, as after a
+    /// rotation replicated from another node. Does nothing while sealed or for `None`, because
+    /// unsealing has just loaded the keyring.
+    ///
+    /// NOTE: a rekey with `rotate_root_key` on another node changes the root key, and this
+    /// node's root key then no longer opens the stored keyring; that returns a 400 and keeps
+    /// the keyring in memory as it was.
+    pub fn reload(
+        &self,
+        txn: &dyn Transaction,
+        changed: Option<&[(Partition, String)]>,
+    ) -> Result<(), Error> {
+        let Some(changed) = changed else {
+            return Ok(());
+        };
+        let touched = changed
+            .iter()
+            .any(|(partition, key)| *partition == Partition::Shared && key == seal::KEYRING_KEY);
+        if !touched {
+            return Ok(());
+        }
+        let state = self.seal_state();
+        let Some(root_key) = state.root_key.as_ref() else {
+            return Ok(());
+        };
+        let keyring = seal::load_keyring(txn, root_key)?;
+        self.set_keyring(Some(Arc::new(keyring)));
+        Ok(())
     }
 
     /// A view of `txn` that encrypts and decrypts with the current keyring.

@@ -1,18 +1,87 @@
-//! The mount and auth tables and small tools.
+//! The mount and auth tables and small tools: `sys/mounts`, `sys/auth`,
+//! `sys/internal/ui/mounts` and `sys/tools/*`.
+
+mod config;
+mod enable;
+mod tools;
+mod tune;
+mod ui;
+mod upgrade;
 
 use crate::Core;
 use crate::error::Error;
 use crate::handler::Ctx;
-use crate::request::{Caller, Request, Response};
+use crate::mounts::TableKind;
+use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
 /// Serves `sys/mounts`, `sys/auth`, `sys/internal/ui/mounts` and `sys/tools/*`, or returns `None` for any other path.
 pub(super) fn route(
-    _core: &Core,
-    _ctx: &mut Ctx<'_>,
-    _request: &Request,
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
     _caller: Option<&Caller>,
-    _txn: &mut dyn Transaction,
+    txn: &mut dyn Transaction,
 ) -> Option<Result<Response, Error>> {
-    None
+    let rest = request.path.strip_prefix("sys/")?.trim_end_matches('/');
+    if let Some(tool) = rest.strip_prefix("tools/") {
+        return tools::route(ctx, request, tool);
+    }
+    if rest == "internal/ui/mounts" {
+        return Some(ui::list(core, txn));
+    }
+    if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
+        return Some(ui::read(core, txn, path));
+    }
+    let auth_tune = rest
+        .strip_prefix("mounts/auth/")
+        .and_then(|path| path.strip_suffix("/tune"));
+    if let Some(path) = auth_tune {
+        return Some(tune::handle(core, ctx, request, TableKind::Auth, path, txn));
+    }
+    let (kind, rest) = if let Some(rest) = strip_table(rest, "mounts") {
+        (TableKind::Secrets, rest)
+    } else if let Some(rest) = strip_table(rest, "auth") {
+        (TableKind::Auth, rest)
+    } else {
+        return None;
+    };
+    Some(table_route(core, ctx, request, kind, rest, txn))
 }
+
+/// `"mounts"` gives `Some("")` and `"mounts/x"` gives `Some("x")`.
+fn strip_table<'p>(path: &'p str, table: &str) -> Option<&'p str> {
+    let rest = path.strip_prefix(table)?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    rest.strip_prefix('/')
+}
+
+fn table_route(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    kind: TableKind,
+    path: &str,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    if path.is_empty() {
+        return match request.operation {
+            Operation::Read | Operation::List => enable::list(core, kind, txn),
+            _ => Err(Error::unsupported_operation()),
+        };
+    }
+    if let Some(mount) = path.strip_suffix("/tune") {
+        return tune::handle(core, ctx, request, kind, mount, txn);
+    }
+    match request.operation {
+        Operation::Read => enable::read(core, kind, path, txn),
+        Operation::Update => enable::enable(core, ctx, kind, path, &request.data, txn),
+        Operation::Delete => enable::disable(core, ctx, kind, path, txn),
+        Operation::List | Operation::Patch => Err(Error::unsupported_operation()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

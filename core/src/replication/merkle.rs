@@ -1,0 +1,430 @@
+//! The Merkle index over [`Partition::Shared`], kept in [`Partition::Merkle`].
+//!
+//! The tree has a fixed shape: a key's bucket is the first two bytes of SHA-256(key), whose
+//! high byte picks one of [`PAGES`] pages and whose low byte one of [`BUCKETS_PER_PAGE`]
+//! buckets in it. A leaf is SHA-256(length-prefixed key, value). A bucket stores its members
+//! (key and leaf, sorted by key) and hashes them; a page hashes its bucket hashes; the root
+//! hashes the page hashes. One write rewrites one bucket, one page and the root record, so an
+//! update costs the same whatever the size of the data set.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::replication::position::Digest;
+use crate::replication::wal::{Op, decode, encode};
+use crate::storage::{Partition, StorageError, Transaction};
+
+/// Number of pages under the root.
+pub const PAGES: usize = 256;
+/// Number of buckets in each page.
+pub const BUCKETS_PER_PAGE: usize = 256;
+/// Merkle key of the record holding every page hash.
+pub const ROOT_KEY: &str = "root";
+
+/// Index of a bucket: the page in the high byte, the slot in the low byte.
+pub type BucketId = u16;
+
+/// Members of one bucket: each key with its leaf hash, sorted by key.
+pub type Members = Vec<(String, Digest)>;
+
+/// Returns the bucket that contains `key`.
+pub fn bucket_of(key: &str) -> BucketId {
+    let digest = Sha256::digest(key.as_bytes());
+    u16::from_be_bytes([digest[0], digest[1]])
+}
+
+/// Returns the page a bucket belongs to.
+pub fn page_of(bucket: BucketId) -> u8 {
+    (bucket >> 8) as u8
+}
+
+/// Returns the leaf hash of `key` holding `value`.
+pub fn leaf(key: &str, value: &[u8]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(b"coffer-leaf-v1");
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(value);
+    hasher.finalize().into()
+}
+
+/// Returns the hash of a bucket with these members.
+pub fn bucket_hash(members: &[(String, Digest)]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(b"coffer-bucket-v1");
+    for (key, leaf) in members {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update(leaf);
+    }
+    hasher.finalize().into()
+}
+
+fn hash_children(tag: &[u8], children: &[Digest]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(tag);
+    for child in children {
+        hasher.update(child);
+    }
+    hasher.finalize().into()
+}
+
+/// Returns the hash of a page with these bucket hashes.
+pub fn page_hash(buckets: &[Digest]) -> Digest {
+    hash_children(b"coffer-page-v1", buckets)
+}
+
+/// Returns the root hash over these page hashes.
+pub fn root_hash(pages: &[Digest]) -> Digest {
+    hash_children(b"coffer-root-v1", pages)
+}
+
+fn empty_page() -> Vec<Digest> {
+    vec![bucket_hash(&[]); BUCKETS_PER_PAGE]
+}
+
+fn empty_root() -> Vec<Digest> {
+    vec![page_hash(&empty_page()); PAGES]
+}
+
+fn bucket_key(bucket: BucketId) -> String {
+    format!("bucket/{bucket:04x}")
+}
+
+fn page_key(page: u8) -> String {
+    format!("page/{page:02x}")
+}
+
+fn digests_to_bytes(digests: &[Digest]) -> Vec<u8> {
+    digests.concat()
+}
+
+fn digests_from_bytes(key: &str, bytes: &[u8], count: usize) -> Result<Vec<Digest>, StorageError> {
+    if bytes.len() != count * 32 {
+        return Err(StorageError::Corrupt {
+            partition: Partition::Merkle,
+            key: key.to_owned(),
+            reason: format!("expected {} bytes, found {}", count * 32, bytes.len()),
+        });
+    }
+    let digests = bytes
+        .chunks_exact(32)
+        .map(|chunk| {
+            chunk
+                .try_into()
+                .expect("chunks_exact yields 32-byte chunks")
+        })
+        .collect();
+    Ok(digests)
+}
+
+/// Reads and updates of the index inside a caller's transaction.
+pub struct Merkle;
+
+impl Merkle {
+    /// Updates the index for `ops`, which the caller writes to the shared partition in the same
+    /// transaction.
+    pub fn apply(txn: &mut dyn Transaction, ops: &[Op]) -> Result<(), StorageError> {
+        let mut buckets: BTreeMap<BucketId, Members> = BTreeMap::new();
+        for op in ops {
+            let bucket = bucket_of(op.key());
+            let members = match buckets.entry(bucket) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(Merkle::bucket(txn, bucket)?)
+                }
+            };
+            update_members(members, op);
+        }
+        Merkle::store_buckets(txn, &buckets)
+    }
+
+    fn store_buckets(
+        txn: &mut dyn Transaction,
+        buckets: &BTreeMap<BucketId, Members>,
+    ) -> Result<(), StorageError> {
+        let mut pages: BTreeMap<u8, Vec<Digest>> = BTreeMap::new();
+        for (bucket, members) in buckets {
+            let key = bucket_key(*bucket);
+            if members.is_empty() {
+                txn.delete(Partition::Merkle, &key)?;
+            } else {
+                txn.put(Partition::Merkle, &key, &encode(members)?)?;
+            }
+            let page = page_of(*bucket);
+            let hashes = match pages.entry(page) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(Merkle::page(txn, page)?)
+                }
+            };
+            hashes[usize::from(*bucket as u8)] = bucket_hash(members);
+        }
+        let mut root = Merkle::pages(txn)?;
+        for (page, hashes) in &pages {
+            txn.put(
+                Partition::Merkle,
+                &page_key(*page),
+                &digests_to_bytes(hashes),
+            )?;
+            root[usize::from(*page)] = page_hash(hashes);
+        }
+        txn.put(Partition::Merkle, ROOT_KEY, &digests_to_bytes(&root))
+    }
+
+    /// Returns the root hash.
+    pub fn root(txn: &dyn Transaction) -> Result<Digest, StorageError> {
+        Ok(root_hash(&Merkle::pages(txn)?))
+    }
+
+    /// Returns the hash of every page, in page order.
+    pub fn pages(txn: &dyn Transaction) -> Result<Vec<Digest>, StorageError> {
+        match txn.get(Partition::Merkle, ROOT_KEY)? {
+            Some(bytes) => digests_from_bytes(ROOT_KEY, &bytes, PAGES),
+            None => Ok(empty_root()),
+        }
+    }
+
+    /// Returns the bucket hashes of one page, in slot order.
+    pub fn page(txn: &dyn Transaction, page: u8) -> Result<Vec<Digest>, StorageError> {
+        let key = page_key(page);
+        match txn.get(Partition::Merkle, &key)? {
+            Some(bytes) => digests_from_bytes(&key, &bytes, BUCKETS_PER_PAGE),
+            None => Ok(empty_page()),
+        }
+    }
+
+    /// Returns the members of one bucket.
+    pub fn bucket(txn: &dyn Transaction, bucket: BucketId) -> Result<Members, StorageError> {
+        let key = bucket_key(bucket);
+        match txn.get(Partition::Merkle, &key)? {
+            Some(bytes) => decode(&key, &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Rebuilds the whole index from the shared partition, replacing what is stored.
+    pub fn reindex(txn: &mut dyn Transaction) -> Result<Digest, StorageError> {
+        for key in txn.scan(Partition::Merkle, "", None, None)? {
+            txn.delete(Partition::Merkle, &key)?;
+        }
+        let rebuilt = Rebuilt::from_shared(txn)?;
+        for (bucket, members) in &rebuilt.buckets {
+            txn.put(Partition::Merkle, &bucket_key(*bucket), &encode(members)?)?;
+        }
+        for (page, hashes) in &rebuilt.pages {
+            txn.put(
+                Partition::Merkle,
+                &page_key(*page),
+                &digests_to_bytes(hashes),
+            )?;
+        }
+        txn.put(
+            Partition::Merkle,
+            ROOT_KEY,
+            &digests_to_bytes(&rebuilt.root),
+        )?;
+        Ok(root_hash(&rebuilt.root))
+    }
+
+    /// Compares the stored index with one rebuilt from the shared partition, without writing.
+    pub fn check(txn: &dyn Transaction) -> Result<MerkleCheck, StorageError> {
+        let rebuilt = Rebuilt::from_shared(txn)?;
+        let stored_pages = Merkle::pages(txn)?;
+        let mut corrupted_pages = BTreeMap::new();
+        for (page, stored_page) in stored_pages.iter().enumerate() {
+            let page_number = page as u8;
+            let stored = Merkle::page(txn, page_number)?;
+            let expected = rebuilt.page(page_number);
+            let buckets: Vec<u8> = (0..BUCKETS_PER_PAGE)
+                .filter(|slot| stored[*slot] != expected[*slot])
+                .map(|slot| slot as u8)
+                .collect();
+            if !buckets.is_empty() || *stored_page != page_hash(&expected) {
+                corrupted_pages.insert(page_number, buckets);
+            }
+        }
+        Ok(MerkleCheck {
+            stored_root: root_hash(&stored_pages),
+            rebuilt_root: root_hash(&rebuilt.root),
+            corrupted_pages,
+        })
+    }
+}
+
+fn update_members(members: &mut Members, op: &Op) {
+    let key = op.key();
+    let found = members.binary_search_by(|(member, _)| member.as_str().cmp(key));
+    match (op, found) {
+        (Op::Put { value, .. }, Ok(at)) => members[at].1 = leaf(key, value),
+        (Op::Put { value, .. }, Err(at)) => members.insert(at, (key.to_owned(), leaf(key, value))),
+        (Op::Delete { .. }, Ok(at)) => {
+            members.remove(at);
+        }
+        (Op::Delete { .. }, Err(_)) => {}
+    }
+}
+
+/// A tree computed in memory from the shared partition.
+struct Rebuilt {
+    buckets: BTreeMap<BucketId, Members>,
+    pages: BTreeMap<u8, Vec<Digest>>,
+    root: Vec<Digest>,
+}
+
+impl Rebuilt {
+    fn from_shared(txn: &dyn Transaction) -> Result<Rebuilt, StorageError> {
+        let mut buckets: BTreeMap<BucketId, Members> = BTreeMap::new();
+        for key in txn.scan(Partition::Shared, "", None, None)? {
+            let Some(value) = txn.get(Partition::Shared, &key)? else {
+                continue;
+            };
+            let leaf = leaf(&key, &value);
+            buckets
+                .entry(bucket_of(&key))
+                .or_default()
+                .push((key, leaf));
+        }
+        let mut pages: BTreeMap<u8, Vec<Digest>> = BTreeMap::new();
+        for (bucket, members) in &mut buckets {
+            members.sort();
+            let hashes = pages.entry(page_of(*bucket)).or_insert_with(empty_page);
+            hashes[usize::from(*bucket as u8)] = bucket_hash(members);
+        }
+        let mut root = empty_root();
+        for (page, hashes) in &pages {
+            root[usize::from(*page)] = page_hash(hashes);
+        }
+        Ok(Rebuilt {
+            buckets,
+            pages,
+            root,
+        })
+    }
+
+    fn page(&self, page: u8) -> Vec<Digest> {
+        self.pages.get(&page).cloned().unwrap_or_else(empty_page)
+    }
+}
+
+/// The result of [`Merkle::check`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleCheck {
+    /// Root of the stored index.
+    pub stored_root: Digest,
+    /// Root of the index rebuilt from the data.
+    pub rebuilt_root: Digest,
+    /// Pages whose stored hashes differ from the rebuilt ones, each with its differing bucket
+    /// slots.
+    pub corrupted_pages: BTreeMap<u8, Vec<u8>>,
+}
+
+impl MerkleCheck {
+    /// Returns whether the stored index matches the data.
+    pub fn is_corrupted(&self) -> bool {
+        self.stored_root != self.rebuilt_root || !self.corrupted_pages.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::{MemStorage, Storage};
+
+    fn write(storage: &MemStorage, ops: Vec<Op>) {
+        storage
+            .write(|txn| {
+                for op in &ops {
+                    match op {
+                        Op::Put { key, value } => txn.put(Partition::Shared, key, value)?,
+                        Op::Delete { key } => txn.delete(Partition::Shared, key)?,
+                    }
+                }
+                Merkle::apply(txn, &ops)
+            })
+            .unwrap();
+    }
+
+    fn root(storage: &MemStorage) -> Digest {
+        storage.read(|txn| Merkle::root(txn)).unwrap().unwrap()
+    }
+
+    fn put(key: &str, value: &str) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn empty_index_root_is_fixed() {
+        assert_eq!(root(&MemStorage::new()), root_hash(&empty_root()));
+    }
+
+    #[test]
+    fn put_then_delete_restores_root() {
+        let storage = MemStorage::new();
+        let empty = root(&storage);
+        write(&storage, vec![put("a", "1")]);
+        assert_ne!(root(&storage), empty);
+        write(&storage, vec![Op::Delete { key: "a".into() }]);
+        assert_eq!(root(&storage), empty);
+    }
+
+    #[test]
+    fn check_finds_tampered_bucket() {
+        let storage = MemStorage::new();
+        write(&storage, vec![put("a", "1"), put("b", "2")]);
+        storage
+            .write(|txn| txn.put(Partition::Shared, "a", b"tampered"))
+            .unwrap();
+        let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+        assert!(check.is_corrupted());
+        let page = page_of(bucket_of("a"));
+        let slot = bucket_of("a") as u8;
+        assert_eq!(check.corrupted_pages.get(&page), Some(&vec![slot]));
+    }
+
+    #[test]
+    fn reindex_repairs_tampered_index() {
+        let storage = MemStorage::new();
+        write(&storage, vec![put("a", "1")]);
+        storage
+            .write(|txn| txn.put(Partition::Shared, "a", b"tampered"))
+            .unwrap();
+        storage
+            .write(|txn| Merkle::reindex(txn).map(|_| ()))
+            .unwrap();
+        let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+        assert!(!check.is_corrupted());
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Op> {
+        let key = "[a-d]{1,3}";
+        prop_oneof![
+            (key, "[x-z]{0,3}").prop_map(|(key, value)| put(&key, &value)),
+            key.prop_map(|key| Op::Delete { key }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn incremental_root_equals_rebuilt_root(
+            batches in prop::collection::vec(prop::collection::vec(op_strategy(), 1..6), 1..12)
+        ) {
+            let storage = MemStorage::new();
+            for batch in batches {
+                write(&storage, batch);
+            }
+            let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+            prop_assert_eq!(check.stored_root, check.rebuilt_root);
+            prop_assert!(check.corrupted_pages.is_empty());
+        }
+    }
+}

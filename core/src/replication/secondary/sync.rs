@@ -1,0 +1,587 @@
+//! The secondary's side of a Merkle diff and sync: compare pages top-down against the
+//! primary's snapshot, fetch the keys that differ, delete the keys the primary lacks, adopt
+//! the snapshot's position.
+
+use std::collections::VecDeque;
+
+use super::{Phase, Secondary, SecondaryEvent, SecondaryState, UNSYNCED_HASH};
+use crate::Timestamp;
+use crate::replication::apply::apply_ops;
+use crate::replication::merkle::{BUCKETS_PER_PAGE, BucketId, Members, Merkle, PAGES};
+use crate::replication::message::{ErrorCode, Message};
+use crate::replication::position::{Digest, Position};
+use crate::replication::wal::{Op, Wal};
+use crate::storage::{StorageError, Transaction};
+
+/// Prefixes of the system keys (keyring, mount and auth tables, policies) that are synced
+/// before the rest, so the node can always decrypt and route what it holds.
+const SYSTEM_PREFIXES: [&str; 2] = ["core/", "sys/"];
+
+/// Maximum number of buckets in one `BucketRequest`. With a million keys a bucket has about 15
+/// members, so a response stays near a megabyte.
+const BUCKETS_PER_REQUEST: usize = 1024;
+
+/// Returns whether `key` is a system key, synced first.
+pub(super) fn is_system_key(key: &str) -> bool {
+    SYSTEM_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// One step of the sync: a key to fetch from the snapshot or to delete locally.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Work {
+    system_last: bool,
+    key: String,
+    delete: bool,
+}
+
+enum Stage {
+    Pages {
+        pending: VecDeque<u8>,
+        in_flight: Vec<u8>,
+        buckets: Vec<BucketId>,
+    },
+    Buckets {
+        pending: VecDeque<BucketId>,
+        in_flight: Vec<BucketId>,
+        work: Vec<Work>,
+    },
+    Keys {
+        queue: VecDeque<Work>,
+        in_flight: Vec<String>,
+    },
+}
+
+/// A Merkle diff or sync in progress.
+pub(super) struct SyncProgress {
+    sync: u64,
+    position: Position,
+    root: Digest,
+    stage: Stage,
+    keys_fetched: u64,
+}
+
+impl SyncProgress {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        if let Stage::Keys { queue, .. } = &self.stage {
+            let sorted = queue.iter().zip(queue.iter().skip(1)).all(|(a, b)| a < b);
+            if !sorted {
+                return Err("sync queue is not in system-first key order".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the requested keys after the first `answered` back at the front of the queue.
+    fn requeue_unanswered(&mut self, answered: usize) {
+        if let Stage::Keys { queue, in_flight } = &mut self.stage {
+            for key in in_flight.drain(answered..).rev() {
+                queue.push_front(Work {
+                    system_last: !is_system_key(&key),
+                    key,
+                    delete: false,
+                });
+            }
+        }
+    }
+
+    /// Number of keys fetched so far.
+    pub(super) fn keys_fetched(&self) -> u64 {
+        self.keys_fetched
+    }
+}
+
+impl Secondary {
+    pub(super) fn handle_sync_start(
+        &mut self,
+        now: Timestamp,
+        sync: u64,
+        position: Position,
+        root: Digest,
+        pages: &[Digest],
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        // A primary that no longer has the next entries switches a stream to a sync.
+        if !matches!(self.phase, Phase::Handshake | Phase::Streaming { .. }) {
+            return Ok(());
+        }
+        if position.epoch < self.position.epoch {
+            self.reject_epoch(now, &position.epoch);
+            return Ok(());
+        }
+        if pages.len() != PAGES {
+            let message = format!(
+                "sync start carries {} page hashes, not {PAGES}",
+                pages.len()
+            );
+            self.fail(now, ErrorCode::Protocol, message);
+            return Ok(());
+        }
+        self.remote = Some(super::Guard {
+            position: position.clone(),
+            root,
+        });
+        let own = Merkle::pages(txn)?;
+        let differing: Vec<u8> = (0..PAGES)
+            .filter(|page| own[*page] != pages[*page])
+            .map(|page| page as u8)
+            .collect();
+        let progress = SyncProgress {
+            sync,
+            position,
+            root,
+            stage: Stage::Pages {
+                pending: differing.into(),
+                in_flight: Vec::new(),
+                buckets: Vec::new(),
+            },
+            keys_fetched: 0,
+        };
+        self.phase = Phase::Syncing(progress);
+        self.set_state(
+            SecondaryState::MerkleDiff,
+            "primary lacks the entries this node needs",
+        );
+        self.next_pages(now, txn)
+    }
+
+    /// Requests the next pages to compare, or moves on to the buckets when none are left.
+    fn next_pages(
+        &mut self,
+        now: Timestamp,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        // A page response is 32 bytes per bucket; half the message limit leaves room for
+        // encoding overhead.
+        let per_request = (self.config.max_message_size / 2 / (BUCKETS_PER_PAGE * 32 + 16)).max(1);
+        let Phase::Syncing(SyncProgress {
+            stage:
+                Stage::Pages {
+                    pending,
+                    in_flight,
+                    buckets,
+                },
+            ..
+        }) = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let count = pending.len().min(per_request);
+        *in_flight = pending.drain(..count).collect();
+        if in_flight.is_empty() {
+            let buckets = std::mem::take(buckets);
+            self.set_stage(Stage::Buckets {
+                pending: buckets.into(),
+                in_flight: Vec::new(),
+                work: Vec::new(),
+            });
+            return self.next_buckets(now, txn);
+        }
+        let pages = in_flight.clone();
+        let sync = self.current_sync();
+        self.request(now, &Message::MerklePagesRequest { sync, pages });
+        Ok(())
+    }
+
+    pub(super) fn handle_sync_message(
+        &mut self,
+        now: Timestamp,
+        message: Message,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(progress) = &self.phase else {
+            return Ok(());
+        };
+        let current = progress.sync;
+        match message {
+            Message::MerklePagesResponse { sync, pages } if sync == current => {
+                self.handle_pages(now, &pages, txn)
+            }
+            Message::BucketResponse { sync, buckets } if sync == current => {
+                self.handle_buckets(now, buckets, txn)
+            }
+            Message::KeyValues { sync, values } if sync == current => {
+                self.handle_values(now, values, txn)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_pages(
+        &mut self,
+        now: Timestamp,
+        pages: &[(u8, Vec<Digest>)],
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(SyncProgress {
+            stage:
+                Stage::Pages {
+                    in_flight: requested,
+                    ..
+                },
+            ..
+        }) = &self.phase
+        else {
+            return Ok(());
+        };
+        let matches = pages.len() == requested.len()
+            && pages
+                .iter()
+                .zip(requested)
+                .all(|((page, hashes), wanted)| page == wanted && hashes.len() == BUCKETS_PER_PAGE);
+        if !matches {
+            self.fail(
+                now,
+                ErrorCode::Protocol,
+                "merkle pages response does not match the request".into(),
+            );
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        for (page, hashes) in pages {
+            let own = Merkle::page(txn, *page)?;
+            for slot in 0..BUCKETS_PER_PAGE {
+                if own[slot] != hashes[slot] {
+                    found.push((u16::from(*page) << 8) | slot as u16);
+                }
+            }
+        }
+        if let Phase::Syncing(SyncProgress {
+            stage: Stage::Pages { buckets, .. },
+            ..
+        }) = &mut self.phase
+        {
+            buckets.extend(found);
+        }
+        self.next_pages(now, txn)
+    }
+
+    /// Requests the next buckets to compare, or starts on the keys when none are left.
+    fn next_buckets(
+        &mut self,
+        now: Timestamp,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(SyncProgress {
+            stage:
+                Stage::Buckets {
+                    pending,
+                    in_flight,
+                    work,
+                },
+            ..
+        }) = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let count = pending.len().min(BUCKETS_PER_REQUEST);
+        *in_flight = pending.drain(..count).collect();
+        if in_flight.is_empty() {
+            let mut work = std::mem::take(work);
+            work.sort();
+            work.dedup();
+            if work.is_empty() {
+                return self.finish_sync(now, txn);
+            }
+            self.set_stage(Stage::Keys {
+                queue: work.into(),
+                in_flight: Vec::new(),
+            });
+            self.set_state(SecondaryState::MerkleSync, "differing keys found");
+            return self.next_keys(now, txn);
+        }
+        let buckets = in_flight.clone();
+        let sync = self.current_sync();
+        self.request(now, &Message::BucketRequest { sync, buckets });
+        Ok(())
+    }
+
+    fn handle_buckets(
+        &mut self,
+        now: Timestamp,
+        buckets: Vec<(BucketId, Members)>,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(SyncProgress {
+            stage: Stage::Buckets { in_flight, .. },
+            ..
+        }) = &self.phase
+        else {
+            return Ok(());
+        };
+        let matches = buckets.len() == in_flight.len()
+            && buckets
+                .iter()
+                .zip(in_flight)
+                .all(|((bucket, _), wanted)| bucket == wanted);
+        if !matches {
+            self.fail(
+                now,
+                ErrorCode::Protocol,
+                "bucket response does not match the request".into(),
+            );
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        for (bucket, remote) in &buckets {
+            let own = Merkle::bucket(txn, *bucket)?;
+            diff_members(&own, remote, &mut found);
+        }
+        if let Phase::Syncing(SyncProgress {
+            stage: Stage::Buckets { work, .. },
+            ..
+        }) = &mut self.phase
+        {
+            work.extend(found);
+        }
+        self.next_buckets(now, txn)
+    }
+
+    fn handle_values(
+        &mut self,
+        now: Timestamp,
+        values: Vec<(String, Option<Vec<u8>>)>,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(SyncProgress {
+            stage: Stage::Keys { in_flight, .. },
+            ..
+        }) = &self.phase
+        else {
+            return Ok(());
+        };
+        // The primary may return a prefix of the request to bound the message size.
+        let matches = !values.is_empty()
+            && values.len() <= in_flight.len()
+            && values
+                .iter()
+                .zip(in_flight)
+                .all(|((key, _), wanted)| key == wanted);
+        if !matches {
+            self.fail(
+                now,
+                ErrorCode::Protocol,
+                "key values do not match the request".into(),
+            );
+            return Ok(());
+        }
+        let ops: Vec<Op> = values
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => Op::Put { key, value },
+                None => Op::Delete { key },
+            })
+            .collect();
+        if let Phase::Syncing(progress) = &mut self.phase {
+            progress.keys_fetched += ops.len() as u64;
+            progress.requeue_unanswered(ops.len());
+        }
+        self.write_sync_ops(txn, &ops)?;
+        self.next_keys(now, txn)
+    }
+
+    /// Applies local deletes from the front of the queue and requests the next keys to fetch.
+    fn next_keys(&mut self, now: Timestamp, txn: &mut dyn Transaction) -> Result<(), StorageError> {
+        let batch = self.config.fetch_batch_keys.max(1);
+        let Phase::Syncing(SyncProgress {
+            stage: Stage::Keys { queue, in_flight },
+            ..
+        }) = &mut self.phase
+        else {
+            return Ok(());
+        };
+        in_flight.clear();
+        let mut deletes = Vec::new();
+        while in_flight.len() < batch {
+            let Some(work) = queue.pop_front() else {
+                break;
+            };
+            if work.delete {
+                deletes.push(Op::Delete { key: work.key });
+            } else {
+                in_flight.push(work.key);
+            }
+        }
+        let keys = in_flight.clone();
+        if !deletes.is_empty() {
+            self.write_sync_ops(txn, &deletes)?;
+        }
+        if keys.is_empty() {
+            return self.finish_sync(now, txn);
+        }
+        let sync = self.current_sync();
+        self.request(now, &Message::FetchKeys { sync, keys });
+        Ok(())
+    }
+
+    /// Writes synced data. The first write marks the position unsynced in the same
+    /// transaction, so a sync cut short is redone rather than streamed over.
+    fn write_sync_ops(
+        &mut self,
+        txn: &mut dyn Transaction,
+        ops: &[Op],
+    ) -> Result<(), StorageError> {
+        let unsynced = Position {
+            epoch: self.position.epoch.clone(),
+            index: 0,
+            hash: UNSYNCED_HASH,
+        };
+        if self.position != unsynced {
+            Wal::reset(txn, &unsynced)?;
+        }
+        let changed = apply_ops(txn, ops)?;
+        let root = Merkle::root(txn)?;
+        self.position = unsynced;
+        self.root = root;
+        self.events.push_back(SecondaryEvent::Applied {
+            position: self.position.clone(),
+            changed_keys: changed.into_iter().collect(),
+        });
+        Ok(())
+    }
+
+    fn finish_sync(
+        &mut self,
+        now: Timestamp,
+        txn: &mut dyn Transaction,
+    ) -> Result<(), StorageError> {
+        let Phase::Syncing(progress) = &self.phase else {
+            return Ok(());
+        };
+        let (sync, position, expected) = (progress.sync, progress.position.clone(), progress.root);
+        let fetched = progress.keys_fetched();
+        let mut root = Merkle::root(txn)?;
+        if root != expected {
+            // Every differing key has been fetched, so the index likely disagrees with this
+            // node's data. Rebuilding it from the data ends the loop of diffs that would follow.
+            let stale = hex::encode(root);
+            tracing::warn!(sync, root = %stale, "merkle sync missed the snapshot root, reindexing");
+            root = Merkle::reindex(txn)?;
+            self.root = root;
+        }
+        if root != expected {
+            let reason = format!(
+                "merkle sync {sync} ended with root {} but the snapshot root is {}",
+                hex::encode(root),
+                hex::encode(expected)
+            );
+            self.reject(reason);
+            self.resync(now, "merkle sync did not reach the snapshot root");
+            return Ok(());
+        }
+        Wal::reset(txn, &position)?;
+        self.position = position.clone();
+        self.root = root;
+        self.response_due = None;
+        self.backoff = self.config.reconnect_initial;
+        self.send(&Message::SyncDone { sync, position });
+        self.phase = Phase::Streaming { stalled_at: None };
+        tracing::info!(sync, keys_fetched = fetched, "merkle sync finished");
+        self.set_state(
+            SecondaryState::StreamWals,
+            "merkle sync reached the snapshot",
+        );
+        Ok(())
+    }
+
+    fn set_stage(&mut self, stage: Stage) {
+        if let Phase::Syncing(progress) = &mut self.phase {
+            progress.stage = stage;
+        }
+    }
+
+    fn current_sync(&self) -> u64 {
+        match &self.phase {
+            Phase::Syncing(progress) => progress.sync,
+            _ => 0,
+        }
+    }
+
+    fn request(&mut self, now: Timestamp, message: &Message) {
+        self.response_due = Some(now.saturating_add(self.config.heartbeat_timeout));
+        self.send(message);
+    }
+}
+
+/// Adds the work that makes bucket `own` equal to `remote`: fetch what differs or is missing,
+/// delete what the primary lacks. Both lists are sorted by key.
+fn diff_members(own: &Members, remote: &Members, work: &mut Vec<Work>) {
+    let mut own = own.iter().peekable();
+    let mut remote = remote.iter().peekable();
+    loop {
+        let (key, delete) = match (own.peek(), remote.peek()) {
+            (None, None) => break,
+            (Some((key, _)), None) => (key.clone(), true),
+            (None, Some((key, _))) => (key.clone(), false),
+            (Some((own_key, own_leaf)), Some((remote_key, remote_leaf))) => {
+                match own_key.cmp(remote_key) {
+                    std::cmp::Ordering::Less => (own_key.clone(), true),
+                    std::cmp::Ordering::Greater => (remote_key.clone(), false),
+                    std::cmp::Ordering::Equal if own_leaf == remote_leaf => {
+                        own.next();
+                        remote.next();
+                        continue;
+                    }
+                    std::cmp::Ordering::Equal => (own_key.clone(), false),
+                }
+            }
+        };
+        advance_past(&mut own, &key);
+        advance_past(&mut remote, &key);
+        work.push(Work {
+            system_last: !is_system_key(&key),
+            key,
+            delete,
+        });
+    }
+}
+
+fn advance_past<'a>(
+    members: &mut std::iter::Peekable<impl Iterator<Item = &'a (String, Digest)>>,
+    key: &str,
+) {
+    if members.peek().is_some_and(|(member, _)| member == key) {
+        members.next();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_keys_sort_first() {
+        let mut work = [
+            Work {
+                system_last: !is_system_key("a/x"),
+                key: "a/x".into(),
+                delete: false,
+            },
+            Work {
+                system_last: !is_system_key("sys/policy/p"),
+                key: "sys/policy/p".into(),
+                delete: false,
+            },
+            Work {
+                system_last: !is_system_key("core/keyring"),
+                key: "core/keyring".into(),
+                delete: false,
+            },
+        ];
+        work.sort();
+        let keys: Vec<&str> = work.iter().map(|work| work.key.as_str()).collect();
+        assert_eq!(keys, vec!["core/keyring", "sys/policy/p", "a/x"]);
+    }
+
+    #[test]
+    fn member_diff_fetches_changed_and_deletes_missing() {
+        let own = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
+        let remote = vec![("b".to_owned(), [3; 32]), ("c".to_owned(), [4; 32])];
+        let mut work = Vec::new();
+        diff_members(&own, &remote, &mut work);
+        let steps: Vec<(&str, bool)> = work
+            .iter()
+            .map(|work| (work.key.as_str(), work.delete))
+            .collect();
+        assert_eq!(steps, vec![("a", true), ("b", false), ("c", false)]);
+    }
+}

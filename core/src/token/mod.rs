@@ -1,0 +1,98 @@
+//! The token store: tokens kept by salted hash in the local partition, and `auth/token/`.
+//!
+//! Storage never contains a token, only hex(HMAC-SHA256(salt, token)) with a per-node salt, so a
+//! copy of the local partition cannot be used to authenticate.
+
+mod create;
+mod issue;
+mod params;
+mod response;
+mod roles;
+mod routes;
+mod store;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use issue::{TokenInfo, TokenParams, issue_token, revoke_token, token_info};
+pub(crate) use routes::{policies_of_accessor, policies_of_token};
+
+use crate::Core;
+use crate::barrier::SecureView;
+use crate::error::Error;
+use crate::handler::Ctx;
+use crate::request::{Caller, Request, Response, Secret};
+use crate::storage::Transaction;
+use crate::time::Timestamp;
+
+/// Token store settings and helpers.
+#[derive(Default)]
+pub struct TokenStore {}
+
+impl TokenStore {
+    /// A token store with default settings.
+    pub fn new() -> TokenStore {
+        TokenStore::default()
+    }
+}
+
+/// Looks up the request's token and spends one use when it has a limit.
+///
+/// A missing, unknown or expired token is a 403, and an expired one is revoked on the way. The
+/// request that spends a token's last use still runs with the token intact (a response-wrapping
+/// token needs its cubbyhole to unwrap); the token is revoked when it is next presented.
+pub fn authenticate(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    txn: &mut dyn Transaction,
+) -> Result<Caller, Error> {
+    let Some(token) = &request.token else {
+        return Err(Error::permission_denied());
+    };
+    let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
+    let Some((token_hash, mut entry)) = store::find(&view, token.expose())? else {
+        return Err(Error::permission_denied());
+    };
+    if !entry.is_live(ctx.now) {
+        store::revoke_tree(&mut view, &token_hash)?;
+        return Err(Error::permission_denied());
+    }
+    if entry.num_uses > 0 {
+        entry.num_uses -= 1;
+        entry.revoke_pending = entry.num_uses == 0;
+        store::save(&mut view, &token_hash, &entry)?;
+    }
+    Ok(entry.caller(&token_hash))
+}
+
+/// Handles `auth/token/...`.
+pub fn handle(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: Option<&Caller>,
+    txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    let Some(caller) = caller else {
+        return Err(Error::permission_denied());
+    };
+    let rest = request
+        .path
+        .strip_prefix("auth/token")
+        .unwrap_or_default()
+        .trim_matches('/');
+    routes::dispatch(core, ctx, request, caller, rest, txn)
+}
+
+/// Creates a root token (policy `root`, no TTL, orphan) and returns it. `sys/init` and
+/// `sys/generate-root` call it.
+pub fn create_root_token(
+    _core: &Core,
+    view: &mut SecureView<'_>,
+    now: Timestamp,
+) -> Result<Secret, Error> {
+    create::root_token(view, now)
+}

@@ -1,0 +1,569 @@
+//! The API listener: accepts connections from a [`Listener`], optionally wraps them in TLS,
+//! and serves HTTP/1.1 and HTTP/2 with hyper.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coffer_core::storage::Storage;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio_rustls::TlsAcceptor;
+
+use super::request::map_request;
+use super::response::{render_errors, render_result};
+use crate::server::environment::Environment;
+use crate::server::net::{Listener, Stream};
+use crate::server::node::Node;
+
+/// Bounds on what one request may cost the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Maximum request body size in bytes. A larger body gets 413.
+    pub max_request_size: u64,
+    /// Maximum size of the buffered request head (request line and headers) in bytes.
+    pub max_header_size: usize,
+    /// Time a request may take from its head to its response before it gets 503.
+    pub request_timeout: Duration,
+    /// Time a client has to finish the TLS handshake or to send its request head.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_request_size: 32 << 20,
+            max_header_size: 64 << 10,
+            request_timeout: Duration::from_secs(90),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long shutdown waits for in-flight connections before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (up to a grace period) and returns.
+pub async fn serve<S, E, L>(
+    node: Arc<Node<S, E>>,
+    mut listener: L,
+    tls: Option<TlsAcceptor>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Storage + 'static,
+    E: Environment,
+    L: Listener,
+{
+    let builder = Arc::new(connection_builder(limits));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let connection = Connection {
+                        node: Arc::clone(&node),
+                        builder: Arc::clone(&builder),
+                        watcher: graceful.watcher(),
+                        tls: tls.clone(),
+                        limits,
+                        peer,
+                    };
+                    tokio::spawn(connection.run(stream));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .max_buf_size(limits.max_header_size.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
+    builder
+}
+
+struct Connection<S, E> {
+    node: Arc<Node<S, E>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    tls: Option<TlsAcceptor>,
+    limits: HttpLimits,
+    peer: SocketAddr,
+}
+
+impl<S, E> Connection<S, E>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    async fn run(self, stream: impl Stream) {
+        match self.tls.clone() {
+            None => self.serve(stream).await,
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
+                    Ok(Ok(stream)) => self.serve(stream).await,
+                    Ok(Err(error)) => {
+                        tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve(self, stream: impl Stream) {
+        let Connection {
+            node,
+            builder,
+            watcher,
+            limits,
+            peer,
+            ..
+        } = self;
+        let service = service_fn(move |request| {
+            let node = Arc::clone(&node);
+            async move { Ok::<_, Infallible>(handle(&node, request, peer, limits).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(error) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+async fn handle<S, E>(
+    node: &Node<S, E>,
+    request: http::Request<Incoming>,
+    peer: SocketAddr,
+    limits: HttpLimits,
+) -> http::Response<Full<Bytes>>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let respond = respond(node, request, peer, limits);
+    let mut response = match tokio::time::timeout(limits.request_timeout, respond).await {
+        Ok(response) => response,
+        Err(_) => render_errors(
+            503,
+            &[format!(
+                "the request timed out after {}s",
+                limits.request_timeout.as_secs()
+            )],
+        ),
+    };
+    if method == http::Method::HEAD {
+        *response.body_mut() = Bytes::new();
+    }
+    // The path is logged without the query, and never the token or the body.
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response.map(Full::new)
+}
+
+async fn respond<S, E>(
+    node: &Node<S, E>,
+    request: http::Request<Incoming>,
+    peer: SocketAddr,
+    limits: HttpLimits,
+) -> http::Response<Bytes>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &parts.headers, limits.max_request_size).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str());
+    let logical = map_request(
+        &parts.method,
+        path_and_query,
+        &parts.headers,
+        &body,
+        Some(peer),
+    );
+    let logical = match logical {
+        Ok(logical) => logical,
+        Err((status, message)) => return render_errors(status, &messages(message)),
+    };
+    let path = logical.path.clone();
+    let executed = node.execute(logical).await;
+    render_result(&executed.request_id, &path, &executed.result)
+}
+
+fn messages(message: String) -> Vec<String> {
+    if message.is_empty() {
+        Vec::new()
+    } else {
+        vec![message]
+    }
+}
+
+/// Reads the body, stopping with 413 as soon as it passes `max` bytes so that no more than
+/// `max` bytes are ever buffered.
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    max: u64,
+) -> Result<Bytes, http::Response<Bytes>> {
+    let too_large = || {
+        render_errors(
+            413,
+            &[format!(
+                "the request body is larger than max_request_size ({max} bytes)"
+            )],
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(render_errors(
+            400,
+            &[format!("failed to read the request body: {error}")],
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_core::storage::MemStorage;
+    use coffer_core::{Core, CoreConfig};
+    use http::{Method, StatusCode};
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    use super::*;
+    use crate::server::environment::SystemEnvironment;
+    use crate::server::net::{Network, TokioNetwork};
+    use crate::server::writer::WriterLimits;
+
+    const LIMIT: u64 = 1024;
+
+    struct TestServer {
+        addr: SocketAddr,
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start() -> TestServer {
+        start_with(None).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> TestServer {
+        let core = Core::new(CoreConfig::default());
+        let node = Node::start(
+            core,
+            MemStorage::new(),
+            SystemEnvironment,
+            WriterLimits::default(),
+        )
+        .unwrap();
+        let listener = TokioNetwork
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = HttpLimits {
+            max_request_size: LIMIT,
+            ..HttpLimits::default()
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(serve(Arc::new(node), listener, tls, limits, shutdown));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    impl TestServer {
+        async fn stop(mut self) {
+            let _ = self.stop.take().unwrap().send(());
+            self.task.await.unwrap();
+        }
+    }
+
+    async fn send(
+        addr: SocketAddr,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> http::Response<Bytes> {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        send_over(stream, method, uri, body).await
+    }
+
+    async fn send_over(
+        stream: impl Stream,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> http::Response<Bytes> {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::HOST, "127.0.0.1")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        http::Response::from_parts(parts, body)
+    }
+
+    fn json_body(response: &http::Response<Bytes>) -> Value {
+        serde_json::from_slice(response.body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn oversized_body_gets_413_then_server_serves() {
+        let server = start().await;
+        let body = vec![b'x'; LIMIT as usize + 1];
+        let response = send(server.addr, Method::POST, "/v1/secret/foo", body).await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let message = json_body(&response)["errors"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("max_request_size (1024 bytes)"),
+            "{message}"
+        );
+
+        let next = send(server.addr, Method::GET, "/elsewhere", Vec::new()).await;
+        assert_eq!(next.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_body(&next), json!({"errors": []}));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn chunked_body_over_limit_gets_413() {
+        let server = start().await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let head = "POST /v1/secret/foo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("200\r\n{}\r\n", "y".repeat(0x200));
+        for _ in 0..3 {
+            stream.write_all(chunk.as_bytes()).await.unwrap();
+        }
+        let mut response = vec![0u8; 512];
+        let read = stream.read(&mut response).await.unwrap();
+        let text = String::from_utf8_lossy(&response[..read]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn body_within_limit_reaches_the_core() {
+        let server = start().await;
+        let response = send(server.addr, Method::POST, "/v1/secret/foo", b"{}".to_vec()).await;
+        // The sealed core rejects a token-less request to a mount with 503 or 403, never 413.
+        assert_ne!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "application/json"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn malformed_json_gets_400_over_http() {
+        let server = start().await;
+        let response = send(server.addr, Method::PUT, "/v1/secret/foo", b"{".to_vec()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let message = json_body(&response)["errors"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.starts_with("failed to parse JSON input"),
+            "{message}"
+        );
+        server.stop().await;
+    }
+
+    fn self_signed(dir: &std::path::Path) -> (TlsAcceptor, CertificateDer<'static>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert_file = dir.join("cert.pem");
+        let key_file = dir.join("key.pem");
+        std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+        std::fs::write(&key_file, certified.key_pair.serialize_pem()).unwrap();
+        let config = crate::server::tls::server_config(&cert_file, &key_file).unwrap();
+        (TlsAcceptor::from(config), certified.cert.der().clone())
+    }
+
+    fn client_config(ca: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn tls_listener_serves_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, ca) = self_signed(dir.path());
+        let server = start_with(Some(acceptor)).await;
+        let connector = tokio_rustls::TlsConnector::from(client_config(ca));
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+
+        let response = send_over(stream, Method::GET, "/elsewhere", Vec::new()).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_body(&response), json!({"errors": []}));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn plain_client_on_tls_listener_gets_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, _) = self_signed(dir.path());
+        let server = start_with(Some(acceptor)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        assert!(!response.starts_with(b"HTTP/1.1"));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn oversized_header_is_rejected() {
+        let server = start().await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let filler = "a".repeat(HttpLimits::default().max_header_size + 1024);
+        let head = format!("GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+        server.stop().await;
+    }
+
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_log_omits_token_and_body() {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let server = start().await;
+                let stream = TcpStream::connect(server.addr).await.unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let request = http::Request::builder()
+                    .method(Method::POST)
+                    .uri("/v1/secret/foo?q=1")
+                    .header(http::header::HOST, "127.0.0.1")
+                    .header("X-Vault-Token", "hvs.known-token-value")
+                    .body(Full::new(Bytes::from(
+                        r#"{"password": "known-body-value"}"#,
+                    )))
+                    .unwrap();
+                sender.send_request(request).await.unwrap();
+                server.stop().await;
+            });
+        });
+        let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("/v1/secret/foo"), "{log}");
+        assert!(!log.contains("known-token-value"), "{log}");
+        assert!(!log.contains("known-body-value"), "{log}");
+        assert!(!log.contains("q=1"), "{log}");
+    }
+}

@@ -1,0 +1,165 @@
+//! [`Node`]: one server's core, storage and writer, and the rule that runs each request.
+//!
+//! A request first runs on a read snapshot of the storage, wrapped so that every write fails.
+//! Most requests finish there, in parallel. A request whose handler tries to write gets
+//! [`Outcome::ReadOnly`]; its snapshot is dropped and the request reruns on the writer, which
+//! commits it durably before the response is sent.
+
+use std::sync::Arc;
+
+use coffer_core::error::Error;
+use coffer_core::request::{Request, Response};
+use coffer_core::storage::{ReadOnly, Storage};
+use coffer_core::{Core, Ctx, Outcome, ids};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::environment::Environment;
+use super::writer::{Writer, WriterLimits};
+
+/// A finished request: its id, for the envelope, and its result.
+#[derive(Debug)]
+pub struct Executed {
+    /// The id the request ran with.
+    pub request_id: String,
+    /// The response or the error.
+    pub result: Result<Response, Error>,
+}
+
+/// A running node: the core, its storage and the single writer.
+pub struct Node<S, E> {
+    core: Arc<Core>,
+    storage: Arc<S>,
+    environment: Arc<E>,
+    writer: Writer,
+}
+
+impl<S, E> Node<S, E>
+where
+    S: Storage + 'static,
+    E: Environment,
+{
+    /// Starts a node over `storage`, with its writer thread.
+    pub fn start(
+        core: Core,
+        storage: S,
+        environment: E,
+        limits: WriterLimits,
+    ) -> std::io::Result<Node<S, E>> {
+        let core = Arc::new(core);
+        let storage = Arc::new(storage);
+        let environment = Arc::new(environment);
+        let writer = Writer::spawn(
+            Arc::clone(&core),
+            Arc::clone(&storage),
+            Arc::clone(&environment),
+            limits,
+        )?;
+        Ok(Node {
+            core,
+            storage,
+            environment,
+            writer,
+        })
+    }
+
+    /// Starts a node whose writes commit on the submitting thread instead of a writer thread,
+    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`].
+    pub fn start_inline(core: Core, storage: S, environment: E) -> Node<S, E> {
+        let core = Arc::new(core);
+        let storage = Arc::new(storage);
+        let environment = Arc::new(environment);
+        let writer = Writer::inline(
+            Arc::clone(&core),
+            Arc::clone(&storage),
+            Arc::clone(&environment),
+        );
+        Node {
+            core,
+            storage,
+            environment,
+            writer,
+        }
+    }
+
+    /// Returns the node's core.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Returns the node's storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Runs one request to its result. A request without an id gets a fresh UUID.
+    pub async fn execute(&self, mut request: Request) -> Executed {
+        let mut rng = ChaCha20Rng::from_seed(self.environment.rng_seed());
+        if request.id.is_empty() {
+            request.id = ids::uuid(&mut rng);
+        }
+        let request_id = request.id.clone();
+        let result = match self.execute_read(&request, &mut rng) {
+            Ok(Outcome::Response(response)) => Ok(response),
+            Ok(Outcome::Error(error)) | Err(error) => Err(error),
+            Ok(Outcome::ReadOnly(_)) => self.execute_write(request).await,
+        };
+        Executed { request_id, result }
+    }
+
+    /// Stops the writer after it has committed every queued request.
+    pub fn shutdown(&self) {
+        self.writer.close();
+    }
+
+    fn execute_read(&self, request: &Request, rng: &mut ChaCha20Rng) -> Result<Outcome, Error> {
+        let mut ctx = Ctx::new(self.environment.now(), rng);
+        let outcome = self.storage.read(|txn| {
+            let mut snapshot = ReadOnly(txn);
+            self.core.handle_request(&mut ctx, request, &mut snapshot)
+        })?;
+        Ok(outcome)
+    }
+
+    async fn execute_write(&self, request: Request) -> Result<Response, Error> {
+        let receiver = self.writer.submit(request)?;
+        match receiver.await {
+            Ok(result) => result,
+            Err(_) => Err(Error::internal(
+                "the storage writer stopped before it returned a result for the request",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_core::CoreConfig;
+    use coffer_core::request::Operation;
+    use coffer_core::storage::MemStorage;
+
+    use super::*;
+    use crate::server::environment::SystemEnvironment;
+
+    fn node() -> Node<MemStorage, SystemEnvironment> {
+        let core = Core::new(CoreConfig::default());
+        Node::start(
+            core,
+            MemStorage::new(),
+            SystemEnvironment,
+            WriterLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sealed_node_rejects_token_requests() {
+        let node = node();
+        let request = Request::new(Operation::Read, "secret/foo").with_token("t");
+        let executed = node.execute(request).await;
+        assert_eq!(executed.request_id.len(), 36);
+        let error = executed.result.unwrap_err();
+        assert_eq!(error.status(), 503);
+        node.shutdown();
+    }
+}

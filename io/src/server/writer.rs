@@ -1,0 +1,490 @@
+//! The node's single writer: a dedicated thread that runs write requests in batches, one
+//! storage transaction per batch (group commit).
+//!
+//! LMDB write transactions cannot move between threads and LMDB allows one writer at a time,
+//! so every write runs on this thread. Requests wait in a bounded queue; a full queue rejects
+//! the request with 503 instead of letting memory grow.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use coffer_core::error::Error;
+use coffer_core::request::{Caller, Request, Response};
+use coffer_core::storage::{
+    Overlay, Partition, Storage, StorageError, Transaction, WriteSet, apply_writes,
+};
+use coffer_core::{Core, Ctx};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::oneshot;
+
+use super::environment::Environment;
+
+/// Bounds of the writer's queue and batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterLimits {
+    /// Maximum number of requests waiting for the writer. One more is rejected with 503.
+    pub queue_length: usize,
+    /// Maximum number of requests committed together in one transaction.
+    pub batch_size: usize,
+}
+
+impl Default for WriterLimits {
+    fn default() -> WriterLimits {
+        WriterLimits {
+            queue_length: 1024,
+            batch_size: 128,
+        }
+    }
+}
+
+/// The result a write request ends with.
+pub type WriteResult = Result<Response, Error>;
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// Commits one batch on the calling thread.
+type InlineCommit = Arc<dyn Fn(Vec<Job>) + Send + Sync>;
+
+/// A handle to the writer: a dedicated thread, or inline commits on the caller's thread.
+pub struct Writer {
+    sender: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    inline: Mutex<Option<InlineCommit>>,
+    limits: WriterLimits,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub fn spawn<S, E>(
+        core: Arc<Core>,
+        storage: Arc<S>,
+        environment: Arc<E>,
+        limits: WriterLimits,
+    ) -> std::io::Result<Writer>
+    where
+        S: Storage + 'static,
+        E: Environment,
+    {
+        let (sender, receiver) = mpsc::sync_channel(limits.queue_length.max(1));
+        let batch_size = limits.batch_size.max(1);
+        let thread = std::thread::Builder::new()
+            .name("coffer-writer".into())
+            .spawn(move || run(&core, &*storage, &*environment, &receiver, batch_size))?;
+        Ok(Writer {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            inline: Mutex::new(None),
+            limits,
+        })
+    }
+
+    /// Makes a writer that commits each request on the thread that submits it, as a batch of
+    /// one. A single-threaded simulation uses it, because a writer thread would run outside
+    /// the simulated schedule. Servers use [`Writer::spawn`], which batches commits and keeps
+    /// blocking disk flushes off the async workers.
+    pub fn inline<S, E>(core: Arc<Core>, storage: Arc<S>, environment: Arc<E>) -> Writer
+    where
+        S: Storage + 'static,
+        E: Environment,
+    {
+        let commit: InlineCommit =
+            Arc::new(move |batch| commit_batch(&core, &*storage, &*environment, batch));
+        Writer {
+            sender: Mutex::new(None),
+            thread: Mutex::new(None),
+            inline: Mutex::new(Some(commit)),
+            limits: WriterLimits {
+                queue_length: 0,
+                batch_size: 1,
+            },
+        }
+    }
+
+    /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
+    /// is full or the writer has stopped.
+    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
+        let (reply, receiver) = oneshot::channel();
+        let inline = self
+            .inline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(commit) = inline {
+            commit(vec![Job { request, reply }]);
+            return Ok(receiver);
+        }
+        let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(sender) = guard.as_ref() else {
+            return Err(Error::api(503, "the server is shutting down"));
+        };
+        match sender.try_send(Job { request, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(Error::api(
+                503,
+                format!(
+                    "the write queue is full ({} requests waiting); retry later",
+                    self.limits.queue_length
+                ),
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Error::api(503, "the storage writer has stopped"))
+            }
+        }
+    }
+
+    /// Stops accepting requests, lets the writer commit everything already queued, and waits
+    /// for its thread to end.
+    pub fn close(&self) {
+        drop(
+            self.inline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the storage writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run<S: Storage, E: Environment>(
+    core: &Core,
+    storage: &S,
+    environment: &E,
+    receiver: &Receiver<Job>,
+    batch_size: usize,
+) {
+    // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
+    // queue before the thread ends.
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(core, storage, environment, batch);
+    }
+}
+
+fn commit_batch<S: Storage, E: Environment>(
+    core: &Core,
+    storage: &S,
+    environment: &E,
+    batch: Vec<Job>,
+) {
+    let committed = storage.write(|txn| {
+        let mut changed = BTreeSet::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for job in &batch {
+            results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
+        }
+        Ok::<_, StorageError>((results, changed))
+    });
+    // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
+    // depends on a mount or policy written earlier in the same batch still reads the old cache.
+    match committed {
+        Ok((results, changed)) => {
+            reload(core, storage, changed);
+            for (job, result) in batch.into_iter().zip(results) {
+                // A receiver that went away (timed out, disconnected) no longer needs it.
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, requests = batch.len(), "write batch failed to commit");
+            for job in batch {
+                let _ = job.reply.send(Err(Error::Storage(error.clone())));
+            }
+        }
+    }
+}
+
+/// Runs one request inside the batch transaction. Authentication writes (token use counts)
+/// are kept even when the handler fails; the handler's writes are kept only on success.
+fn run_one<E: Environment>(
+    core: &Core,
+    environment: &E,
+    request: &Request,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
+    let mut ctx = Ctx::new(environment.now(), &mut rng);
+
+    let (caller, writes) = authenticate(core, &mut ctx, request, txn);
+    apply(txn, &writes, changed)?;
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(error) => return Ok(Err(error)),
+    };
+
+    let (result, writes) = dispatch(core, &mut ctx, request, caller.as_ref(), txn);
+    if result.is_ok() {
+        apply(txn, &writes, changed)?;
+    }
+    Ok(result.map_err(unexpected_read_only))
+}
+
+fn authenticate(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    txn: &dyn Transaction,
+) -> (Result<Option<Caller>, Error>, WriteSet) {
+    let mut overlay = Overlay::new(txn);
+    let caller = core.authenticate(ctx, request, &mut overlay);
+    (caller, overlay.into_writes())
+}
+
+fn dispatch(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    caller: Option<&Caller>,
+    txn: &dyn Transaction,
+) -> (WriteResult, WriteSet) {
+    let mut overlay = Overlay::new(txn);
+    let result = core.dispatch(ctx, request, caller, &mut overlay);
+    (result, overlay.into_writes())
+}
+
+fn apply(
+    txn: &mut dyn Transaction,
+    writes: &WriteSet,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<(), StorageError> {
+    apply_writes(txn, writes)?;
+    changed.extend(writes.keys().cloned());
+    Ok(())
+}
+
+/// The writer's transaction is writable everywhere, so a read-only error here is a bug in the
+/// handler rather than a request to forward.
+fn unexpected_read_only(error: Error) -> Error {
+    match error {
+        Error::Storage(StorageError::ReadOnly { partition }) => Error::internal(format!(
+            "a write to the {} partition was rejected on the writer",
+            partition.name()
+        )),
+        other => other,
+    }
+}
+
+fn reload<S: Storage>(core: &Core, storage: &S, changed: BTreeSet<(Partition, String)>) {
+    if changed.is_empty() {
+        return;
+    }
+    let changed: Vec<(Partition, String)> = changed.into_iter().collect();
+    let reloaded = storage.read(|txn| core.reload(txn, Some(&changed)));
+    match reloaded {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "failed to reload caches after a commit"),
+        Err(error) => tracing::error!(%error, "failed to open a read transaction for reload"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{Receiver, Sender};
+
+    use coffer_core::CoreConfig;
+    use coffer_core::request::Operation;
+    use coffer_core::storage::MemStorage;
+
+    use super::*;
+    use crate::server::environment::SystemEnvironment;
+    use crate::server::storage::LmdbStorage;
+
+    /// Storage that counts commits and can hold the first write until the test releases it.
+    struct Gated<S> {
+        inner: S,
+        commits: AtomicUsize,
+        entered: Mutex<Sender<()>>,
+        release: Mutex<Receiver<()>>,
+    }
+
+    impl<S: Storage> Storage for Gated<S> {
+        fn read<R>(&self, body: impl FnOnce(&dyn Transaction) -> R) -> Result<R, StorageError> {
+            self.inner.read(body)
+        }
+
+        fn write<R, E>(
+            &self,
+            body: impl FnOnce(&mut dyn Transaction) -> Result<R, E>,
+        ) -> Result<R, E>
+        where
+            E: From<StorageError>,
+        {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv();
+            let result = self.inner.write(body);
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            result
+        }
+    }
+
+    struct Harness<S> {
+        storage: Arc<Gated<S>>,
+        writer: Writer,
+        entered: Receiver<()>,
+        release: Sender<()>,
+    }
+
+    fn harness<S: Storage + 'static>(inner: S, limits: WriterLimits) -> Harness<S> {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let storage = Arc::new(Gated {
+            inner,
+            commits: AtomicUsize::new(0),
+            entered: Mutex::new(entered_tx),
+            release: Mutex::new(release_rx),
+        });
+        let core = Arc::new(Core::new(CoreConfig::default()));
+        let writer = Writer::spawn(
+            core,
+            Arc::clone(&storage),
+            Arc::new(SystemEnvironment),
+            limits,
+        )
+        .unwrap();
+        Harness {
+            storage,
+            writer,
+            entered,
+            release,
+        }
+    }
+
+    fn request() -> Request {
+        Request::new(Operation::Update, "secret/foo")
+    }
+
+    /// Submits one request and waits until the writer is blocked inside `write` with it.
+    fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<WriteResult> {
+        let receiver = harness.writer.submit(request()).unwrap();
+        harness.entered.recv().unwrap();
+        receiver
+    }
+
+    fn release_all<S>(harness: &Harness<S>) {
+        for _ in 0..64 {
+            let _ = harness.release.send(());
+        }
+    }
+
+    #[test]
+    fn queued_requests_share_one_commit() {
+        let limits = WriterLimits {
+            queue_length: 16,
+            batch_size: 16,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let harness = harness(LmdbStorage::open(dir.path(), 1 << 20).unwrap(), limits);
+        let first = occupy_writer(&harness);
+        let queued: Vec<_> = (0..10)
+            .map(|_| harness.writer.submit(request()).unwrap())
+            .collect();
+        release_all(&harness);
+
+        assert!(first.blocking_recv().is_ok());
+        for receiver in queued {
+            assert!(receiver.blocking_recv().is_ok());
+        }
+        assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn batch_size_caps_one_commit() {
+        let limits = WriterLimits {
+            queue_length: 16,
+            batch_size: 4,
+        };
+        let harness = harness(MemStorage::new(), limits);
+        let first = occupy_writer(&harness);
+        let queued: Vec<_> = (0..8)
+            .map(|_| harness.writer.submit(request()).unwrap())
+            .collect();
+        release_all(&harness);
+
+        assert!(first.blocking_recv().is_ok());
+        for receiver in queued {
+            assert!(receiver.blocking_recv().is_ok());
+        }
+        assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn full_queue_rejects_with_503() {
+        let limits = WriterLimits {
+            queue_length: 2,
+            batch_size: 8,
+        };
+        let harness = harness(MemStorage::new(), limits);
+        let _first = occupy_writer(&harness);
+        let _queued: Vec<_> = (0..2)
+            .map(|_| harness.writer.submit(request()).unwrap())
+            .collect();
+
+        let error = harness.writer.submit(request()).unwrap_err();
+        assert_eq!(error.status(), 503);
+        assert!(error.to_string().contains("write queue is full"), "{error}");
+        release_all(&harness);
+    }
+
+    #[test]
+    fn inline_writer_commits_each_request() {
+        let storage = Arc::new(MemStorage::new());
+        let core = Arc::new(Core::new(CoreConfig::default()));
+        let writer = Writer::inline(core, storage, Arc::new(SystemEnvironment));
+        let mut receiver = writer.submit(request()).unwrap();
+        // The result is ready before `submit` returns.
+        let result = receiver.try_recv().unwrap();
+        assert_eq!(result.unwrap_err().status(), 503);
+
+        writer.close();
+        let error = writer.submit(request()).unwrap_err();
+        assert!(error.to_string().contains("shutting down"), "{error}");
+    }
+
+    #[test]
+    fn close_commits_queued_requests() {
+        let harness = harness(MemStorage::new(), WriterLimits::default());
+        let first = occupy_writer(&harness);
+        let queued = harness.writer.submit(request()).unwrap();
+        release_all(&harness);
+        harness.writer.close();
+
+        assert!(first.blocking_recv().is_ok());
+        assert!(queued.blocking_recv().is_ok());
+        let error = harness.writer.submit(request()).unwrap_err();
+        assert_eq!(error.status(), 503);
+    }
+}
