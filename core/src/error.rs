@@ -76,6 +76,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Api { status, .. } => *status,
+            Error::Storage(StorageError::KeyTooLong { .. }) => 400,
             Error::Storage(_) => 500,
         }
     }

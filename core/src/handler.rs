@@ -152,6 +152,14 @@ impl Core {
         caller: Option<&Caller>,
         txn: &mut dyn Transaction,
     ) -> Result<Response, Error> {
+        if request.wrap_ttl.is_some() {
+            // Answering in clear when the client asked for a wrapped response would hand out
+            // the secret it meant to protect.
+            return Err(Error::bad_request(
+                "response wrapping (X-Vault-Wrap-TTL) is not supported by this server yet; \
+                 send the request without the header",
+            ));
+        }
         if let Some(caller) = caller {
             crate::acl::authorize(self, caller, request, txn)?;
         }

@@ -53,6 +53,11 @@ impl Partition {
     }
 }
 
+/// The longest key, in bytes, that every backend stores: LMDB's default limit. Writes of longer
+/// keys fail with [`StorageError::KeyTooLong`] before they reach a backend, so one oversized
+/// request cannot fail the other writes committed with it.
+pub const MAX_KEY_LEN: usize = 511;
+
 /// An error from a storage operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -61,6 +66,16 @@ pub enum StorageError {
     ReadOnly {
         /// The partition the write was aimed at.
         partition: Partition,
+    },
+    /// A key is longer than [`MAX_KEY_LEN`].
+    #[error(
+        "the storage key for this path is {length} bytes, longer than the maximum of {max}; use a shorter path or key"
+    )]
+    KeyTooLong {
+        /// The key's length in bytes.
+        length: usize,
+        /// The maximum, [`MAX_KEY_LEN`].
+        max: usize,
     },
     /// The storage backend failed.
     #[error("storage backend failed: {0}")]
@@ -192,12 +207,14 @@ impl Transaction for Overlay<'_> {
     }
 
     fn put(&mut self, partition: Partition, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        check_key(key)?;
         self.writes
             .insert((partition, key.to_owned()), Some(value.to_vec()));
         Ok(())
     }
 
     fn delete(&mut self, partition: Partition, key: &str) -> Result<(), StorageError> {
+        check_key(key)?;
         self.writes.insert((partition, key.to_owned()), None);
         Ok(())
     }
@@ -235,6 +252,16 @@ impl Transaction for Overlay<'_> {
         }
         Ok(keys)
     }
+}
+
+fn check_key(key: &str) -> Result<(), StorageError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(StorageError::KeyTooLong {
+            length: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// A transaction wrapper that rejects writes to some partitions with
@@ -489,6 +516,26 @@ mod tests {
                 );
                 guarded.put(Partition::Local, "ok", b"1")
             })
+            .unwrap();
+    }
+
+    #[test]
+    fn overlong_key_is_rejected_before_the_backend() {
+        let storage = MemStorage::new();
+        let key = "k".repeat(MAX_KEY_LEN + 1);
+        let error = storage
+            .write(|txn| txn.put(Partition::Shared, &key, b"1"))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            StorageError::KeyTooLong {
+                length: MAX_KEY_LEN + 1,
+                max: MAX_KEY_LEN
+            }
+        );
+        let longest = "k".repeat(MAX_KEY_LEN);
+        storage
+            .write(|txn| txn.put(Partition::Shared, &longest, b"1"))
             .unwrap();
     }
 

@@ -13,7 +13,10 @@ fn version_prints_package_version() {
         .expect("the coffer binary runs");
     assert!(output.status.success(), "exit status {:?}", output.status);
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(text.trim(), format!("Coffer v{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text.trim(),
+        format!("Coffer v{}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]

@@ -178,6 +178,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn overlong_key_fails_alone_with_400() {
+        let node = node();
+        let root = unseal(&node).await;
+        let long_path = format!("cubbyhole/{}", "k".repeat(600));
+        let write = |path: String| {
+            Request::new(Operation::Update, path)
+                .with_data(serde_json::json!({"v": "1"}))
+                .with_token(root.clone())
+        };
+        let (bad, good, other) = tokio::join!(
+            node.execute(write(long_path)),
+            node.execute(write("cubbyhole/short".into())),
+            node.execute(write("cubbyhole/other".into())),
+        );
+        let error = bad.result.unwrap_err();
+        assert_eq!(error.status(), 400, "{error}");
+        assert!(error.to_string().contains("maximum of 511"), "{error}");
+        assert!(good.result.is_ok());
+        assert!(other.result.is_ok());
+        node.shutdown();
+    }
+
+    #[tokio::test]
     async fn shared_writes_are_logged_with_their_merkle_updates() {
         use coffer_core::replication::merkle::Merkle;
         use coffer_core::replication::wal::Wal;

@@ -236,8 +236,16 @@ fn commit_batch<S: Storage, E: Environment>(
                 let _ = job.reply.send(result);
             }
         }
+        Err(error) if batch.len() > 1 => {
+            // One request's failure (a full map, a backend error) must not fail the others:
+            // commit each on its own so only the requests that cause it fail.
+            tracing::warn!(%error, requests = batch.len(), "write batch failed to commit; retrying its requests one by one");
+            for job in batch {
+                commit_batch(core, storage, environment, wal, vec![job]);
+            }
+        }
         Err(error) => {
-            tracing::error!(%error, requests = batch.len(), "write batch failed to commit");
+            tracing::error!(%error, "write failed to commit");
             for job in batch {
                 let _ = job.reply.send(Err(Error::Storage(error.clone())));
             }
