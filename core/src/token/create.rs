@@ -8,7 +8,7 @@ use super::response::auth_response;
 use super::roles::{self, TokenRole};
 use super::store::{self, TokenEntry};
 use crate::Core;
-use crate::acl::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::acl::{self, DEFAULT_POLICY, RESPONSE_WRAPPING_POLICY, ROOT_POLICY};
 use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::handler::{CoreConfig, Ctx};
@@ -110,6 +110,13 @@ pub(super) fn create(
     let sudo = acl::has_sudo(core, caller, &request.path, txn)?;
     check_privileges(&params, caller, sudo)?;
     let policies = child_policies(&params, caller, sudo, role.as_ref())?;
+    // Sudo lets a caller pick policies it lacks, but never `root`: that would let any sudo
+    // token escalate to root.
+    if policies.iter().any(|name| name == ROOT_POLICY) && !caller.is_root() {
+        return Err(Error::bad_request(
+            "root tokens may not be created without parent token being root",
+        ));
+    }
     let warnings = missing_policy_warnings(core, &policies, txn)?;
     let role_orphan = role.as_ref().is_some_and(|role| role.orphan);
     let orphan = matches!(kind, CreateKind::Orphan) || params.no_parent || role_orphan;
@@ -295,6 +302,12 @@ fn child_policies(
         }
         (None, None) => caller.policies.clone(),
     };
+    if policies.iter().any(|name| name == RESPONSE_WRAPPING_POLICY) {
+        return Err(Error::bad_request(format!(
+            "cannot assign policy {RESPONSE_WRAPPING_POLICY:?}: only response-wrapping tokens \
+             may have it"
+        )));
+    }
     if let Some(role) = role {
         if let Some(name) = policies
             .iter()

@@ -569,3 +569,90 @@ fn role_name_in_body_selects_role() {
     );
     assert_eq!(auth_of(node.ok(request)).policies, ["build", "default"]);
 }
+
+/// Creates a token as root with a policy granting `capabilities` on `path`, and returns it.
+fn token_with_rule(node: &mut Node, name: &str, path: &str, capabilities: &str) -> String {
+    node.put_policy(
+        name,
+        &format!(r#"path "{path}" {{ capabilities = [{capabilities}] }}"#),
+    );
+    let root = node.root.clone();
+    let auth = node.create_token(&root, json!({"policies": [name]}));
+    auth.client_token.expose().to_owned()
+}
+
+#[test]
+fn sudo_token_cannot_create_root_token() {
+    let mut node = Node::new();
+    let sudoer = token_with_rule(
+        &mut node,
+        "sudoer",
+        "auth/token/create",
+        r#""update", "sudo""#,
+    );
+    for data in [
+        json!({"policies": ["root"]}),
+        json!({"policies": ["root"], "no_parent": true}),
+        json!({"policies": ["web", "root"]}),
+    ] {
+        let request = Request::new(Operation::Update, "auth/token/create")
+            .with_data(data)
+            .with_token(sudoer.clone());
+        assert_eq!(
+            node.fail(request).to_string(),
+            "400: root tokens may not be created without parent token being root"
+        );
+    }
+    // Sudo still allows policies the caller lacks.
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["web"]}))
+        .with_token(sudoer);
+    assert_eq!(auth_of(node.ok(request)).policies, ["default", "web"]);
+}
+
+#[test]
+fn create_rejects_response_wrapping_policy() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create",
+        json!({"policies": ["Response-Wrapping"]}),
+    );
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("response-wrapping"), "{error}");
+
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/wrapper",
+        json!({"allowed_policies": ["response-wrapping"]}),
+    );
+    node.ok(request);
+    let request = node.root_request(Operation::Update, "auth/token/create/wrapper", json!({}));
+    assert_eq!(node.fail(request).status(), 400);
+}
+
+#[test]
+fn role_cannot_give_root_to_non_root_parent() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/admin",
+        json!({"allowed_policies": ["root"], "orphan": true}),
+    );
+    node.ok(request);
+    let maker = token_with_rule(
+        &mut node,
+        "maker",
+        "auth/token/create/*",
+        r#""update", "sudo""#,
+    );
+    let request =
+        Request::new(Operation::Update, "auth/token/create/admin").with_token(maker.clone());
+    assert_eq!(
+        node.fail(request).to_string(),
+        "400: root tokens may not be created without parent token being root"
+    );
+    let request = node.root_request(Operation::Update, "auth/token/create/admin", json!({}));
+    assert_eq!(auth_of(node.ok(request)).policies, ["root"]);
+}
