@@ -131,7 +131,7 @@ pub(super) fn create(
 
     let ttl = initial_ttl(&core.config, &policies, &params, &limits);
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
-    check_parent_unlimited(&view, caller)?;
+    check_parent_unlimited(&view, caller, orphan, ctx.now)?;
     let token = match &params.id {
         Some(id) => Secret::new(id.clone()),
         None => new_token(&mut view),
@@ -230,13 +230,35 @@ pub(super) fn new_token(view: &mut SecureView<'_>) -> Secret {
 
 /// Rejects a caller whose token has a use limit, as Vault does. A token that spends its last
 /// use on this request counts as limited.
-fn check_parent_unlimited(view: &SecureView<'_>, caller: &Caller) -> Result<(), Error> {
-    let limited = store::get(view, &caller.token_hash)?
-        .is_none_or(|parent| parent.num_uses > 0 || parent.revoke_pending);
-    if limited {
+///
+/// Also rejects a caller whose child (unless an orphan) would have more than
+/// [`store::MAX_PARENT_DEPTH`] ancestors, since such a child would never authenticate.
+fn check_parent_unlimited(
+    view: &SecureView<'_>,
+    caller: &Caller,
+    orphan: bool,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let Some(parent) = store::get(view, &caller.token_hash)? else {
         return Err(Error::bad_request(
             "use limited tokens cannot create child tokens",
         ));
+    };
+    if parent.num_uses > 0 || parent.revoke_pending {
+        return Err(Error::bad_request(
+            "use limited tokens cannot create child tokens",
+        ));
+    }
+    if orphan {
+        return Ok(());
+    }
+    let depth = store::live_ancestors(view, &parent, now)?.unwrap_or(store::MAX_PARENT_DEPTH);
+    if depth >= store::MAX_PARENT_DEPTH {
+        return Err(Error::bad_request(format!(
+            "token chain too deep: a token may have at most {} ancestors; create an orphan \
+             token instead",
+            store::MAX_PARENT_DEPTH
+        )));
     }
     Ok(())
 }

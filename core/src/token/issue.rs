@@ -96,7 +96,7 @@ pub fn token_info(
     let Some((token_hash, entry)) = store::find(view, token)? else {
         return Ok(None);
     };
-    if !entry.is_live(now) {
+    if !store::is_valid(view, &entry, now)? {
         return Ok(None);
     }
     Ok(Some(TokenInfo {

@@ -656,3 +656,91 @@ fn role_cannot_give_root_to_non_root_parent() {
     let request = node.root_request(Operation::Update, "auth/token/create/admin", json!({}));
     assert_eq!(auth_of(node.ok(request)).policies, ["root"]);
 }
+
+#[test]
+fn child_dies_with_expired_parent() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let parent = node.create_token(&root, json!({"policies": ["root"], "ttl": "60s"}));
+    let parent_token = parent.client_token.expose().to_owned();
+    let child = node.create_token(&parent_token, json!({"policies": ["root"], "ttl": "1h"}));
+    let child_token = child.client_token.expose().to_owned();
+    let grandchild = node.create_token(&child_token, json!({"policies": ["a"], "ttl": "1h"}));
+    let grandchild_token = grandchild.client_token.expose().to_owned();
+    let orphan = node.create_token(&parent_token, json!({"policies": ["a"], "no_parent": true}));
+    let orphan_token = orphan.client_token.expose().to_owned();
+    node.advance(Duration::from_secs(60));
+
+    // Nobody presented the parent since it expired.
+    assert_eq!(lookup_self(&mut node, &child_token), Err(403));
+    assert_eq!(lookup_self(&mut node, &grandchild_token), Err(403));
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup",
+        json!({"token": grandchild_token}),
+    );
+    assert_eq!(node.fail(request).to_string(), "403: bad token");
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup-accessor",
+        json!({"accessor": child.accessor}),
+    );
+    assert_eq!(node.fail(request).status(), 403);
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/renew",
+        json!({"token": child_token}),
+    );
+    assert_eq!(node.fail(request).status(), 403);
+    let request = node.root_request(
+        Operation::Update,
+        "sys/capabilities",
+        json!({"token": child_token, "paths": ["secret/a"]}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+    assert!(lookup_self(&mut node, &orphan_token).is_ok());
+}
+
+/// Stores a chain of `length` tokens named `chain-0`, `chain-1`, ..., each the parent of the
+/// next, under the root token, and returns the last token.
+fn store_chain(node: &mut Node, length: usize) -> String {
+    let (core, rng, now, root) = (&node.core, &mut node.rng, node.now, node.root.clone());
+    crate::storage::Storage::write(&node.storage, |txn| {
+        let mut view = core.barrier.view(txn, rng)?;
+        let mut parent = super::store::new_hash(&mut view, &root)?;
+        for i in 0..length {
+            let token_hash = super::store::new_hash(&mut view, &format!("chain-{i}"))?;
+            let entry = super::store::TokenEntry {
+                accessor: format!("chain-accessor-{i}"),
+                policies: vec![String::from("root")],
+                parent,
+                creation_time: now,
+                token_type: String::from("service"),
+                ..super::store::TokenEntry::default()
+            };
+            super::store::save(&mut view, &token_hash, &entry)?;
+            parent = token_hash;
+        }
+        Ok::<_, crate::error::Error>(())
+    })
+    .unwrap();
+    format!("chain-{}", length - 1)
+}
+
+#[test]
+fn chain_deeper_than_bound_is_rejected() {
+    let mut node = Node::new();
+    let deepest = store_chain(&mut node, super::store::MAX_PARENT_DEPTH);
+    // The deepest allowed token works but cannot have a child of its own.
+    assert!(lookup_self(&mut node, &deepest).is_ok());
+    let request = Request::new(Operation::Update, "auth/token/create").with_token(deepest.clone());
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("too deep"), "{error}");
+    let request = Request::new(Operation::Update, "auth/token/create-orphan").with_token(deepest);
+    node.ok(request);
+
+    let mut node = Node::new();
+    let too_deep = store_chain(&mut node, super::store::MAX_PARENT_DEPTH + 1);
+    assert_eq!(lookup_self(&mut node, &too_deep), Err(403));
+}
