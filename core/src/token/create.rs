@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::handler::{CoreConfig, Ctx};
 use crate::request::{Caller, Request, Response, Secret};
 use crate::storage::Transaction;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, format_go_duration};
 
 /// The prefix of service tokens, as Vault 1.10 and later issue them.
 const TOKEN_PREFIX: &str = "hvs.";
@@ -117,10 +117,10 @@ pub(super) fn create(
             "root tokens may not be created without parent token being root",
         ));
     }
-    let warnings = missing_policy_warnings(core, &policies, txn)?;
+    let mut warnings = missing_policy_warnings(core, &policies, txn)?;
     let role_orphan = role.as_ref().is_some_and(|role| role.orphan);
     let orphan = matches!(kind, CreateKind::Orphan) || params.no_parent || role_orphan;
-    let limits = limits(&params, role.as_ref());
+    let limits = limits(&core.config, &params, role.as_ref(), &mut warnings);
     let renewable = params.renewable && role.as_ref().is_none_or(|role| role.renewable);
     let mut path = request.path.trim_end_matches('/').to_owned();
     if let Some(suffix) = role.as_ref().map(|role| role.path_suffix.as_str()) {
@@ -129,7 +129,7 @@ pub(super) fn create(
         }
     }
 
-    let ttl = initial_ttl(&core.config, &policies, &params, &limits);
+    let ttl = initial_ttl(&core.config, &policies, &params, &limits, &mut warnings);
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
     check_parent_unlimited(&view, caller, orphan, ctx.now)?;
     let token = match &params.id {
@@ -200,8 +200,14 @@ fn load_role(
 }
 
 /// Combines request and role limits: a role's period replaces the requested one, and the
-/// lower of two explicit maximums wins.
-fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
+/// lower of two explicit maximums wins. Both are capped at the system maximum TTL, with a
+/// warning, as Vault does.
+fn limits(
+    config: &CoreConfig,
+    params: &CreateParams,
+    role: Option<&TokenRole>,
+    warnings: &mut Vec<String>,
+) -> Limits {
     let role_period = role.map_or(Duration::ZERO, |role| Duration::from_secs(role.period));
     let role_max = role.map_or(Duration::ZERO, |role| {
         Duration::from_secs(role.explicit_max_ttl)
@@ -211,14 +217,30 @@ fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
         (Duration::ZERO, role_max) => role_max,
         (requested, role_max) => requested.min(role_max),
     };
+    let period = if role_period.is_zero() {
+        params.period
+    } else {
+        role_period
+    };
+    let max = config.max_lease_ttl;
     Limits {
-        period: if role_period.is_zero() {
-            params.period
-        } else {
-            role_period
-        },
-        explicit_max_ttl,
+        period: cap_at_max("period", period, max, warnings),
+        explicit_max_ttl: cap_at_max("explicit_max_ttl", explicit_max_ttl, max, warnings),
     }
+}
+
+/// Returns `value` capped at `max`, adding Vault's warning when it was larger.
+fn cap_at_max(field: &str, value: Duration, max: Duration, warnings: &mut Vec<String>) -> Duration {
+    if value <= max {
+        return value;
+    }
+    warnings.push(format!(
+        "{field} of {:?} exceeded the effective max_ttl of {:?}; {field} value is capped \
+         accordingly",
+        format_go_duration(value),
+        format_go_duration(max)
+    ));
+    max
 }
 
 pub(super) fn new_token(view: &mut SecureView<'_>) -> Secret {
@@ -372,12 +394,13 @@ fn missing_policy_warnings(
 
 /// The TTL of a new token. A periodic token lives one period; a root token that requests no
 /// TTL never expires; any other token gets its TTL or the default, capped by the system maximum
-/// and by its explicit maximum.
+/// and by its explicit maximum. A requested TTL over that cap gets a warning.
 fn initial_ttl(
     config: &CoreConfig,
     policies: &[String],
     params: &CreateParams,
     limits: &Limits,
+    warnings: &mut Vec<String>,
 ) -> Duration {
     let explicit_max = limits.explicit_max_ttl;
     let cap = |ttl: Duration| {
@@ -394,8 +417,11 @@ fn initial_ttl(
     if requested.is_none() && policies.iter().any(|name| name == ROOT_POLICY) {
         return Duration::ZERO;
     }
-    let ttl = requested.unwrap_or(config.default_lease_ttl);
-    cap(ttl.min(config.max_lease_ttl))
+    let effective_max = cap(config.max_lease_ttl);
+    match requested {
+        Some(ttl) => cap_at_max("ttl", ttl, effective_max, warnings),
+        None => config.default_lease_ttl.min(effective_max),
+    }
 }
 
 /// Computes the TTL of a renewal at `now`, or a 400 when the token cannot be renewed.
@@ -410,7 +436,7 @@ pub(super) fn renewed_ttl(
     }
     let age = now.saturating_since(entry.creation_time);
     let mut ttl = if entry.period > 0 {
-        Duration::from_secs(entry.period)
+        Duration::from_secs(entry.period).min(config.max_lease_ttl)
     } else {
         let requested = increment.filter(|ttl| !ttl.is_zero());
         let ttl = requested.unwrap_or(Duration::from_secs(entry.creation_ttl));

@@ -744,3 +744,64 @@ fn chain_deeper_than_bound_is_rejected() {
     let too_deep = store_chain(&mut node, super::store::MAX_PARENT_DEPTH + 1);
     assert_eq!(lookup_self(&mut node, &too_deep), Err(403));
 }
+
+#[test]
+fn long_durations_are_capped_with_warnings() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["a"], "period": "87600h", "explicit_max_ttl": "10000h"}))
+        .with_token(root.clone());
+    let created = logical(node.ok(request));
+    assert_eq!(created.auth.as_ref().unwrap().lease_duration, 2_764_800);
+    assert!(created.warnings.contains(&String::from(
+        "period of \"87600h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         period value is capped accordingly"
+    )));
+    assert!(created.warnings.contains(&String::from(
+        "explicit_max_ttl of \"10000h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         explicit_max_ttl value is capped accordingly"
+    )));
+    let token = created.auth.unwrap().client_token.expose().to_owned();
+    let data = lookup_self(&mut node, &token).unwrap();
+    assert_eq!(data["period"], 2_764_800);
+    assert_eq!(data["explicit_max_ttl"], 2_764_800);
+
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["a"], "ttl": "10000h"}))
+        .with_token(root);
+    let created = logical(node.ok(request));
+    assert_eq!(created.auth.unwrap().lease_duration, 2_764_800);
+    assert!(created.warnings.contains(&String::from(
+        "ttl of \"10000h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         ttl value is capped accordingly"
+    )));
+}
+
+#[test]
+fn absurd_durations_are_rejected() {
+    let mut node = Node::new();
+    for field in ["period", "ttl", "explicit_max_ttl"] {
+        for value in [json!(u64::MAX), json!(u64::MAX.to_string())] {
+            let request = node.root_request(
+                Operation::Update,
+                "auth/token/create",
+                json!({ field: value, "policies": ["a"] }),
+            );
+            let error = node.fail(request);
+            assert_eq!(error.status(), 400);
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("400: invalid {field}:")),
+                "{error}"
+            );
+        }
+    }
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/huge",
+        json!({"period": u64::MAX}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+}
