@@ -6,6 +6,7 @@
 mod create;
 mod issue;
 mod params;
+mod paths;
 mod response;
 mod roles;
 mod routes;
@@ -17,6 +18,8 @@ pub(crate) mod testing;
 mod tests;
 
 pub use issue::{TokenInfo, TokenParams, issue_token, revoke_token, token_info};
+pub(crate) use paths::acl_path;
+pub use paths::redact_path;
 pub(crate) use routes::{policies_of_accessor, policies_of_token};
 
 use crate::Core;

@@ -76,15 +76,12 @@ pub(super) fn dispatch(
 /// Rewrites the older forms that put the token or accessor in the path (`lookup/<token>`,
 /// `revoke-accessor/<accessor>`, ...), as the request with that value moved into its data.
 fn path_parameter<'a>(request: &Request, rest: &'a str) -> Option<(&'a str, Request)> {
-    let (base, value) = rest.split_once('/')?;
-    let field = match base {
-        "lookup" | "renew" | "revoke" | "revoke-orphan" => "token",
-        "lookup-accessor" | "renew-accessor" | "revoke-accessor" => "accessor",
-        _ => return None,
-    };
+    let parameter = super::paths::split(rest)?;
     let mut moved = request.clone();
-    moved.data.insert(field.to_owned(), json!(value));
-    Some((base, moved))
+    moved
+        .data
+        .insert(parameter.field.to_owned(), json!(parameter.value));
+    Some((parameter.base, moved))
 }
 
 fn is_known(path: &str) -> bool {

@@ -805,3 +805,33 @@ fn absurd_durations_are_rejected() {
     );
     assert_eq!(node.fail(request).status(), 400);
 }
+
+#[test]
+fn token_in_path_form_obeys_base_path_rules() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    node.put_policy(
+        "no-revoke",
+        r#"
+path "auth/token/*" { capabilities = ["read", "update"] }
+path "auth/token/revoke" { capabilities = ["deny"] }
+path "auth/token/lookup" { capabilities = ["read", "update"] }
+"#,
+    );
+    let caller = node.create_token(&root, json!({"policies": ["no-revoke"]}));
+    let caller_token = caller.client_token.expose().to_owned();
+    let target = node.create_token(&root, json!({"policies": ["a"]}));
+    let target_token = target.client_token.expose().to_owned();
+
+    let path = format!("auth/token/revoke/{target_token}");
+    let request = Request::new(Operation::Update, &path).with_token(caller_token.clone());
+    assert_eq!(node.fail(request).status(), 403);
+    assert!(lookup_self(&mut node, &target_token).is_ok());
+
+    let path = format!("auth/token/lookup/{target_token}");
+    let request = Request::new(Operation::Read, &path).with_token(caller_token);
+    assert_eq!(
+        data_of(node.ok(request))["accessor"],
+        json!(target.accessor)
+    );
+}
