@@ -10,6 +10,7 @@ mod store;
 
 pub use policy::{Capabilities, Policy, PolicyError, parse_policy};
 pub use store::PolicyStore;
+pub(crate) use store::normalize_policy_name;
 
 use crate::Core;
 use crate::barrier::SecureView;

@@ -63,7 +63,8 @@ impl CreateParams {
         Ok(CreateParams {
             id: params::string(data, "id")?.filter(|id| !id.is_empty()),
             policies: params::string_list(data, "policies")?
-                .map(|names| names.iter().map(|name| name.to_lowercase()).collect()),
+                .map(|names| policy_names(&names))
+                .transpose()?,
             meta: params::string_map(data, "meta")?,
             no_parent: params::boolean(data, "no_parent")?.unwrap_or(false),
             no_default_policy: params::boolean(data, "no_default_policy")?.unwrap_or(false),
@@ -75,6 +76,14 @@ impl CreateParams {
             period: params::duration(data, "period")?.unwrap_or_default(),
         })
     }
+}
+
+/// Normalizes requested policy names: trimmed and lowercased, control characters rejected.
+pub(super) fn policy_names(names: &[String]) -> Result<Vec<String>, Error> {
+    names
+        .iter()
+        .map(|name| acl::normalize_policy_name(name))
+        .collect()
 }
 
 /// The creation path of a request.

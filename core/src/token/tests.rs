@@ -835,3 +835,22 @@ path "auth/token/lookup" { capabilities = ["read", "update"] }
         json!(target.accessor)
     );
 }
+
+#[test]
+fn create_rejects_control_characters_in_policies() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create",
+        json!({"policies": ["web\u{0}"]}),
+    );
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("control character"), "{error}");
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/r",
+        json!({"allowed_policies": ["a\nb"]}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+}
