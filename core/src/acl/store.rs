@@ -129,8 +129,15 @@ impl PolicyStore {
             .collect())
     }
 
-    /// Stores a parsed policy, then drops its cache entry.
+    /// Stores a parsed policy, then drops its cache entry. The name must already be normalized
+    /// (see `normalize_policy_name`).
     pub fn put(&self, view: &mut SecureView<'_>, policy: &Policy) -> Result<(), Error> {
+        if normalize_policy_name(&policy.name)? != policy.name {
+            return Err(Error::bad_request(format!(
+                "invalid policy name {:?}: it must be lowercase without surrounding whitespace",
+                policy.name
+            )));
+        }
         let stored = StoredPolicy {
             name: policy.name.clone(),
             raw: policy.raw.clone(),
@@ -158,6 +165,19 @@ impl PolicyStore {
     fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, CachedPolicy>> {
         self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Normalizes a policy name as Vault does: surrounding whitespace trimmed, lowercased. A name
+/// with a control character (NUL, newline, ...) is rejected, so two names that print alike
+/// cannot name different policies.
+pub(crate) fn normalize_policy_name(name: &str) -> Result<String, Error> {
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "invalid policy name {name:?}: it contains a control character; use printable \
+             characters only"
+        )));
+    }
+    Ok(name.trim().to_lowercase())
 }
 
 fn response_wrapping_policy() -> Arc<Policy> {

@@ -76,7 +76,7 @@ fn one(
     name: &str,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
-    let name = name.trim_end_matches('/').to_lowercase();
+    let name = acl::normalize_policy_name(name.trim_end_matches('/'))?;
     if name.is_empty() {
         return Err(Error::bad_request("missing policy name"));
     }
@@ -307,6 +307,48 @@ mod tests {
         node.put_policy("['testpolicy']", r#"path "a" { capabilities = ["read"] }"#);
         let request = node.root_request(Operation::Read, "sys/policy/['testpolicy']", json!({}));
         assert_eq!(data_of(node.ok(request))["name"], "['testpolicy']");
+    }
+
+    #[test]
+    fn policy_names_are_trimmed() {
+        let mut node = Node::new();
+        let text = json!({"policy": r#"path "a" { capabilities = ["read"] }"#});
+        let request = node.root_request(Operation::Update, "sys/policy/ web ", text.clone());
+        assert_eq!(node.ok(request), Response::NoContent);
+        let request = node.root_request(Operation::Read, "sys/policy", json!({}));
+        assert_eq!(
+            data_of(node.ok(request))["policies"],
+            json!(["default", "root", "web"])
+        );
+        for name in ["root ", " Root", "root\t"] {
+            let path = format!("sys/policy/{name}");
+            let request = node.root_request(Operation::Update, &path, text.clone());
+            let error = node.fail(request);
+            assert_eq!(error.status(), 400, "{name:?}");
+        }
+        let request = node.root_request(Operation::Update, "sys/policy/root ", text);
+        assert_eq!(
+            node.fail(request).to_string(),
+            "400: cannot update root policy"
+        );
+    }
+
+    #[test]
+    fn policy_names_with_control_characters_are_rejected() {
+        let mut node = Node::new();
+        let text = json!({"policy": r#"path "a" { capabilities = ["read"] }"#});
+        for name in ["web\0", "we\nb", "\u{7f}web"] {
+            let path = format!("sys/policies/acl/{name}");
+            let request = node.root_request(Operation::Update, &path, text.clone());
+            let error = node.fail(request);
+            assert_eq!(error.status(), 400, "{name:?}");
+            assert!(error.to_string().contains("control character"), "{error}");
+        }
+        let request = node.root_request(Operation::Read, "sys/policy", json!({}));
+        assert_eq!(
+            data_of(node.ok(request))["policies"],
+            json!(["default", "root"])
+        );
     }
 
     #[test]

@@ -8,13 +8,13 @@ use super::response::auth_response;
 use super::roles::{self, TokenRole};
 use super::store::{self, TokenEntry};
 use crate::Core;
-use crate::acl::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::acl::{self, DEFAULT_POLICY, RESPONSE_WRAPPING_POLICY, ROOT_POLICY};
 use crate::barrier::SecureView;
 use crate::error::Error;
 use crate::handler::{CoreConfig, Ctx};
 use crate::request::{Caller, Request, Response, Secret};
 use crate::storage::Transaction;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, format_go_duration};
 
 /// The prefix of service tokens, as Vault 1.10 and later issue them.
 const TOKEN_PREFIX: &str = "hvs.";
@@ -63,7 +63,8 @@ impl CreateParams {
         Ok(CreateParams {
             id: params::string(data, "id")?.filter(|id| !id.is_empty()),
             policies: params::string_list(data, "policies")?
-                .map(|names| names.iter().map(|name| name.to_lowercase()).collect()),
+                .map(|names| policy_names(&names))
+                .transpose()?,
             meta: params::string_map(data, "meta")?,
             no_parent: params::boolean(data, "no_parent")?.unwrap_or(false),
             no_default_policy: params::boolean(data, "no_default_policy")?.unwrap_or(false),
@@ -75,6 +76,14 @@ impl CreateParams {
             period: params::duration(data, "period")?.unwrap_or_default(),
         })
     }
+}
+
+/// Normalizes requested policy names: trimmed and lowercased, control characters rejected.
+pub(super) fn policy_names(names: &[String]) -> Result<Vec<String>, Error> {
+    names
+        .iter()
+        .map(|name| acl::normalize_policy_name(name))
+        .collect()
 }
 
 /// The creation path of a request.
@@ -110,10 +119,17 @@ pub(super) fn create(
     let sudo = acl::has_sudo(core, caller, &request.path, txn)?;
     check_privileges(&params, caller, sudo)?;
     let policies = child_policies(&params, caller, sudo, role.as_ref())?;
-    let warnings = missing_policy_warnings(core, &policies, txn)?;
+    // Sudo lets a caller pick policies it lacks, but never `root`: that would let any sudo
+    // token escalate to root.
+    if policies.iter().any(|name| name == ROOT_POLICY) && !caller.is_root() {
+        return Err(Error::bad_request(
+            "root tokens may not be created without parent token being root",
+        ));
+    }
+    let mut warnings = missing_policy_warnings(core, &policies, txn)?;
     let role_orphan = role.as_ref().is_some_and(|role| role.orphan);
     let orphan = matches!(kind, CreateKind::Orphan) || params.no_parent || role_orphan;
-    let limits = limits(&params, role.as_ref());
+    let limits = limits(&core.config, &params, role.as_ref(), &mut warnings);
     let renewable = params.renewable && role.as_ref().is_none_or(|role| role.renewable);
     let mut path = request.path.trim_end_matches('/').to_owned();
     if let Some(suffix) = role.as_ref().map(|role| role.path_suffix.as_str()) {
@@ -122,9 +138,9 @@ pub(super) fn create(
         }
     }
 
-    let ttl = initial_ttl(&core.config, &policies, &params, &limits);
+    let ttl = initial_ttl(&core.config, &policies, &params, &limits, &mut warnings);
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
-    check_parent_unlimited(&view, caller)?;
+    check_parent_unlimited(&view, caller, orphan, ctx.now)?;
     let token = match &params.id {
         Some(id) => Secret::new(id.clone()),
         None => new_token(&mut view),
@@ -193,8 +209,14 @@ fn load_role(
 }
 
 /// Combines request and role limits: a role's period replaces the requested one, and the
-/// lower of two explicit maximums wins.
-fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
+/// lower of two explicit maximums wins. Both are capped at the system maximum TTL, with a
+/// warning, as Vault does.
+fn limits(
+    config: &CoreConfig,
+    params: &CreateParams,
+    role: Option<&TokenRole>,
+    warnings: &mut Vec<String>,
+) -> Limits {
     let role_period = role.map_or(Duration::ZERO, |role| Duration::from_secs(role.period));
     let role_max = role.map_or(Duration::ZERO, |role| {
         Duration::from_secs(role.explicit_max_ttl)
@@ -204,14 +226,30 @@ fn limits(params: &CreateParams, role: Option<&TokenRole>) -> Limits {
         (Duration::ZERO, role_max) => role_max,
         (requested, role_max) => requested.min(role_max),
     };
+    let period = if role_period.is_zero() {
+        params.period
+    } else {
+        role_period
+    };
+    let max = config.max_lease_ttl;
     Limits {
-        period: if role_period.is_zero() {
-            params.period
-        } else {
-            role_period
-        },
-        explicit_max_ttl,
+        period: cap_at_max("period", period, max, warnings),
+        explicit_max_ttl: cap_at_max("explicit_max_ttl", explicit_max_ttl, max, warnings),
     }
+}
+
+/// Returns `value` capped at `max`, adding Vault's warning when it was larger.
+fn cap_at_max(field: &str, value: Duration, max: Duration, warnings: &mut Vec<String>) -> Duration {
+    if value <= max {
+        return value;
+    }
+    warnings.push(format!(
+        "{field} of {:?} exceeded the effective max_ttl of {:?}; {field} value is capped \
+         accordingly",
+        format_go_duration(value),
+        format_go_duration(max)
+    ));
+    max
 }
 
 pub(super) fn new_token(view: &mut SecureView<'_>) -> Secret {
@@ -223,13 +261,35 @@ pub(super) fn new_token(view: &mut SecureView<'_>) -> Secret {
 
 /// Rejects a caller whose token has a use limit, as Vault does. A token that spends its last
 /// use on this request counts as limited.
-fn check_parent_unlimited(view: &SecureView<'_>, caller: &Caller) -> Result<(), Error> {
-    let limited = store::get(view, &caller.token_hash)?
-        .is_none_or(|parent| parent.num_uses > 0 || parent.revoke_pending);
-    if limited {
+///
+/// Also rejects a caller whose child (unless an orphan) would have more than
+/// [`store::MAX_PARENT_DEPTH`] ancestors, since such a child would never authenticate.
+fn check_parent_unlimited(
+    view: &SecureView<'_>,
+    caller: &Caller,
+    orphan: bool,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let Some(parent) = store::get(view, &caller.token_hash)? else {
         return Err(Error::bad_request(
             "use limited tokens cannot create child tokens",
         ));
+    };
+    if parent.num_uses > 0 || parent.revoke_pending {
+        return Err(Error::bad_request(
+            "use limited tokens cannot create child tokens",
+        ));
+    }
+    if orphan {
+        return Ok(());
+    }
+    let depth = store::live_ancestors(view, &parent, now)?.unwrap_or(store::MAX_PARENT_DEPTH);
+    if depth >= store::MAX_PARENT_DEPTH {
+        return Err(Error::bad_request(format!(
+            "token chain too deep: a token may have at most {} ancestors; create an orphan \
+             token instead",
+            store::MAX_PARENT_DEPTH
+        )));
     }
     Ok(())
 }
@@ -295,6 +355,12 @@ fn child_policies(
         }
         (None, None) => caller.policies.clone(),
     };
+    if policies.iter().any(|name| name == RESPONSE_WRAPPING_POLICY) {
+        return Err(Error::bad_request(format!(
+            "cannot assign policy {RESPONSE_WRAPPING_POLICY:?}: only response-wrapping tokens \
+             may have it"
+        )));
+    }
     if let Some(role) = role {
         if let Some(name) = policies
             .iter()
@@ -337,12 +403,13 @@ fn missing_policy_warnings(
 
 /// The TTL of a new token. A periodic token lives one period; a root token that requests no
 /// TTL never expires; any other token gets its TTL or the default, capped by the system maximum
-/// and by its explicit maximum.
+/// and by its explicit maximum. A requested TTL over that cap gets a warning.
 fn initial_ttl(
     config: &CoreConfig,
     policies: &[String],
     params: &CreateParams,
     limits: &Limits,
+    warnings: &mut Vec<String>,
 ) -> Duration {
     let explicit_max = limits.explicit_max_ttl;
     let cap = |ttl: Duration| {
@@ -359,8 +426,11 @@ fn initial_ttl(
     if requested.is_none() && policies.iter().any(|name| name == ROOT_POLICY) {
         return Duration::ZERO;
     }
-    let ttl = requested.unwrap_or(config.default_lease_ttl);
-    cap(ttl.min(config.max_lease_ttl))
+    let effective_max = cap(config.max_lease_ttl);
+    match requested {
+        Some(ttl) => cap_at_max("ttl", ttl, effective_max, warnings),
+        None => config.default_lease_ttl.min(effective_max),
+    }
 }
 
 /// Computes the TTL of a renewal at `now`, or a 400 when the token cannot be renewed.
@@ -375,7 +445,7 @@ pub(super) fn renewed_ttl(
     }
     let age = now.saturating_since(entry.creation_time);
     let mut ttl = if entry.period > 0 {
-        Duration::from_secs(entry.period)
+        Duration::from_secs(entry.period).min(config.max_lease_ttl)
     } else {
         let requested = increment.filter(|ttl| !ttl.is_zero());
         let ttl = requested.unwrap_or(Duration::from_secs(entry.creation_ttl));

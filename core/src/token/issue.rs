@@ -31,7 +31,7 @@ pub struct TokenParams {
     pub ttl: Option<Duration>,
     /// A hard cap on the TTL, renewals included; zero for none.
     pub explicit_max_ttl: Duration,
-    /// Makes the token periodic; zero for none.
+    /// Makes the token periodic; zero for none. It is capped by `max_lease_ttl`.
     pub period: Duration,
     /// Uses allowed; 0 for unlimited. Wrapping tokens have 1.
     pub num_uses: u64,
@@ -96,7 +96,7 @@ pub fn token_info(
     let Some((token_hash, entry)) = store::find(view, token)? else {
         return Ok(None);
     };
-    if !entry.is_live(now) {
+    if !store::is_valid(view, &entry, now)? {
         return Ok(None);
     }
     Ok(Some(TokenInfo {
@@ -142,7 +142,7 @@ fn ttl(core: &Core, params: &TokenParams) -> Duration {
             .unwrap_or(core.config.default_lease_ttl)
             .min(core.config.max_lease_ttl)
     } else {
-        params.period
+        params.period.min(core.config.max_lease_ttl)
     };
     if params.explicit_max_ttl.is_zero() {
         ttl

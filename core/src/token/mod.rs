@@ -6,6 +6,7 @@
 mod create;
 mod issue;
 mod params;
+mod paths;
 mod response;
 mod roles;
 mod routes;
@@ -17,6 +18,8 @@ pub(crate) mod testing;
 mod tests;
 
 pub use issue::{TokenInfo, TokenParams, issue_token, revoke_token, token_info};
+pub(crate) use paths::acl_path;
+pub use paths::redact_path;
 pub(crate) use routes::{policies_of_accessor, policies_of_token};
 
 use crate::Core;
@@ -40,7 +43,8 @@ impl TokenStore {
 
 /// Looks up the request's token and spends one use when it has a limit.
 ///
-/// A missing, unknown or expired token is a 403, and an expired one is revoked on the way. The
+/// A missing, unknown or expired token is a 403, and an expired one is revoked on the way. So is
+/// a token with a missing or expired ancestor, or more than 256 ancestors. The
 /// request that spends a token's last use still runs with the token intact (a response-wrapping
 /// token needs its cubbyhole to unwrap); the token is revoked when it is next presented.
 pub fn authenticate(
@@ -58,6 +62,11 @@ pub fn authenticate(
     };
     if !entry.is_live(ctx.now) {
         store::revoke_tree(&mut view, &token_hash)?;
+        return Err(Error::permission_denied());
+    }
+    // A dead ancestor is left for its own next use or `tidy` to revoke, so this check stays a
+    // read.
+    if store::live_ancestors(&view, &entry, ctx.now)?.is_none() {
         return Err(Error::permission_denied());
     }
     if entry.num_uses > 0 {

@@ -49,8 +49,25 @@ pub(super) fn integer(data: &Map<String, Value>, key: &str) -> Result<Option<u64
     }
 }
 
-/// Reads a duration field: integer seconds or a duration string such as `30m`.
+/// The longest duration accepted, in seconds: Go's `time.Duration`, which Vault parses
+/// durations into, holds at most `i64::MAX` nanoseconds (about 292 years).
+const MAX_DURATION_SECS: u64 = 9_223_372_036;
+
+/// Reads a duration field: integer seconds or a duration string such as `30m`. Durations
+/// longer than [`MAX_DURATION_SECS`] are rejected.
 pub(super) fn duration(data: &Map<String, Value>, key: &str) -> Result<Option<Duration>, Error> {
+    let value = any_duration(data, key)?;
+    if let Some(duration) = value.filter(|duration| duration.as_secs() > MAX_DURATION_SECS) {
+        return Err(Error::bad_request(format!(
+            "invalid {key}: {} seconds is out of range; the maximum is {MAX_DURATION_SECS} \
+             seconds (about 292 years)",
+            duration.as_secs()
+        )));
+    }
+    Ok(value)
+}
+
+fn any_duration(data: &Map<String, Value>, key: &str) -> Result<Option<Duration>, Error> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => number

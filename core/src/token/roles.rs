@@ -100,10 +100,10 @@ fn write(view: &mut SecureView<'_>, request: &Request, name: &str) -> Result<Res
     let mut role = get(view, name)?.unwrap_or_else(|| TokenRole::new(name));
 
     if let Some(policies) = params::string_list(data, "allowed_policies")? {
-        role.allowed_policies = sanitize(policies);
+        role.allowed_policies = sanitize(policies)?;
     }
     if let Some(policies) = params::string_list(data, "disallowed_policies")? {
-        role.disallowed_policies = sanitize(policies);
+        role.disallowed_policies = sanitize(policies)?;
     }
     if let Some(orphan) = params::boolean(data, "orphan")? {
         role.orphan = orphan;
@@ -128,15 +128,12 @@ fn write(view: &mut SecureView<'_>, request: &Request, name: &str) -> Result<Res
     Ok(Response::NoContent)
 }
 
-fn sanitize(policies: Vec<String>) -> Vec<String> {
-    let mut policies: Vec<String> = policies
-        .into_iter()
-        .map(|name| name.to_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect();
+fn sanitize(policies: Vec<String>) -> Result<Vec<String>, Error> {
+    let mut policies = super::create::policy_names(&policies)?;
+    policies.retain(|name| !name.is_empty());
     policies.sort();
     policies.dedup();
-    policies
+    Ok(policies)
 }
 
 fn role_data(role: &TokenRole) -> Map<String, serde_json::Value> {

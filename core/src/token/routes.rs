@@ -76,15 +76,12 @@ pub(super) fn dispatch(
 /// Rewrites the older forms that put the token or accessor in the path (`lookup/<token>`,
 /// `revoke-accessor/<accessor>`, ...), as the request with that value moved into its data.
 fn path_parameter<'a>(request: &Request, rest: &'a str) -> Option<(&'a str, Request)> {
-    let (base, value) = rest.split_once('/')?;
-    let field = match base {
-        "lookup" | "renew" | "revoke" | "revoke-orphan" => "token",
-        "lookup-accessor" | "renew-accessor" | "revoke-accessor" => "accessor",
-        _ => return None,
-    };
+    let parameter = super::paths::split(rest)?;
     let mut moved = request.clone();
-    moved.data.insert(field.to_owned(), json!(value));
-    Some((base, moved))
+    moved
+        .data
+        .insert(parameter.field.to_owned(), json!(parameter.value));
+    Some((parameter.base, moved))
 }
 
 fn is_known(path: &str) -> bool {
@@ -169,6 +166,18 @@ fn bad_token() -> Error {
     Error::api(403, "bad token")
 }
 
+/// Fails with `bad token` when the target expired or has a missing or expired ancestor.
+fn check_valid(
+    view: &SecureView<'_>,
+    entry: &TokenEntry,
+    now: crate::time::Timestamp,
+) -> Result<(), Error> {
+    if entry.is_expired(now) || store::live_ancestors(view, entry, now)?.is_none() {
+        return Err(bad_token());
+    }
+    Ok(())
+}
+
 fn lookup(
     core: &Core,
     ctx: &mut Ctx<'_>,
@@ -179,9 +188,7 @@ fn lookup(
 ) -> Result<Response, Error> {
     let view = core.barrier.view(txn, &mut *ctx.rng)?;
     let found = find(&view, request, caller, target)?;
-    if found.entry.is_expired(ctx.now) {
-        return Err(bad_token());
-    }
+    check_valid(&view, &found.entry, ctx.now)?;
     let id = found.token.as_ref().map_or("", Secret::expose);
     Ok(Response::data(lookup_data(&found.entry, id, ctx.now)))
 }
@@ -197,9 +204,7 @@ fn renew(
     let increment = params::duration(&request.data, "increment")?;
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
     let mut found = find(&view, request, caller, target)?;
-    if found.entry.is_expired(ctx.now) {
-        return Err(bad_token());
-    }
+    check_valid(&view, &found.entry, ctx.now)?;
     let ttl = renewed_ttl(&core.config, &found.entry, increment, ctx.now)?;
     found.entry.ttl = ttl.as_secs();
     found.entry.expire_time = expiry(ctx.now, ttl);
@@ -275,9 +280,10 @@ pub(crate) fn policies_of_token(
     token: &str,
     now: crate::time::Timestamp,
 ) -> Result<Option<Vec<String>>, Error> {
-    Ok(store::find(view, token)?
-        .filter(|(_, entry)| entry.is_live(now))
-        .map(|(_, entry)| entry.policies))
+    let Some((_, entry)) = store::find(view, token)? else {
+        return Ok(None);
+    };
+    Ok(store::is_valid(view, &entry, now)?.then_some(entry.policies))
 }
 
 /// Returns the policies of the token with `accessor`, for `sys/capabilities-accessor`.
@@ -289,7 +295,8 @@ pub(crate) fn policies_of_accessor(
     let Some(token_hash) = store::hash_for_accessor(view, accessor)? else {
         return Ok(None);
     };
-    Ok(store::get(view, &token_hash)?
-        .filter(|entry| entry.is_live(now))
-        .map(|entry| entry.policies))
+    let Some(entry) = store::get(view, &token_hash)? else {
+        return Ok(None);
+    };
+    Ok(store::is_valid(view, &entry, now)?.then_some(entry.policies))
 }

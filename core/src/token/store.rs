@@ -28,6 +28,11 @@ const PARENT_PREFIX: &str = "token/parent/";
 /// running unbounded.
 const MAX_REVOKED_TOKENS: usize = 100_000;
 
+/// The maximum number of ancestors a valid token may have. Checking validity reads every
+/// ancestor, so a token with a longer parent chain is treated as invalid, and creating a child
+/// that would exceed the bound fails.
+pub(crate) const MAX_PARENT_DEPTH: usize = 256;
+
 /// A token as stored. The token itself is never stored, only its salted hash as the key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TokenEntry {
@@ -136,6 +141,39 @@ pub(crate) fn find(
 /// Reads the entry stored under `token_hash`.
 pub(crate) fn get(view: &SecureView<'_>, token_hash: &str) -> Result<Option<TokenEntry>, Error> {
     view.get_json(Partition::Local, &format!("{ID_PREFIX}{token_hash}"))
+}
+
+/// Counts the ancestors of `entry`, or returns `None` when one of them is missing or no longer
+/// live, or the chain is longer than [`MAX_PARENT_DEPTH`]. Vault revokes a token's children
+/// when it expires, so a token is valid only while its whole parent chain is. Reads one entry
+/// per ancestor and writes nothing.
+pub(crate) fn live_ancestors(
+    view: &SecureView<'_>,
+    entry: &TokenEntry,
+    now: Timestamp,
+) -> Result<Option<usize>, Error> {
+    let mut parent = entry.parent.clone();
+    let mut depth = 0;
+    while !parent.is_empty() {
+        depth += 1;
+        if depth > MAX_PARENT_DEPTH {
+            return Ok(None);
+        }
+        match get(view, &parent)? {
+            Some(ancestor) if ancestor.is_live(now) => parent = ancestor.parent,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(depth))
+}
+
+/// Returns whether `entry` authenticates at `now`: live itself, with every ancestor live.
+pub(crate) fn is_valid(
+    view: &SecureView<'_>,
+    entry: &TokenEntry,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    Ok(entry.is_live(now) && live_ancestors(view, entry, now)?.is_some())
 }
 
 /// Finds the hash of the token with `accessor`.

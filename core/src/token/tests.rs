@@ -569,3 +569,288 @@ fn role_name_in_body_selects_role() {
     );
     assert_eq!(auth_of(node.ok(request)).policies, ["build", "default"]);
 }
+
+/// Creates a token as root with a policy granting `capabilities` on `path`, and returns it.
+fn token_with_rule(node: &mut Node, name: &str, path: &str, capabilities: &str) -> String {
+    node.put_policy(
+        name,
+        &format!(r#"path "{path}" {{ capabilities = [{capabilities}] }}"#),
+    );
+    let root = node.root.clone();
+    let auth = node.create_token(&root, json!({"policies": [name]}));
+    auth.client_token.expose().to_owned()
+}
+
+#[test]
+fn sudo_token_cannot_create_root_token() {
+    let mut node = Node::new();
+    let sudoer = token_with_rule(
+        &mut node,
+        "sudoer",
+        "auth/token/create",
+        r#""update", "sudo""#,
+    );
+    for data in [
+        json!({"policies": ["root"]}),
+        json!({"policies": ["root"], "no_parent": true}),
+        json!({"policies": ["web", "root"]}),
+    ] {
+        let request = Request::new(Operation::Update, "auth/token/create")
+            .with_data(data)
+            .with_token(sudoer.clone());
+        assert_eq!(
+            node.fail(request).to_string(),
+            "400: root tokens may not be created without parent token being root"
+        );
+    }
+    // Sudo still allows policies the caller lacks.
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["web"]}))
+        .with_token(sudoer);
+    assert_eq!(auth_of(node.ok(request)).policies, ["default", "web"]);
+}
+
+#[test]
+fn create_rejects_response_wrapping_policy() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create",
+        json!({"policies": ["Response-Wrapping"]}),
+    );
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("response-wrapping"), "{error}");
+
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/wrapper",
+        json!({"allowed_policies": ["response-wrapping"]}),
+    );
+    node.ok(request);
+    let request = node.root_request(Operation::Update, "auth/token/create/wrapper", json!({}));
+    assert_eq!(node.fail(request).status(), 400);
+}
+
+#[test]
+fn role_cannot_give_root_to_non_root_parent() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/admin",
+        json!({"allowed_policies": ["root"], "orphan": true}),
+    );
+    node.ok(request);
+    let maker = token_with_rule(
+        &mut node,
+        "maker",
+        "auth/token/create/*",
+        r#""update", "sudo""#,
+    );
+    let request =
+        Request::new(Operation::Update, "auth/token/create/admin").with_token(maker.clone());
+    assert_eq!(
+        node.fail(request).to_string(),
+        "400: root tokens may not be created without parent token being root"
+    );
+    let request = node.root_request(Operation::Update, "auth/token/create/admin", json!({}));
+    assert_eq!(auth_of(node.ok(request)).policies, ["root"]);
+}
+
+#[test]
+fn child_dies_with_expired_parent() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let parent = node.create_token(&root, json!({"policies": ["root"], "ttl": "60s"}));
+    let parent_token = parent.client_token.expose().to_owned();
+    let child = node.create_token(&parent_token, json!({"policies": ["root"], "ttl": "1h"}));
+    let child_token = child.client_token.expose().to_owned();
+    let grandchild = node.create_token(&child_token, json!({"policies": ["a"], "ttl": "1h"}));
+    let grandchild_token = grandchild.client_token.expose().to_owned();
+    let orphan = node.create_token(&parent_token, json!({"policies": ["a"], "no_parent": true}));
+    let orphan_token = orphan.client_token.expose().to_owned();
+    node.advance(Duration::from_secs(60));
+
+    // Nobody presented the parent since it expired.
+    assert_eq!(lookup_self(&mut node, &child_token), Err(403));
+    assert_eq!(lookup_self(&mut node, &grandchild_token), Err(403));
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup",
+        json!({"token": grandchild_token}),
+    );
+    assert_eq!(node.fail(request).to_string(), "403: bad token");
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/lookup-accessor",
+        json!({"accessor": child.accessor}),
+    );
+    assert_eq!(node.fail(request).status(), 403);
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/renew",
+        json!({"token": child_token}),
+    );
+    assert_eq!(node.fail(request).status(), 403);
+    let request = node.root_request(
+        Operation::Update,
+        "sys/capabilities",
+        json!({"token": child_token, "paths": ["secret/a"]}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+    assert!(lookup_self(&mut node, &orphan_token).is_ok());
+}
+
+/// Stores a chain of `length` tokens named `chain-0`, `chain-1`, ..., each the parent of the
+/// next, under the root token, and returns the last token.
+fn store_chain(node: &mut Node, length: usize) -> String {
+    let (core, rng, now, root) = (&node.core, &mut node.rng, node.now, node.root.clone());
+    crate::storage::Storage::write(&node.storage, |txn| {
+        let mut view = core.barrier.view(txn, rng)?;
+        let mut parent = super::store::new_hash(&mut view, &root)?;
+        for i in 0..length {
+            let token_hash = super::store::new_hash(&mut view, &format!("chain-{i}"))?;
+            let entry = super::store::TokenEntry {
+                accessor: format!("chain-accessor-{i}"),
+                policies: vec![String::from("root")],
+                parent,
+                creation_time: now,
+                token_type: String::from("service"),
+                ..super::store::TokenEntry::default()
+            };
+            super::store::save(&mut view, &token_hash, &entry)?;
+            parent = token_hash;
+        }
+        Ok::<_, crate::error::Error>(())
+    })
+    .unwrap();
+    format!("chain-{}", length - 1)
+}
+
+#[test]
+fn chain_deeper_than_bound_is_rejected() {
+    let mut node = Node::new();
+    let deepest = store_chain(&mut node, super::store::MAX_PARENT_DEPTH);
+    // The deepest allowed token works but cannot have a child of its own.
+    assert!(lookup_self(&mut node, &deepest).is_ok());
+    let request = Request::new(Operation::Update, "auth/token/create").with_token(deepest.clone());
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("too deep"), "{error}");
+    let request = Request::new(Operation::Update, "auth/token/create-orphan").with_token(deepest);
+    node.ok(request);
+
+    let mut node = Node::new();
+    let too_deep = store_chain(&mut node, super::store::MAX_PARENT_DEPTH + 1);
+    assert_eq!(lookup_self(&mut node, &too_deep), Err(403));
+}
+
+#[test]
+fn long_durations_are_capped_with_warnings() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["a"], "period": "87600h", "explicit_max_ttl": "10000h"}))
+        .with_token(root.clone());
+    let created = logical(node.ok(request));
+    assert_eq!(created.auth.as_ref().unwrap().lease_duration, 2_764_800);
+    assert!(created.warnings.contains(&String::from(
+        "period of \"87600h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         period value is capped accordingly"
+    )));
+    assert!(created.warnings.contains(&String::from(
+        "explicit_max_ttl of \"10000h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         explicit_max_ttl value is capped accordingly"
+    )));
+    let token = created.auth.unwrap().client_token.expose().to_owned();
+    let data = lookup_self(&mut node, &token).unwrap();
+    assert_eq!(data["period"], 2_764_800);
+    assert_eq!(data["explicit_max_ttl"], 2_764_800);
+
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .with_data(json!({"policies": ["a"], "ttl": "10000h"}))
+        .with_token(root);
+    let created = logical(node.ok(request));
+    assert_eq!(created.auth.unwrap().lease_duration, 2_764_800);
+    assert!(created.warnings.contains(&String::from(
+        "ttl of \"10000h0m0s\" exceeded the effective max_ttl of \"768h0m0s\"; \
+         ttl value is capped accordingly"
+    )));
+}
+
+#[test]
+fn absurd_durations_are_rejected() {
+    let mut node = Node::new();
+    for field in ["period", "ttl", "explicit_max_ttl"] {
+        for value in [json!(u64::MAX), json!(u64::MAX.to_string())] {
+            let request = node.root_request(
+                Operation::Update,
+                "auth/token/create",
+                json!({ field: value, "policies": ["a"] }),
+            );
+            let error = node.fail(request);
+            assert_eq!(error.status(), 400);
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("400: invalid {field}:")),
+                "{error}"
+            );
+        }
+    }
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/huge",
+        json!({"period": u64::MAX}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+}
+
+#[test]
+fn token_in_path_form_obeys_base_path_rules() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    node.put_policy(
+        "no-revoke",
+        r#"
+path "auth/token/*" { capabilities = ["read", "update"] }
+path "auth/token/revoke" { capabilities = ["deny"] }
+path "auth/token/lookup" { capabilities = ["read", "update"] }
+"#,
+    );
+    let caller = node.create_token(&root, json!({"policies": ["no-revoke"]}));
+    let caller_token = caller.client_token.expose().to_owned();
+    let target = node.create_token(&root, json!({"policies": ["a"]}));
+    let target_token = target.client_token.expose().to_owned();
+
+    let path = format!("auth/token/revoke/{target_token}");
+    let request = Request::new(Operation::Update, &path).with_token(caller_token.clone());
+    assert_eq!(node.fail(request).status(), 403);
+    assert!(lookup_self(&mut node, &target_token).is_ok());
+
+    let path = format!("auth/token/lookup/{target_token}");
+    let request = Request::new(Operation::Read, &path).with_token(caller_token);
+    assert_eq!(
+        data_of(node.ok(request))["accessor"],
+        json!(target.accessor)
+    );
+}
+
+#[test]
+fn create_rejects_control_characters_in_policies() {
+    let mut node = Node::new();
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/create",
+        json!({"policies": ["web\u{0}"]}),
+    );
+    let error = node.fail(request);
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("control character"), "{error}");
+    let request = node.root_request(
+        Operation::Update,
+        "auth/token/roles/r",
+        json!({"allowed_policies": ["a\nb"]}),
+    );
+    assert_eq!(node.fail(request).status(), 400);
+}
