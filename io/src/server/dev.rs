@@ -80,6 +80,8 @@ where
     if let Some(id) = &options.root_token_id {
         let create = json!({"id": id.expose(), "policies": ["root"], "no_parent": true});
         call(node, "auth/token/create", create, Some(&root_token)).await?;
+        // The generated root token is never printed, so it must not stay valid either.
+        call(node, "auth/token/revoke-self", json!({}), Some(&root_token)).await?;
         root_token = id.clone();
     }
     Ok(DevCredentials {
