@@ -16,7 +16,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use issue::{TokenInfo, TokenParams, issue_token, revoke_token, token_info};
+pub use issue::{TokenInfo, TokenParams, issue_token, revoke_accessor, revoke_token, token_info};
 pub(crate) use routes::{policies_of_accessor, policies_of_token};
 
 use crate::Core;
