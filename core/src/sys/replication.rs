@@ -11,7 +11,7 @@
 //! root-protected list); the three status paths need no token.
 //!
 //! NOTE: once secondaries forward requests, every endpoint here that changes replication state
-//! must refuse to run from a forwarded request.
+//! must reject a forwarded request.
 
 mod enable;
 mod params;

@@ -15,8 +15,8 @@ pub(super) const PRIMARY_KEY: &str = "core/replication/performance/primary";
 pub(super) const REGISTRY_KEY: &str = "core/replication/performance/secondaries";
 /// Local key of the key pair a future secondary generated for its activation.
 pub(super) const SECONDARY_KEY_KEY: &str = "core/replication/performance/secondary-key";
-/// Local key of a secondary's activation state. Secondary activation writes it; enabling a
-/// primary refuses while it exists.
+/// Local key of a secondary's activation state. Secondary activation writes it, and enabling a
+/// primary is rejected while it exists.
 pub(super) const SECONDARY_STATE_KEY: &str = "core/replication/performance/secondary";
 
 /// The primary's replication identity, created by `primary/enable`.

@@ -102,7 +102,7 @@ fn secondary_token_carries_claims_in_wrap_info() {
 }
 
 #[test]
-fn unwrap_without_client_token_returns_checked_bundle() {
+fn unwrap_needs_no_client_token() {
     let mut node = Node::new();
     enable(&mut node);
     let jwt = jwt_of(&mut node, "east");
@@ -144,7 +144,7 @@ fn expired_activation_token_fails_to_unwrap() {
 }
 
 #[test]
-fn token_signed_by_another_key_fails_and_spends_nothing() {
+fn forged_token_fails_and_spends_nothing() {
     let mut node = Node::new();
     enable(&mut node);
     let jwt = jwt_of(&mut node, "east");
@@ -168,7 +168,7 @@ fn active_serial(node: &mut Node, id: &str) -> Option<String> {
 }
 
 #[test]
-fn revoke_secondary_voids_unused_token_and_reissue_gets_new_serial() {
+fn revoke_voids_token_and_reissue_renews_serial() {
     let mut node = Node::new();
     enable(&mut node);
     let first = jwt_of(&mut node, "east");
@@ -200,7 +200,7 @@ fn revoke_of_unknown_secondary_is_rejected() {
 }
 
 #[test]
-fn secondary_token_for_active_id_is_refused() {
+fn secondary_token_for_active_id_rejected() {
     let mut node = Node::new();
     enable(&mut node);
     jwt_of(&mut node, "east");
@@ -243,7 +243,7 @@ fn secondary_token_needs_sudo() {
 }
 
 #[test]
-fn status_shows_primary_at_wal_head_and_merkle_root() {
+fn status_shows_wal_head_and_root() {
     let mut node = Node::new();
     enable(&mut node);
     jwt_of(&mut node, "east");
@@ -270,7 +270,7 @@ fn status_shows_primary_at_wal_head_and_merkle_root() {
 }
 
 #[test]
-fn enable_starts_epoch_that_continues_the_chain() {
+fn enable_epoch_continues_chain() {
     let mut node = Node::new();
     let wal = Wal::new(100);
     let log = |node: &mut Node, key: &str| {
@@ -293,7 +293,7 @@ fn enable_starts_epoch_that_continues_the_chain() {
 }
 
 #[test]
-fn status_needs_no_token_and_reports_disabled_before_enable() {
+fn status_needs_no_token() {
     let mut node = Node::new();
     let combined = status(&mut node, "sys/replication/status");
     assert_eq!(combined["performance"], json!({"mode": "disabled"}));
@@ -373,7 +373,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[test]
-fn ca_key_appears_in_no_stored_value_or_response() {
+fn ca_key_never_stored_or_returned() {
     let mut node = Node::new();
     let mut texts = vec![format!("{:?}", enable(&mut node))];
     let jwt = jwt_of(&mut node, "east");

@@ -52,7 +52,7 @@ pub(super) fn secondary_token(
     let identity = state::require_primary(&view)?;
     let mut registry = state::load_registry(&view)?;
     registry.prune(now);
-    refuse_active(&registry, &args.id)?;
+    reject_active(&registry, &args.id)?;
     let auth = issue_token(core, &mut view, now, &wrapping_params(args.ttl))?;
     let issued = issue(&identity, &registry, &mut view, now, &args, &auth)?;
     store_bundle(&mut view, &auth, now, &issued.bundle)?;
@@ -84,7 +84,7 @@ fn token_args(core: &Core, data: &Map<String, Value>) -> Result<TokenArgs, Error
     })
 }
 
-fn refuse_active(registry: &SecondaryRegistry, id: &str) -> Result<(), Error> {
+fn reject_active(registry: &SecondaryRegistry, id: &str) -> Result<(), Error> {
     if registry.active_cert(id).is_some() {
         return Err(Error::bad_request(format!(
             "a secondary with id {id:?} already exists; revoke it with \
