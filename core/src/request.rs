@@ -175,8 +175,7 @@ pub struct WrapInfo {
     pub creation_time: String,
     /// The path whose response was wrapped.
     pub creation_path: String,
-    /// The accessor of a token inside the wrapped response, when there is one.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// The accessor of a token inside the wrapped response, `""` when there is none.
     pub wrapped_accessor: String,
 }
 

@@ -10,6 +10,7 @@ use crate::storage::Transaction;
 
 mod mounts;
 mod policy;
+mod replication;
 mod seal;
 
 /// Paths under `sys/` that need no token, as in Vault.
@@ -25,11 +26,20 @@ const UNAUTHENTICATED: &[&str] = &[
     "sys/rekey/update",
     "sys/rekey/verify",
     "sys/wrapping/lookup",
+    "sys/replication/status",
+    "sys/replication/performance/status",
+    "sys/replication/dr/status",
 ];
 
 /// Whether `path` is a `sys/` path served without a token.
 pub fn is_unauthenticated(path: &str) -> bool {
     UNAUTHENTICATED.contains(&path.trim_end_matches('/'))
+}
+
+/// Whether `request` unwraps a replication activation token at `sys/wrapping/unwrap`. It needs
+/// no client token, because the primary's signature on the token authenticates it.
+pub fn is_activation_unwrap(request: &Request) -> bool {
+    replication::is_activation_unwrap(request)
 }
 
 /// Handles a `sys/` request. `caller` is `None` only for unauthenticated paths.
@@ -40,7 +50,12 @@ pub fn handle(
     caller: Option<&Caller>,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
-    let routes = [seal::route, policy::route, mounts::route];
+    let routes = [
+        seal::route,
+        policy::route,
+        mounts::route,
+        replication::route,
+    ];
     for route in routes {
         if let Some(result) = route(core, ctx, request, caller, txn) {
             return result;

@@ -118,6 +118,16 @@ pub fn revoke_token(view: &mut SecureView<'_>, token: &str) -> Result<bool, Erro
     Ok(true)
 }
 
+/// Revokes the token with `accessor` and its children, and returns whether it existed.
+/// Replication voids the wrapping tokens of unused activation tokens this way.
+pub fn revoke_accessor(view: &mut SecureView<'_>, accessor: &str) -> Result<bool, Error> {
+    let Some(token_hash) = store::hash_for_accessor(view, accessor)? else {
+        return Ok(false);
+    };
+    store::revoke_tree(view, &token_hash)?;
+    Ok(true)
+}
+
 fn policies(params: &TokenParams) -> Vec<String> {
     let mut policies: Vec<String> = params
         .policies

@@ -17,7 +17,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use issue::{TokenInfo, TokenParams, issue_token, revoke_token, token_info};
+pub use issue::{TokenInfo, TokenParams, issue_token, revoke_accessor, revoke_token, token_info};
 pub(crate) use paths::acl_path;
 pub use paths::redact_path;
 pub(crate) use routes::{policies_of_accessor, policies_of_token};

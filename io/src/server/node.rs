@@ -241,4 +241,46 @@ mod tests {
         assert!(entry.ops.iter().any(|op| op.key().starts_with("logical/")));
         node.shutdown();
     }
+
+    #[tokio::test]
+    async fn activation_token_unwraps_once_through_writer() {
+        use coffer_core::replication::wal::Wal;
+        use serde_json::json;
+
+        let node = node();
+        let root = unseal(&node).await;
+        let enable = Request::new(
+            Operation::Update,
+            "sys/replication/performance/primary/enable",
+        )
+        .with_token(root.clone());
+        node.execute(enable).await.result.unwrap();
+        let issue = Request::new(
+            Operation::Update,
+            "sys/replication/performance/primary/secondary-token",
+        )
+        .with_data(json!({"id": "east"}))
+        .with_token(root);
+        let Ok(Response::Logical(issued)) = node.execute(issue).await.result else {
+            panic!("secondary-token returns an envelope");
+        };
+        let jwt = issued.wrap_info.unwrap().token.expose().to_owned();
+
+        let unwrap = Request::new(Operation::Update, "sys/wrapping/unwrap")
+            .with_data(json!({ "token": jwt }));
+        node.execute(unwrap.clone()).await.result.unwrap();
+        let again = node.execute(unwrap).await.result.unwrap_err();
+        assert_eq!(again.status(), 400);
+
+        let status = Request::new(Operation::Read, "sys/replication/performance/status");
+        let Ok(Response::Logical(status)) = node.execute(status).await.result else {
+            panic!("status returns an envelope");
+        };
+        let head = node.storage().read(|txn| Wal::head(txn)).unwrap().unwrap();
+        let data = status.data.unwrap();
+        assert_eq!(data["mode"], "primary");
+        assert_eq!(data["last_wal"], json!(head.index));
+        assert_eq!(data["cluster_id"], json!(head.epoch.cluster_id));
+        node.shutdown();
+    }
 }
