@@ -172,7 +172,8 @@ where
 {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Old token endpoints carry the token in the path (`auth/token/lookup/<token>`).
+    let path = coffer_core::token::redact_path(request.uri().path()).into_owned();
     let respond = respond(node, request, peer, limits);
     let mut response = match tokio::time::timeout(limits.request_timeout, respond).await {
         Ok(response) => response,
@@ -557,11 +558,20 @@ mod tests {
                     )))
                     .unwrap();
                 sender.send_request(request).await.unwrap();
+                let lookup = http::Request::builder()
+                    .method(Method::GET)
+                    .uri("/v1/auth/token/lookup/hvs.token-in-the-path")
+                    .header(http::header::HOST, "127.0.0.1")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                sender.send_request(lookup).await.unwrap();
                 server.stop().await;
             });
         });
         let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert!(log.contains("/v1/secret/foo"), "{log}");
+        assert!(log.contains("/v1/auth/token/lookup/<redacted>"), "{log}");
+        assert!(!log.contains("token-in-the-path"), "{log}");
         assert!(!log.contains("known-token-value"), "{log}");
         assert!(!log.contains("known-body-value"), "{log}");
         assert!(!log.contains("q=1"), "{log}");
