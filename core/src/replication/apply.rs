@@ -37,6 +37,35 @@ pub fn apply_entries(
     Ok(changed)
 }
 
+/// Records what a primary's handlers already wrote to the shared partition: the Merkle index
+/// and one WAL entry that continues the head's chain, in the caller's transaction, so the log
+/// and the index can never disagree with the data. `keys` are the shared keys the commit wrote;
+/// each becomes a put of its current value or a delete. Returns the entry for the log shipper,
+/// or `None` when nothing shared was written.
+pub fn log_shared_writes(
+    txn: &mut dyn Transaction,
+    wal: &Wal,
+    keys: &[String],
+) -> Result<Option<Entry>, StorageError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let mut ops = Vec::with_capacity(keys.len());
+    for key in keys {
+        let op = match txn.get(Partition::Shared, key)? {
+            Some(value) => Op::Put {
+                key: key.clone(),
+                value,
+            },
+            None => Op::Delete { key: key.clone() },
+        };
+        ops.push(op);
+    }
+    Merkle::apply(txn, &ops)?;
+    let epoch = Wal::head(txn)?.epoch;
+    wal.append(txn, &epoch, ops).map(Some)
+}
+
 /// Writes `ops` as the primary does: data and Merkle index, then a new WAL entry after the
 /// head, all in the caller's transaction. Returns the entry to hand to the log shipper.
 pub fn commit_primary_write(

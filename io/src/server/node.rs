@@ -162,4 +162,60 @@ mod tests {
         assert_eq!(error.status(), 503);
         node.shutdown();
     }
+
+    /// Initialises and unseals `node` with one share and returns the root token.
+    async fn unseal(node: &Node<MemStorage, SystemEnvironment>) -> String {
+        let init = Request::new(Operation::Update, "sys/init")
+            .with_data(serde_json::json!({"secret_shares": 1, "secret_threshold": 1}));
+        let Ok(Response::Raw { body, .. }) = node.execute(init).await.result else {
+            panic!("sys/init returns a raw body");
+        };
+        let key = body["keys"][0].as_str().unwrap().to_owned();
+        let unseal = Request::new(Operation::Update, "sys/unseal")
+            .with_data(serde_json::json!({"key": key}));
+        node.execute(unseal).await.result.unwrap();
+        body["root_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn shared_writes_are_logged_with_their_merkle_updates() {
+        use coffer_core::replication::merkle::Merkle;
+        use coffer_core::replication::wal::Wal;
+
+        let node = node();
+        let root = unseal(&node).await;
+        let before = node.storage().read(|txn| Wal::head(txn)).unwrap().unwrap();
+
+        let mount = Request::new(Operation::Update, "sys/mounts/kv")
+            .with_data(serde_json::json!({"type": "kv"}))
+            .with_token(root.clone());
+        node.execute(mount).await.result.unwrap();
+        let write = Request::new(Operation::Update, "kv/greeting")
+            .with_data(serde_json::json!({"text": "hello"}))
+            .with_token(root);
+        node.execute(write).await.result.unwrap();
+
+        let (head, check) = node
+            .storage()
+            .read(|txn| (Wal::head(txn).unwrap(), Merkle::check(txn).unwrap()))
+            .unwrap();
+        assert_eq!(
+            head.index,
+            before.index + 2,
+            "one entry per committed batch"
+        );
+        assert!(
+            !check.is_corrupted(),
+            "the index matches a rebuild: {check:?}"
+        );
+        let entry = node
+            .storage()
+            .read(|txn| Wal::entry(txn, head.index))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.hash, head.hash);
+        assert!(entry.ops.iter().any(|op| op.key().starts_with("logical/")));
+        node.shutdown();
+    }
 }

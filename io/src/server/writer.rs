@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use coffer_core::error::Error;
+use coffer_core::replication::apply::log_shared_writes;
+use coffer_core::replication::config::ReplicationConfig;
+use coffer_core::replication::wal::Wal;
 use coffer_core::request::{Caller, Request, Response};
 use coffer_core::storage::{
     Overlay, Partition, Storage, StorageError, Transaction, WriteSet, apply_writes,
@@ -29,6 +32,8 @@ pub struct WriterLimits {
     pub queue_length: usize,
     /// Maximum number of requests committed together in one transaction.
     pub batch_size: usize,
+    /// Newest WAL entries kept on disk; each commit trims the older ones.
+    pub wal_retain: u64,
 }
 
 impl Default for WriterLimits {
@@ -36,6 +41,7 @@ impl Default for WriterLimits {
         WriterLimits {
             queue_length: 1024,
             batch_size: 128,
+            wal_retain: ReplicationConfig::default().wal_retain,
         }
     }
 }
@@ -73,9 +79,10 @@ impl Writer {
     {
         let (sender, receiver) = mpsc::sync_channel(limits.queue_length.max(1));
         let batch_size = limits.batch_size.max(1);
+        let wal = Wal::new(limits.wal_retain);
         let thread = std::thread::Builder::new()
             .name("coffer-writer".into())
-            .spawn(move || run(&core, &*storage, &*environment, &receiver, batch_size))?;
+            .spawn(move || run(&core, &*storage, &*environment, &wal, &receiver, batch_size))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
@@ -93,8 +100,9 @@ impl Writer {
         S: Storage + 'static,
         E: Environment,
     {
+        let wal = Wal::new(WriterLimits::default().wal_retain);
         let commit: InlineCommit =
-            Arc::new(move |batch| commit_batch(&core, &*storage, &*environment, batch));
+            Arc::new(move |batch| commit_batch(&core, &*storage, &*environment, &wal, batch));
         Writer {
             sender: Mutex::new(None),
             thread: Mutex::new(None),
@@ -102,6 +110,7 @@ impl Writer {
             limits: WriterLimits {
                 queue_length: 0,
                 batch_size: 1,
+                ..WriterLimits::default()
             },
         }
     }
@@ -176,6 +185,7 @@ fn run<S: Storage, E: Environment>(
     core: &Core,
     storage: &S,
     environment: &E,
+    wal: &Wal,
     receiver: &Receiver<Job>,
     batch_size: usize,
 ) {
@@ -189,7 +199,7 @@ fn run<S: Storage, E: Environment>(
                 Err(_) => break,
             }
         }
-        commit_batch(core, storage, environment, batch);
+        commit_batch(core, storage, environment, wal, batch);
     }
 }
 
@@ -197,6 +207,7 @@ fn commit_batch<S: Storage, E: Environment>(
     core: &Core,
     storage: &S,
     environment: &E,
+    wal: &Wal,
     batch: Vec<Job>,
 ) {
     let committed = storage.write(|txn| {
@@ -205,6 +216,14 @@ fn commit_batch<S: Storage, E: Environment>(
         for job in &batch {
             results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
         }
+        // The whole batch becomes one WAL entry, written with its Merkle updates in the same
+        // transaction as the data.
+        let shared: Vec<String> = changed
+            .iter()
+            .filter(|(partition, _)| *partition == Partition::Shared)
+            .map(|(_, key)| key.clone())
+            .collect();
+        log_shared_writes(txn, wal, &shared)?;
         Ok::<_, StorageError>((results, changed))
     });
     // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
@@ -405,6 +424,7 @@ mod tests {
         let limits = WriterLimits {
             queue_length: 16,
             batch_size: 16,
+            ..WriterLimits::default()
         };
         let dir = tempfile::tempdir().unwrap();
         let harness = harness(LmdbStorage::open(dir.path(), 1 << 20).unwrap(), limits);
@@ -426,6 +446,7 @@ mod tests {
         let limits = WriterLimits {
             queue_length: 16,
             batch_size: 4,
+            ..WriterLimits::default()
         };
         let harness = harness(MemStorage::new(), limits);
         let first = occupy_writer(&harness);
@@ -446,6 +467,7 @@ mod tests {
         let limits = WriterLimits {
             queue_length: 2,
             batch_size: 8,
+            ..WriterLimits::default()
         };
         let harness = harness(MemStorage::new(), limits);
         let _first = occupy_writer(&harness);

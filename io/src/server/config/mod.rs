@@ -112,7 +112,7 @@ pub struct ReplicationConfig {
     pub logshipper_buffer_length: Option<u64>,
     /// Bytes of WAL kept for secondaries that fall behind.
     pub logshipper_buffer_size: Option<u64>,
-    /// How long a write waits for secondaries to acknowledge it, at most.
+    /// How long a secondary waits to apply its own forwarded write before it answers.
     pub best_effort_wal_wait_duration: Option<Duration>,
 }
 
