@@ -8,13 +8,19 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use coffer_core::barrier::shamir::split;
+use coffer_core::replication::activation::keys::PrivateKey;
+use coffer_core::replication::activation::{
+    self, BootstrapBundle, Claims, ClaimsParams, ReplicationCa, token,
+};
 use coffer_core::replication::frame::{decode_frame, encode_message};
 use coffer_core::replication::message::{ErrorCode, Message};
 use coffer_core::replication::wal::{Entry, Op, Wal};
 use coffer_core::replication::{Epoch, Position};
 use coffer_core::storage::{MemStorage, Partition, Storage};
-use coffer_fuzz_targets::FUZZ_LIMITS;
+use coffer_fuzz_targets::{ACTIVATION_NOW, FUZZ_LIMITS, activation_key};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -57,6 +63,7 @@ fn main() -> std::io::Result<()> {
         "base64-unpadded",
         unpadded.as_bytes(),
     )?;
+    activation_seeds(&root)?;
     for target in ["secondary_state_machine", "barrier_tokens"] {
         for (seed, length) in [(1, 64), (2, 256), (3, 1024)] {
             let mut bytes = vec![0; length];
@@ -65,6 +72,53 @@ fn main() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn activation_seeds(root: &Path) -> std::io::Result<()> {
+    let cluster = "cluster-a";
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let ca = ReplicationCa::generate(&mut rng, ACTIVATION_NOW, cluster).expect("the CA generates");
+    let primary = ca
+        .issue_primary_cert(&mut rng, ACTIVATION_NOW, &["127.0.0.1:8201"])
+        .expect("the primary certificate issues");
+    let secondary = ca
+        .issue_secondary_cert(&mut rng, ACTIVATION_NOW, "east")
+        .expect("the secondary certificate issues");
+    let mut bundle = BootstrapBundle {
+        cluster_id: cluster.to_owned(),
+        secondary_id: "east".to_owned(),
+        primary_cluster_addrs: vec!["127.0.0.1:8201".to_owned(), "10.0.0.5:8201".to_owned()],
+        primary_api_addr: "https://127.0.0.1:8200".to_owned(),
+        ca_cert_der: ca.cert_der().to_vec(),
+        primary_cert_der: primary.cert_der,
+        secondary_cert_der: secondary.cert_der,
+        secondary_key: secondary.key,
+        epoch: activation::Epoch {
+            number: 1,
+            cluster_id: cluster.to_owned(),
+        },
+    };
+    write(root, "bootstrap_bundle", "with-key", &bundle.encode())?;
+    bundle.secondary_key = None;
+    write(root, "bootstrap_bundle", "without-key", &bundle.encode())?;
+
+    let params = ClaimsParams {
+        jti: "wrapping-token-id".to_owned(),
+        addr: Some("https://127.0.0.1:8200".to_owned()),
+        id: "east".to_owned(),
+        cluster_id: cluster.to_owned(),
+        ca_sha256: ca.ca_sha256(),
+    };
+    let claims = Claims::new(params, ACTIVATION_NOW, Duration::from_secs(1800));
+    let valid = token::issue(&activation_key(), &claims);
+    write(root, "activation_token", "valid", valid.as_bytes())?;
+    let other_key = PrivateKey::generate(&mut rng);
+    let foreign = token::issue(&other_key, &claims);
+    write(root, "activation_token", "other-key", foreign.as_bytes())?;
+    let mut old = claims.clone();
+    old.exp = old.iat;
+    let expired = token::issue(&activation_key(), &old);
+    write(root, "activation_token", "expired", expired.as_bytes())
 }
 
 fn write(root: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {

@@ -13,12 +13,17 @@ mod http_input;
 mod secondary_steps;
 mod token_steps;
 
+use coffer_core::Timestamp;
 use coffer_core::acl::parse_policy;
 use coffer_core::barrier::decode_share;
+use coffer_core::replication::activation::keys::{PrivateKey, PublicKey};
+use coffer_core::replication::activation::{ACTIVATION_TOKEN_TYPE, decode_bundle, token};
 use coffer_core::replication::frame::{FrameDecoder, FrameLimits, decode_frame, decode_message};
 use coffer_core::replication::wal::{Wal, entry_key};
 use coffer_core::storage::{MemStorage, Partition, Storage};
 use coffer_io::server::{map_request, parse_config};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
 
 pub use secondary_steps::secondary_state_machine;
 pub use token_steps::barrier_tokens;
@@ -37,7 +42,12 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("shamir_share", shamir_share),
     ("secondary_state_machine", secondary_state_machine),
     ("barrier_tokens", barrier_tokens),
+    ("activation_token", activation_token),
+    ("bootstrap_bundle", bootstrap_bundle),
 ];
+
+/// The time at which `activation_token` verifies tokens.
+pub const ACTIVATION_NOW: Timestamp = Timestamp::from_secs(1_750_000_000);
 
 /// Small limits, so that inputs of a few kilobytes reach the size checks.
 pub const FUZZ_LIMITS: FrameLimits = FrameLimits {
@@ -117,6 +127,29 @@ pub fn shamir_share(data: &[u8]) {
     }
 }
 
+/// Returns the key whose public half `activation_token` verifies with. The seed generator signs
+/// with it, so some seeds carry a valid signature.
+pub fn activation_key() -> PrivateKey {
+    PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(5))
+}
+
+/// Parses the input as an activation token without checking it, then verifies it with the
+/// fixed key of [`activation_key`].
+pub fn activation_token(data: &[u8]) {
+    static PUBLIC_KEY: std::sync::OnceLock<PublicKey> = std::sync::OnceLock::new();
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = token::parse_unverified(text);
+    let public_key = PUBLIC_KEY.get_or_init(|| activation_key().public_key());
+    let _ = token::verify(public_key, text, ACTIVATION_NOW, ACTIVATION_TOKEN_TYPE);
+}
+
+/// Decodes the input as a bootstrap bundle.
+pub fn bootstrap_bundle(data: &[u8]) {
+    let _ = decode_bundle(data);
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -189,6 +222,26 @@ mod tests {
             let share = coffer_core::barrier::decode_share(text(&data));
             assert!(share.is_ok(), "{}", path.display());
         }
+        for (path, data) in seeds_of("bootstrap_bundle") {
+            let bundle = super::decode_bundle(&data);
+            assert!(bundle.is_ok(), "{}: {bundle:?}", path.display());
+        }
+        let public_key = super::activation_key().public_key();
+        for (path, data) in seeds_of("activation_token") {
+            let claims = super::token::parse_unverified(text(&data));
+            assert!(claims.is_ok(), "{}: {claims:?}", path.display());
+        }
+        let valid = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/activation_token/seed-valid"),
+        )
+        .expect("the valid token seed reads");
+        let verified = super::token::verify(
+            &public_key,
+            &valid,
+            super::ACTIVATION_NOW,
+            super::ACTIVATION_TOKEN_TYPE,
+        );
+        assert!(verified.is_ok(), "{verified:?}");
     }
 
     #[test]
