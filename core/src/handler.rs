@@ -50,14 +50,14 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// What became of a request.
+/// The result of running a request.
 #[derive(Debug)]
 pub enum Outcome {
     /// The request finished with this response.
     Response(Response),
     /// The request failed with this error.
     Error(Error),
-    /// The request tried to write a partition the transaction holds read-only. The caller must
+    /// The request tried to write a partition that is read-only in this transaction. The caller must
     /// drop the transaction's writes and rerun the request where the partition is writable: on
     /// this node's writer, or on the primary for a shared write on a secondary.
     ReadOnly(Partition),
@@ -94,7 +94,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// A sealed core.
+    /// Makes a sealed core.
     pub fn new(config: CoreConfig) -> Core {
         Core {
             config,
