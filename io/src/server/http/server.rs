@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::request::map_request;
@@ -34,6 +35,9 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Time a client has to finish the TLS handshake or to send its request head.
     pub handshake_timeout: Duration,
+    /// Maximum number of open connections. A connection beyond it is closed at once, so idle
+    /// or slow clients cannot exhaust the process's file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for HttpLimits {
@@ -43,6 +47,7 @@ impl Default for HttpLimits {
             max_header_size: 64 << 10,
             request_timeout: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -65,12 +70,29 @@ pub async fn serve<S, E, L>(
 {
     let builder = Arc::new(connection_builder(limits));
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut rejected: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        rejected += 1;
+                        // Logging every rejection would let a flood of connections flood the
+                        // log too: log the 1st, 2nd, 4th, 8th, ... only.
+                        if rejected.is_power_of_two() {
+                            tracing::warn!(
+                                %peer,
+                                max_connections = limits.max_connections,
+                                rejected,
+                                "too many open connections; closing a new one"
+                            );
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     let connection = Connection {
                         node: Arc::clone(&node),
                         builder: Arc::clone(&builder),
@@ -79,7 +101,10 @@ pub async fn serve<S, E, L>(
                         limits,
                         peer,
                     };
-                    tokio::spawn(connection.run(stream));
+                    tokio::spawn(async move {
+                        connection.run(stream).await;
+                        drop(permit);
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, "failed to accept a connection");
@@ -305,6 +330,14 @@ mod tests {
     }
 
     async fn start_with(tls: Option<TlsAcceptor>) -> TestServer {
+        let limits = HttpLimits {
+            max_request_size: LIMIT,
+            ..HttpLimits::default()
+        };
+        start_with_limits(tls, limits).await
+    }
+
+    async fn start_with_limits(tls: Option<TlsAcceptor>, limits: HttpLimits) -> TestServer {
         let core = Core::new(CoreConfig::default());
         let node = Node::start(
             core,
@@ -318,10 +351,6 @@ mod tests {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = HttpLimits {
-            max_request_size: LIMIT,
-            ..HttpLimits::default()
-        };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
@@ -395,6 +424,32 @@ mod tests {
         let next = send(server.addr, Method::GET, "/elsewhere", Vec::new()).await;
         assert_eq!(next.status(), StatusCode::NOT_FOUND);
         assert_eq!(json_body(&next), json!({"errors": []}));
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connection_over_limit_is_closed() {
+        let limits = HttpLimits {
+            max_connections: 1,
+            ..HttpLimits::default()
+        };
+        let server = start_with_limits(None, limits).await;
+        let held = TcpStream::connect(server.addr).await.unwrap();
+        // Give the accept loop time to hand the held connection its permit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let mut extra = TcpStream::connect(server.addr).await.unwrap();
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buffer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the extra connection is closed: {read:?}"
+        );
+
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = send(server.addr, Method::GET, "/elsewhere", Vec::new()).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
         server.stop().await;
     }
 
