@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-/// What a request does, as Vault's ACLs see it.
+/// The kind of a request, as Vault's ACLs see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
@@ -96,7 +96,7 @@ impl Request {
     }
 }
 
-/// Who sent a request, once its token has been checked.
+/// The sender of a request, once its token has been checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
     /// The token's accessor.
@@ -219,7 +219,7 @@ impl Logical {
 pub enum Response {
     /// A Vault envelope.
     Logical(Box<Logical>),
-    /// A body with no envelope, as `sys/init`, `sys/seal-status` and `sys/health` answer.
+    /// A body with no envelope, as `sys/init`, `sys/seal-status` and `sys/health` return.
     Raw {
         /// HTTP status.
         status: u16,

@@ -87,7 +87,7 @@ pub enum StorageError {
         partition: Partition,
         /// The key of the value.
         key: String,
-        /// What was wrong with it.
+        /// The problem found with it.
         reason: String,
     },
 }

@@ -37,7 +37,8 @@ fn token_create_lookup_renew_revoke() -> anyhow::Result<()> {
         "{}",
         lookup.display_name
     );
-    assert!(lookup.ttl > 0 && lookup.ttl <= 3600, "ttl {}", lookup.ttl);
+    assert!(lookup.ttl > 0, "ttl {}", lookup.ttl);
+    assert!(lookup.ttl <= 3600, "ttl {}", lookup.ttl);
 
     let renewed = rt.block_on(vaultrs::token::renew(
         &root,

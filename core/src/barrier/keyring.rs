@@ -18,7 +18,7 @@ const FORMAT_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 
-/// Why a stored value did not decrypt.
+/// The reason a stored value did not decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyringError {
     /// The value is shorter than the header or has an unknown format byte.

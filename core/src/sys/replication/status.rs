@@ -65,7 +65,7 @@ fn performance_status(
     ctx: &mut Ctx<'_>,
     txn: &mut dyn Transaction,
 ) -> Result<Map<String, Value>, Error> {
-    // NOTE: the identity is behind the barrier, so a sealed node answers 503 here.
+    // NOTE: the identity is behind the barrier, so a sealed node returns 503 here.
     let view = core.barrier.view(txn, &mut *ctx.rng)?;
     let Some(identity) = state::load_primary(&view)? else {
         return Ok(disabled());
