@@ -11,6 +11,8 @@ pub struct ServerOptions {
     pub tls: bool,
     /// The listener's `max_request_size` in bytes; the server's default when `None`.
     pub max_request_size: Option<u64>,
+    /// HCL appended to the configuration, such as a `replication { ... }` block.
+    pub extra_config: String,
 }
 
 impl ServerOptions {
@@ -25,6 +27,13 @@ impl ServerOptions {
     /// Sets the listener's maximum request size in bytes.
     pub fn max_request_size(mut self, bytes: u64) -> ServerOptions {
         self.max_request_size = Some(bytes);
+        self
+    }
+
+    /// Appends `hcl` to the configuration file.
+    pub fn extra_config(mut self, hcl: &str) -> ServerOptions {
+        self.extra_config.push_str(hcl);
+        self.extra_config.push('\n');
         self
     }
 }
@@ -105,8 +114,9 @@ fn config_text(
          api_addr      = \"{scheme}://127.0.0.1:{api_port}\"\n\
          cluster_addr  = \"https://127.0.0.1:{cluster_port}\"\n\
          disable_mlock = true\n\
-         log_level     = \"debug\"\n",
-        data_dir.display().to_string()
+         log_level     = \"debug\"\n{}",
+        data_dir.display().to_string(),
+        options.extra_config
     )
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 mod binary;
+pub mod cluster;
 mod config;
 mod server;
 

@@ -1,0 +1,3 @@
+//! Secondary activation on this node: the steps of `secondary/enable` that need the network.
+
+pub mod unwrap;
