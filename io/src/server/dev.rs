@@ -44,6 +44,16 @@ pub enum DevError {
         /// The missing field.
         field: &'static str,
     },
+    /// A state was not reached in time.
+    #[error("dev mode setup failed at {step}: not done after {waited:?}; the state is {last}")]
+    Timeout {
+        /// The request path polled.
+        step: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// The last state seen.
+        last: String,
+    },
 }
 
 /// Initialises the node with one key share, unseals it, mounts KV v2 at `secret/` and, when
@@ -90,7 +100,8 @@ where
     })
 }
 
-async fn call<S, E>(
+/// Sends one update request to `node` and returns its data, as a client would see it.
+pub(super) async fn call<S, E>(
     node: &Node<S, E>,
     step: &'static str,
     data: Value,

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod config;
 pub mod dev;
+pub mod dev_cluster;
 pub mod environment;
 pub mod http;
 pub mod logging;
@@ -44,8 +45,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Runs a single unsealed development node on a temporary LMDB directory.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dev_cluster")]
     pub dev: bool,
+    /// Runs a development primary and one secondary replicating from it, each on its own
+    /// temporary LMDB directory, on the dev listen address and the three ports after it.
+    #[arg(long)]
+    pub dev_cluster: bool,
     /// Address of the dev mode's plain-HTTP listener.
     #[arg(
         long,
@@ -95,6 +100,9 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
     if args.dev {
         return run_dev(args, config, core).await;
+    }
+    if args.dev_cluster {
+        return run_dev_cluster(args, config).await;
     }
     match config.storage.clone() {
         Some(StorageConfig::Lmdb { path, map_size }) => {
@@ -219,6 +227,42 @@ async fn launch<S: Storage + 'static>(
     storage: S,
     dev: Option<DevOptions>,
 ) -> anyhow::Result<()> {
+    let running = start_node(config, core, storage).await?;
+    if let Some(options) = dev {
+        let credentials = dev::setup(&running.node, &options).await?;
+        let address = format!("http://{}", config.listeners[0].address);
+        dev::print_banner(&address, &credentials);
+    }
+    wait_for_signal().await;
+    running.stop().await;
+    tracing::info!("the server stopped");
+    Ok(())
+}
+
+/// A node serving its listeners until [`RunningNode::stop`].
+struct RunningNode<S: Storage + 'static> {
+    node: Arc<Node<S, SystemEnvironment>>,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<()>,
+}
+
+impl<S: Storage + 'static> RunningNode<S> {
+    /// Stops accepting, lets in-flight requests finish and stops the writer.
+    async fn stop(mut self) {
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = self.stop.send(true);
+        while self.servers.join_next().await.is_some() {}
+        let node = self.node;
+        tokio::task::block_in_place(|| node.shutdown());
+    }
+}
+
+/// Starts the node's writer and its listeners.
+async fn start_node<S: Storage + 'static>(
+    config: &Config,
+    core: Core,
+    storage: S,
+) -> anyhow::Result<RunningNode<S>> {
     if config.listeners.is_empty() {
         bail!(
             "the config has no listener; add listener \"tcp\" {{ address = \"127.0.0.1:8200\" }}"
@@ -232,20 +276,79 @@ async fn launch<S: Storage + 'static>(
     for listener in &config.listeners {
         start_listener(&node, listener, &stopped, &mut servers).await?;
     }
+    Ok(RunningNode {
+        node,
+        stop,
+        servers,
+    })
+}
 
-    if let Some(options) = dev {
-        let credentials = dev::setup(&node, &options).await?;
-        let address = format!("http://{}", config.listeners[0].address);
-        dev::print_banner(&address, &credentials);
-    }
+async fn run_dev_cluster(args: ServerArgs, config: Config) -> anyhow::Result<()> {
+    let addresses = dev_cluster::DevClusterAddresses::from_primary(args.dev_listen_address)
+        .map_err(anyhow::Error::msg)?;
+    let directory = tempfile::Builder::new()
+        .prefix("coffer-dev-cluster-")
+        .tempdir()
+        .context("failed to create the dev cluster's temporary storage directory")?;
+    let primary_config = dev_node_config(&config, addresses.primary_api, addresses.primary_cluster);
+    let secondary_config = dev_node_config(
+        &config,
+        addresses.secondary_api,
+        addresses.secondary_cluster,
+    );
+    let primary_storage = open_lmdb(&directory.path().join("primary"), None)?;
+    let secondary_storage = open_lmdb(&directory.path().join("secondary"), None)?;
+    let primary = start_node(
+        &primary_config,
+        Core::new(core_config(&config)),
+        primary_storage,
+    )
+    .await?;
+    let secondary = start_node(
+        &secondary_config,
+        Core::new(core_config(&config)),
+        secondary_storage,
+    )
+    .await?;
+    let options = DevOptions {
+        root_token_id: args.dev_root_token_id.map(Secret::new),
+    };
+    let joined = async {
+        let primary_credentials = dev::setup(&primary.node, &options).await?;
+        let secondary_credentials = dev::setup(&secondary.node, &DevOptions::default()).await?;
+        dev_cluster::join(
+            &primary.node,
+            primary_credentials,
+            &secondary.node,
+            &secondary_credentials,
+        )
+        .await
+    };
+    let result = match joined.await {
+        Ok(credentials) => {
+            dev_cluster::print_banner(&addresses, &credentials);
+            wait_for_signal().await;
+            Ok(())
+        }
+        Err(error) => Err(anyhow::Error::new(error)),
+    };
+    secondary.stop().await;
+    primary.stop().await;
+    tracing::info!("the dev cluster stopped");
+    // The directory is removed here, after both storages have been closed.
+    drop(directory);
+    result
+}
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    let _ = stop.send(true);
-    while servers.join_next().await.is_some() {}
-    tokio::task::block_in_place(|| node.shutdown());
-    tracing::info!("the server stopped");
-    Ok(())
+/// One dev cluster node's configuration: plain HTTP on `api`, the cluster port on `cluster`.
+fn dev_node_config(base: &Config, api: SocketAddr, cluster: SocketAddr) -> Config {
+    let mut config = base.clone();
+    let mut listener = dev_listener(api);
+    listener.cluster_address = Some(cluster);
+    config.listeners = vec![listener];
+    config.api_addr = Some(format!("http://{api}"));
+    config.cluster_addr = Some(format!("https://{cluster}"));
+    config
 }
 
 async fn start_listener<S: Storage + 'static>(
