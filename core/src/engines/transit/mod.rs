@@ -8,6 +8,7 @@
 
 mod aead;
 mod crypt;
+mod export;
 mod hashing;
 mod key;
 mod manage;
@@ -39,6 +40,12 @@ pub(crate) fn handle(
     let data = &request.data;
     if head == "keys" {
         return manage::handle(now, operation, rest, data, location, view);
+    }
+    if head == "export" {
+        return match operation {
+            Operation::Read => export::handle(rest, location, view),
+            _ => Err(Error::unsupported_operation()),
+        };
     }
     if operation != Operation::Update {
         return Err(Error::unsupported_operation());

@@ -465,10 +465,11 @@ impl SigningInput<'_> {
             RsaScheme::Pkcs1v15 => private_key.sign(pkcs1v15_padding(self.options.hash), &digest),
             RsaScheme::Pss => {
                 let hash_len = pss_hash_len(self.options.hash)?;
+                let max_salt = max_pss_salt(&private_key, hash_len)?;
                 let salt = match self.options.salt {
-                    SaltLength::Auto => max_pss_salt(&private_key, hash_len)?,
+                    SaltLength::Auto => max_salt,
                     SaltLength::Hash => hash_len,
-                    SaltLength::Bytes(bytes) => bytes,
+                    SaltLength::Bytes(bytes) => checked_salt(bytes, max_salt)?,
                 };
                 let padding = pss_padding(self.options.hash, salt)?;
                 private_key.sign_with_rng(&mut rng, padding, &digest)
@@ -493,10 +494,11 @@ impl SigningInput<'_> {
                 .is_ok()),
             RsaScheme::Pss => {
                 let hash_len = pss_hash_len(self.options.hash)?;
+                let max_salt = max_pss_salt(&private_key, hash_len)?;
                 let salts = match self.options.salt {
-                    SaltLength::Auto => vec![max_pss_salt(&private_key, hash_len)?, hash_len],
+                    SaltLength::Auto => vec![max_salt, hash_len],
                     SaltLength::Hash => vec![hash_len],
-                    SaltLength::Bytes(bytes) => vec![bytes],
+                    SaltLength::Bytes(bytes) => vec![checked_salt(bytes, max_salt)?],
                 };
                 for salt in salts {
                     let padding = pss_padding(self.options.hash, salt)?;
@@ -571,6 +573,17 @@ fn max_pss_salt(key: &RsaPrivateKey, hash_len: usize) -> Result<usize, Error> {
     em_len
         .checked_sub(hash_len + 2)
         .ok_or_else(|| Error::bad_request("the hash is too long for this RSA key"))
+}
+
+/// Rejects a salt longer than the key and hash leave room for, before the RSA crate adds it to
+/// other lengths.
+fn checked_salt(bytes: usize, max_salt: usize) -> Result<usize, Error> {
+    if bytes > max_salt {
+        return Err(Error::bad_request(format!(
+            "invalid salt_length {bytes}: this key and hash allow at most {max_salt} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn corrupt_key() -> Error {

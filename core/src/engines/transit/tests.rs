@@ -910,3 +910,80 @@ fn invalid_key_name_is_rejected() {
     let text = message(&mut harness, "transit/keys/-bad", json!({}));
     assert!(text.starts_with("invalid key name \"-bad\""), "{text}");
 }
+
+#[test]
+fn export_needs_exportable() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "k", json!({}));
+    let (status, messages) = harness.fail(Read, "transit/export/encryption-key/k", json!({}));
+    assert_eq!(status, 400);
+    assert!(messages[0].starts_with("private key material is not exportable"));
+}
+
+#[test]
+fn exported_key_decrypts_ciphertext() {
+    use aes_gcm::aead::{Aead, KeyInit};
+
+    let mut harness = with_transit();
+    create_key(&mut harness, "k", json!({"exportable": true}));
+    let ciphertext = encrypt(&mut harness, "k", b"exported");
+    let data = harness.data(Read, "transit/export/encryption-key/k/latest", json!({}));
+    assert_eq!(data["name"], json!("k"));
+    let key = STANDARD
+        .decode(data["keys"]["1"].as_str().unwrap())
+        .unwrap();
+    let raw = STANDARD
+        .decode(ciphertext.strip_prefix("vault:v1:").unwrap())
+        .unwrap();
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap();
+    let (nonce, sealed) = raw.split_at(12);
+    let plaintext = cipher
+        .decrypt(aes_gcm::Nonce::from_slice(nonce), sealed)
+        .unwrap();
+    assert_eq!(plaintext, b"exported");
+}
+
+#[test]
+fn export_of_signing_keys_is_pem_or_base64() {
+    let mut harness = with_transit();
+    create_key(
+        &mut harness,
+        "e",
+        json!({"type": "ed25519", "exportable": true}),
+    );
+    create_key(
+        &mut harness,
+        "p",
+        json!({"type": "ecdsa-p384", "exportable": true}),
+    );
+    let data = harness.data(Read, "transit/export/signing-key/e", json!({}));
+    let pair = STANDARD
+        .decode(data["keys"]["1"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(pair.len(), 64);
+    let data = harness.data(Read, "transit/export/signing-key/p/1", json!({}));
+    let pem = data["keys"]["1"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+    let data = harness.data(Read, "transit/export/public-key/p", json!({}));
+    let pem = data["keys"]["1"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+}
+
+#[test]
+fn oversized_pss_salt_is_rejected() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "r", json!({"type": "rsa-2048"}));
+    let body = json!({"input": b64(b"m"), "salt_length": "18446744073709551615"});
+    let text = message(&mut harness, "transit/sign/r", body);
+    assert!(
+        text.starts_with("invalid salt_length 18446744073709551615"),
+        "{text}"
+    );
+    let body = json!({
+        "input": b64(b"m"),
+        "signature": "vault:v1:AAAA",
+        "salt_length": "18446744073709551615",
+    });
+    let text = message(&mut harness, "transit/verify/r", body);
+    assert!(text.starts_with("invalid salt_length"), "{text}");
+}
