@@ -282,6 +282,9 @@ pub(super) struct Policy {
     pub(super) min_encryption_version: u32,
     /// The newest version.
     pub(super) latest_version: u32,
+    /// The oldest version still stored, 0 before the first trim.
+    #[serde(default)]
+    pub(super) min_available_version: u32,
     /// Seconds between automatic rotations, 0 for none.
     pub(super) auto_rotate_period: u64,
     /// The length in bytes of each version's HMAC key.
@@ -360,6 +363,7 @@ impl Policy {
             min_decryption_version: 1,
             min_encryption_version: 0,
             latest_version: 0,
+            min_available_version: 0,
             auto_rotate_period: settings.auto_rotate_period,
             hmac_key_size: settings.key_size,
             versions: BTreeMap::new(),

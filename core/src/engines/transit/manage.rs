@@ -1,5 +1,5 @@
-//! Key management: `keys/` list, `keys/:name` create, read and delete, `keys/:name/config`
-//! and `keys/:name/rotate`.
+//! Key management: `keys/` list, `keys/:name` create, read and delete, `keys/:name/config`,
+//! `keys/:name/rotate` and `keys/:name/trim`.
 
 use serde_json::{Map, Value, json};
 
@@ -35,10 +35,11 @@ pub(super) fn handle(
         ("", Operation::Delete) => delete(name, location, view),
         ("config", Operation::Update) => configure(name, data, location, view),
         ("rotate", Operation::Update) => rotate(now, name, location, view),
-        ("" | "config" | "rotate", _) => Err(Error::unsupported_operation()),
+        ("trim", Operation::Update) => trim(name, data, location, view),
+        ("" | "config" | "rotate" | "trim", _) => Err(Error::unsupported_operation()),
         (other, _) => Err(Error::bad_request(format!(
-            "unsupported key action {other:?}: use keys/{name}, keys/{name}/config or \
-             keys/{name}/rotate"
+            "unsupported key action {other:?}: use keys/{name}, keys/{name}/config, \
+             keys/{name}/rotate or keys/{name}/trim"
         ))),
     }
 }
@@ -160,6 +161,12 @@ fn configure(
                 policy.latest_version
             )));
         }
+        if version < policy.min_available_version {
+            return Err(Error::bad_request(format!(
+                "cannot set min decryption version of {version}, versions below {} were trimmed",
+                policy.min_available_version
+            )));
+        }
         policy.min_decryption_version = version;
     }
     if params::uint(data, "min_encryption_version")?.is_some() {
@@ -221,6 +228,56 @@ fn rotate(
     Ok(Response::data(describe(&policy)))
 }
 
+/// Deletes the versions below `min_available_version`, which must not exceed the minimum
+/// encryption and decryption versions.
+fn trim(
+    name: &str,
+    data: &Map<String, Value>,
+    location: &Location,
+    view: &mut SecureView<'_>,
+) -> Result<Response, Error> {
+    let mut policy = key::load_existing(location, view, name)?;
+    if params::uint(data, "min_available_version")?.is_none() {
+        return Err(Error::bad_request("missing min_available_version"));
+    }
+    let version = super::version_field(data, "min_available_version")?;
+    let reject = |message: String| Err(Error::bad_request(message));
+    if version == 0 {
+        return reject("minimum available version cannot be 0".into());
+    }
+    if policy.min_encryption_version == 0 {
+        return reject(format!(
+            "minimum available version cannot be set when minimum encryption version is not \
+             set: set min_encryption_version with keys/{name}/config first"
+        ));
+    }
+    if version > policy.min_encryption_version {
+        return reject(format!(
+            "cannot set minimum available version greater than minimum encryption version: \
+             {version} > {}",
+            policy.min_encryption_version
+        ));
+    }
+    if version > policy.min_decryption_version {
+        return reject(format!(
+            "cannot set minimum available version greater than minimum decryption version: \
+             {version} > {}",
+            policy.min_decryption_version
+        ));
+    }
+    if version < policy.min_available_version {
+        return reject(format!(
+            "cannot set minimum available version less than the current minimum available \
+             version: {version} < {}",
+            policy.min_available_version
+        ));
+    }
+    policy.versions.retain(|number, _| *number >= version);
+    policy.min_available_version = version;
+    key::save(location, view, &policy)?;
+    Ok(Response::data(describe(&policy)))
+}
+
 /// The `data` of a key read, in Vault's shape.
 pub(super) fn describe(policy: &Policy) -> Map<String, Value> {
     let kind = policy.kind;
@@ -229,7 +286,7 @@ pub(super) fn describe(policy: &Policy) -> Map<String, Value> {
         "type": kind.name(),
         "keys": key::versions_json(policy),
         "latest_version": policy.latest_version,
-        "min_available_version": 0,
+        "min_available_version": policy.min_available_version,
         "min_decryption_version": policy.min_decryption_version,
         "min_encryption_version": policy.min_encryption_version,
         "deletion_allowed": policy.deletion_allowed,

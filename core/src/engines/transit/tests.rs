@@ -987,3 +987,47 @@ fn oversized_pss_salt_is_rejected() {
     let text = message(&mut harness, "transit/verify/r", body);
     assert!(text.starts_with("invalid salt_length"), "{text}");
 }
+
+#[test]
+fn trim_removes_old_versions() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "k", json!({}));
+    let old = encrypt(&mut harness, "k", b"old");
+    harness.data(Update, "transit/keys/k/rotate", json!({}));
+    let text = message(
+        &mut harness,
+        "transit/keys/k/trim",
+        json!({"min_available_version": 2}),
+    );
+    assert!(
+        text.starts_with("minimum available version cannot be set"),
+        "{text}"
+    );
+    harness.data(
+        Update,
+        "transit/keys/k/config",
+        json!({"min_decryption_version": 2, "min_encryption_version": 2}),
+    );
+    let data = harness.data(
+        Update,
+        "transit/keys/k/trim",
+        json!({"min_available_version": 2}),
+    );
+    assert_eq!(data["min_available_version"], json!(2));
+    assert_eq!(data["keys"].as_object().unwrap().len(), 1);
+    let text = message(
+        &mut harness,
+        "transit/decrypt/k",
+        json!({"ciphertext": old}),
+    );
+    assert!(
+        text.starts_with("ciphertext or signature version is disallowed"),
+        "{text}"
+    );
+    let text = message(
+        &mut harness,
+        "transit/keys/k/config",
+        json!({"min_decryption_version": 1}),
+    );
+    assert!(text.contains("versions below 2 were trimmed"), "{text}");
+}
