@@ -7,6 +7,7 @@
 //! being forwarded.
 
 mod aead;
+mod backup;
 mod crypt;
 mod export;
 mod hashing;
@@ -47,6 +48,12 @@ pub(crate) fn handle(
             _ => Err(Error::unsupported_operation()),
         };
     }
+    if head == "backup" {
+        return match operation {
+            Operation::Read => backup::backup(key_name(rest)?, location, view),
+            _ => Err(Error::unsupported_operation()),
+        };
+    }
     if operation != Operation::Update {
         return Err(Error::unsupported_operation());
     }
@@ -70,6 +77,7 @@ pub(crate) fn handle(
             let (name, algorithm) = split_suffix(rest);
             sign::verify(key_name(name)?, algorithm, data, location, view)
         }
+        "restore" => backup::restore(non_empty(rest), data, location, view),
         "hash" => hashing::hash(non_empty(rest), data),
         "random" => hashing::random(rest, data, view.rng()),
         _ => Err(Error::no_handler(&request.path)),

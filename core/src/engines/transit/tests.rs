@@ -1031,3 +1031,35 @@ fn trim_removes_old_versions() {
     );
     assert!(text.contains("versions below 2 were trimmed"), "{text}");
 }
+
+#[test]
+fn backup_needs_plaintext_backup_allowed() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "k", json!({"exportable": true}));
+    let (status, messages) = harness.fail(Read, "transit/backup/k", json!({}));
+    assert_eq!(status, 500);
+    assert!(messages[0].starts_with("plaintext backup is disallowed on the policy"));
+}
+
+#[test]
+fn restored_key_decrypts_old_ciphertext() {
+    let mut harness = with_transit();
+    let settings = json!({"exportable": true, "allow_plaintext_backup": true});
+    create_key(&mut harness, "k", settings);
+    let ciphertext = encrypt(&mut harness, "k", b"kept");
+    let data = harness.data(Read, "transit/backup/k", json!({}));
+    let backup = data["backup"].as_str().unwrap().to_owned();
+
+    let (status, messages) = harness.fail(Update, "transit/restore/k", json!({"backup": backup}));
+    assert_eq!(status, 500);
+    assert!(messages[0].contains("already exists"), "{messages:?}");
+
+    harness.ok(Update, "transit/restore/copy", json!({"backup": backup}));
+    assert_eq!(decrypt(&mut harness, "copy", &ciphertext), b"kept");
+    harness.ok(
+        Update,
+        "transit/restore/k",
+        json!({"backup": backup, "force": true}),
+    );
+    assert_eq!(decrypt(&mut harness, "k", &ciphertext), b"kept");
+}
