@@ -2,12 +2,13 @@
 //!
 //! [`handle`] routes a request to the secrets engine mounted at the longest prefix of its path.
 //! KV version 1 and `generic` mounts are served by `kv_v1`, KV version 2 by `kv_v2` and the
-//! per-token `cubbyhole/` by `cubbyhole`.
+//! per-token `cubbyhole/` by `cubbyhole` and `transit` mounts by `transit`.
 
 mod cubbyhole;
 mod kv_v1;
 mod kv_v2;
 pub mod params;
+mod transit;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -69,6 +70,7 @@ pub fn exists(
     let key = match route.entry.kind.as_str() {
         "kv" if route.entry.is_kv_v2() => kv_v2::existence_key(&location, &route.rest),
         "kv" | "generic" => kv_v1::existence_key(&location, &route.rest),
+        "transit" => transit::existence_key(&location, &route.rest),
         _ => None,
     };
     match key {
@@ -101,6 +103,7 @@ pub fn handle(
             kv_v1::handle(request, &route.rest, &location, mount_type, ttl, &mut view)
         }
         "cubbyhole" => cubbyhole::handle(request, &route.rest, caller, &mut view),
+        "transit" => transit::handle(now, request, &route.rest, &location, &mut view),
         _ => Err(Error::no_handler(&request.path)),
     }
 }

@@ -158,7 +158,7 @@ fn secrets_type(requested: &str, options: &mut BTreeMap<String, String>) -> Resu
             options.insert("version".into(), "1".into());
             "kv"
         }
-        "kv" | "generic" => requested,
+        "kv" | "generic" | "transit" => requested,
         "cubbyhole" | "identity" | "system" => {
             return Err(Error::bad_request(format!(
                 "secrets engine {requested:?} is built in and cannot be mounted again"
