@@ -134,7 +134,7 @@ impl Core {
         txn: &mut dyn Transaction,
     ) -> Result<Option<Caller>, Error> {
         if crate::sys::is_unauthenticated(&request.path)
-            || crate::engines::is_unauthenticated(self, &request.path)
+            || crate::engines::is_unauthenticated(self, txn, &request.path)
         {
             return Ok(None);
         }

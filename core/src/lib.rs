@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod acl;
+mod auth;
 pub mod barrier;
 pub mod engines;
 pub mod error;

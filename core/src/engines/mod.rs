@@ -49,8 +49,8 @@ impl Location {
 }
 
 /// Whether `path` is served without a token, such as a login path of an auth method.
-pub fn is_unauthenticated(_core: &Core, _path: &str) -> bool {
-    false
+pub fn is_unauthenticated(core: &Core, txn: &dyn Transaction, path: &str) -> bool {
+    crate::auth::is_login_path(core, txn, path)
 }
 
 /// Whether the request's target exists, for the ACL's choice between `create` and `update`.
@@ -63,6 +63,9 @@ pub fn exists(
     request: &Request,
     txn: &dyn Transaction,
 ) -> Result<Option<bool>, Error> {
+    if request.path.starts_with("auth/") {
+        return crate::auth::exists(core, request, txn);
+    }
     let Some(route) = mounts::route(core, txn, &request.path)? else {
         return Ok(None);
     };
@@ -87,6 +90,9 @@ pub fn handle(
     caller: Option<&Caller>,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
+    if request.path.starts_with("auth/") {
+        return crate::auth::handle(core, ctx, request, caller, txn);
+    }
     let Some(route) = mounts::route(core, txn, &request.path)? else {
         return Err(Error::no_handler(&request.path));
     };
