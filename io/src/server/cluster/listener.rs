@@ -55,13 +55,16 @@ pub enum AcceptorState {
 }
 
 /// The source of the [`AcceptorState`] that the listener reads for each new connection.
+///
+/// A new state applies to later connections only. Open sessions end when their certificate
+/// leaves the active set, when the handler returns, or at shutdown.
 pub trait AcceptorSource: Send + Sync + 'static {
     /// Returns the state that applies to a connection accepted now.
     fn acceptor_state(&self) -> AcceptorState;
 }
 
-/// The node's role as a watch channel, which the node updates when replication is enabled,
-/// revoked or reconfigured.
+/// The node's role as a watch channel, which the node updates when replication is enabled or
+/// disabled or the node changes role.
 impl AcceptorSource for watch::Receiver<AcceptorState> {
     fn acceptor_state(&self) -> AcceptorState {
         self.borrow().clone()
@@ -90,8 +93,8 @@ pub trait ReplicationHandler: Send + Sync + 'static {
 /// Serves the cluster port on `listener` until `shutdown` completes, then closes every open
 /// connection and returns.
 ///
-/// Replication sessions resume from the secondary's position on reconnection, so closing them
-/// at shutdown loses nothing.
+/// Replication sessions are long-lived streams that do not end on their own, so shutdown ends
+/// them instead of waiting for them.
 pub async fn serve_cluster<L, A, H>(
     mut listener: L,
     source: A,
