@@ -1,0 +1,14 @@
+//! The cluster port: mutually authenticated TLS between a primary and its secondaries
+//! ([`tls`]) and the accept loop that hands authenticated connections to replication
+//! ([`listener`]).
+
+pub mod listener;
+pub mod tls;
+
+pub use listener::{
+    AcceptorSource, AcceptorState, ClusterLimits, ReplicationHandler, serve_cluster,
+};
+pub use tls::{
+    AcceptedConnection, ActiveCerts, CertRejection, ClusterAcceptor, ClusterAlpn, ClusterConnector,
+    ClusterPeer, ClusterTlsError, FORWARDING_ALPN, PeerRole, REPLICATION_ALPN,
+};
