@@ -135,7 +135,7 @@ pub(super) fn open(
     })
 }
 
-/// The 400 for an operation the key type does not support.
+/// Builds the 400 for an operation the key type does not support.
 pub(super) fn unsupported(kind: KeyType, operation: &str) -> Error {
     Error::bad_request(format!(
         "{operation} is not supported by key type {}",
@@ -147,7 +147,7 @@ fn cipher<C: KeyInit>(key: &[u8]) -> Result<C, Error> {
     C::new_from_slice(key).map_err(|_| Error::internal("stored key has the wrong length"))
 }
 
-/// The nonce of a convergent encryption: HMAC-SHA256 of the plaintext under a key derived
+/// Computes the nonce of a convergent encryption: HMAC-SHA256 of the plaintext under a key derived
 /// from the encryption key and the context, cut to 96 bits.
 fn convergent_nonce(
     key: &[u8],

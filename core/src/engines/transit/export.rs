@@ -87,7 +87,7 @@ fn check_type(policy: &Policy, export: Export) -> Result<(), Error> {
     )))
 }
 
-/// The versions to export: all, `latest` or one number.
+/// Returns the versions to export: all, `latest` or one number.
 fn versions(policy: &Policy, version: Option<&str>) -> Result<Vec<u32>, Error> {
     match version {
         None | Some("") => Ok(policy.versions.keys().copied().collect()),

@@ -40,7 +40,7 @@ impl KeyBytes {
         KeyBytes(bytes)
     }
 
-    /// The raw bytes. Callers must not log them.
+    /// Returns the raw bytes. Callers must not log them.
     pub(super) fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -148,7 +148,7 @@ impl KeyType {
             })
     }
 
-    /// The wire name.
+    /// Returns the wire name.
     pub(super) fn name(self) -> &'static str {
         match self {
             KeyType::Aes128Gcm96 => "aes128-gcm96",
@@ -164,7 +164,7 @@ impl KeyType {
         }
     }
 
-    /// Whether the type encrypts and decrypts.
+    /// Returns whether the type encrypts and decrypts.
     pub(super) fn supports_encryption(self) -> bool {
         matches!(
             self,
@@ -172,7 +172,7 @@ impl KeyType {
         )
     }
 
-    /// Whether the type signs and verifies.
+    /// Returns whether the type signs and verifies.
     pub(super) fn supports_signing(self) -> bool {
         matches!(
             self,
@@ -185,17 +185,17 @@ impl KeyType {
         )
     }
 
-    /// Whether the type can derive a key per context.
+    /// Returns whether the type can derive a key per context.
     pub(super) fn supports_derivation(self) -> bool {
         self.supports_encryption() || self == KeyType::Ed25519
     }
 
-    /// Whether the type has a public key to show.
+    /// Returns whether the type has a public key to show.
     fn is_asymmetric(self) -> bool {
         self.supports_signing()
     }
 
-    /// The length of a symmetric key in bytes.
+    /// Returns the length of a symmetric key in bytes.
     pub(super) fn symmetric_key_len(self) -> usize {
         match self {
             KeyType::Aes128Gcm96 => 16,
@@ -235,7 +235,7 @@ impl KeyType {
         }
     }
 
-    /// The modulus size of an RSA type, 0 for the others.
+    /// Returns the modulus size of an RSA type, 0 for the others.
     pub(super) fn rsa_bits(self) -> usize {
         match self {
             KeyType::Rsa2048 => 2048,
@@ -313,7 +313,7 @@ pub(super) struct NewKey {
 }
 
 impl NewKey {
-    /// The settings of an `aes256-gcm96` key with every option off.
+    /// Returns the settings of a key of `kind` with every option off.
     pub(super) fn of_type(kind: KeyType) -> NewKey {
         NewKey {
             kind,
@@ -449,8 +449,8 @@ impl Policy {
         })
     }
 
-    /// The key to encrypt or decrypt with: the version's key, or for a derived policy the key
-    /// derived from `context` with HKDF-SHA256.
+    /// Returns the key to encrypt or decrypt with: the version's key, or for a derived policy
+    /// the key derived from `context` with HKDF-SHA256.
     pub(super) fn symmetric_key(
         &self,
         version: &KeyVersion,
@@ -490,12 +490,12 @@ pub(super) fn derive(
     Ok(output)
 }
 
-/// The storage key of the policy `name`.
+/// Returns the storage key of the policy `name`.
 fn storage_key(location: &Location, name: &str) -> String {
     location.key(&format!("policy/{name}"))
 }
 
-/// The storage key whose presence tells whether the key `name` exists.
+/// Returns the storage key that exists exactly when the key `name` exists.
 pub(super) fn existence_key(location: &Location, name: &str) -> String {
     storage_key(location, name)
 }
@@ -544,13 +544,13 @@ pub(super) fn delete(
     view.delete(location.partition, &storage_key(location, name))
 }
 
-/// The names of every key on the mount.
+/// Lists the names of every key on the mount.
 pub(super) fn list(location: &Location, view: &SecureView<'_>) -> Result<Vec<String>, Error> {
     view.list(location.partition, &location.key("policy/"))
 }
 
 impl KeyType {
-    /// The `name` of a public key in `keys/:name`: Vault shows the curve or RSA size.
+    /// Returns the `name` of a public key in `keys/:name`: the curve, or the RSA type.
     fn public_key_name(self) -> &'static str {
         match self {
             KeyType::EcdsaP256 => "P-256",
@@ -560,7 +560,7 @@ impl KeyType {
     }
 }
 
-/// The `keys` map of a key read: creation times in Unix seconds for symmetric keys, and for
+/// Builds the `keys` map of a key read: creation times in Unix seconds for symmetric keys, and for
 /// asymmetric keys an object with the creation time and the public key.
 pub(super) fn versions_json(policy: &Policy) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;

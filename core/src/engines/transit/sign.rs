@@ -228,7 +228,7 @@ fn is_ecdsa(kind: KeyType) -> bool {
     matches!(kind, KeyType::EcdsaP256 | KeyType::EcdsaP384)
 }
 
-/// How an ECDSA signature is encoded.
+/// The encoding of an ECDSA signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Marshaling {
     /// DER, the default.
@@ -249,7 +249,7 @@ enum RsaScheme {
 /// The PSS salt length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SaltLength {
-    /// The longest salt when signing; either the longest or the hash length when verifying.
+    /// The maximum salt when signing. Verifying accepts the maximum or the hash length.
     Auto,
     /// The hash length.
     Hash,
@@ -302,7 +302,7 @@ impl SignOptions {
         })
     }
 
-    /// The bytes an ECDSA or RSA signature covers: the input itself when it is prehashed or
+    /// Returns the bytes an ECDSA or RSA signature covers: the input itself when it is prehashed or
     /// the hash is `none`, else its digest.
     fn digest(&self, input: &[u8]) -> Vec<u8> {
         if self.prehashed {
@@ -565,7 +565,7 @@ fn pss_needs_hash() -> Error {
     )
 }
 
-/// The longest PSS salt for the key and hash, which Go's `PSSSaltLengthAuto` signs with.
+/// Returns the maximum PSS salt for the key and hash, which Go's `PSSSaltLengthAuto` signs with.
 fn max_pss_salt(key: &RsaPrivateKey, hash_len: usize) -> Result<usize, Error> {
     use rsa::traits::PublicKeyParts;
 
