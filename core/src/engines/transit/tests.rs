@@ -1063,3 +1063,61 @@ fn restored_key_decrypts_old_ciphertext() {
     );
     assert_eq!(decrypt(&mut harness, "k", &ciphertext), b"kept");
 }
+
+/// Runs `request` through the ACL as a caller holding only the policy `policy`.
+fn run_with_policy(harness: &mut Harness, policy: &str, path: &str, body: Value) -> u16 {
+    let caller = crate::request::Caller {
+        policies: vec![policy.to_owned()],
+        token_hash: "t2".into(),
+        ..Default::default()
+    };
+    let request = Request::new(Update, path).with_data(body);
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let (core, now) = (&harness.core, harness.now);
+    let result = harness.storage.write(|txn| {
+        let mut ctx = Ctx::new(now, &mut rng);
+        let result = core.dispatch(&mut ctx, &request, Some(&caller), txn);
+        Ok::<_, crate::Error>(result)
+    });
+    match result.unwrap() {
+        Ok(_) => 200,
+        Err(error) => error.status(),
+    }
+}
+
+#[test]
+fn encrypt_of_missing_key_needs_create() {
+    let mut harness = with_transit();
+    let update_only = r#"path "transit/encrypt/*" { capabilities = ["update"] }"#;
+    let with_create = r#"path "transit/encrypt/*" { capabilities = ["create", "update"] }"#;
+    harness.ok(
+        Update,
+        "sys/policy/update-only",
+        json!({"policy": update_only}),
+    );
+    harness.ok(
+        Update,
+        "sys/policy/with-create",
+        json!({"policy": with_create}),
+    );
+    let body = json!({"plaintext": b64(b"x")});
+
+    let status = run_with_policy(
+        &mut harness,
+        "update-only",
+        "transit/encrypt/new",
+        body.clone(),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(harness.fail(Read, "transit/keys/new", json!({})).0, 404);
+
+    let status = run_with_policy(
+        &mut harness,
+        "with-create",
+        "transit/encrypt/new",
+        body.clone(),
+    );
+    assert_eq!(status, 200);
+    let status = run_with_policy(&mut harness, "update-only", "transit/encrypt/new", body);
+    assert_eq!(status, 200);
+}
