@@ -97,6 +97,9 @@ pub(super) enum KeyType {
     /// ChaCha20-Poly1305 with a 96-bit nonce.
     #[serde(rename = "chacha20-poly1305")]
     ChaCha20Poly1305,
+    /// XChaCha20-Poly1305 with a 192-bit nonce.
+    #[serde(rename = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
     /// Ed25519 signatures.
     #[serde(rename = "ed25519")]
     Ed25519,
@@ -121,10 +124,11 @@ pub(super) enum KeyType {
 }
 
 impl KeyType {
-    const ALL: [KeyType; 10] = [
+    const ALL: [KeyType; 11] = [
         KeyType::Aes128Gcm96,
         KeyType::Aes256Gcm96,
         KeyType::ChaCha20Poly1305,
+        KeyType::XChaCha20Poly1305,
         KeyType::Ed25519,
         KeyType::EcdsaP256,
         KeyType::EcdsaP384,
@@ -154,6 +158,7 @@ impl KeyType {
             KeyType::Aes128Gcm96 => "aes128-gcm96",
             KeyType::Aes256Gcm96 => "aes256-gcm96",
             KeyType::ChaCha20Poly1305 => "chacha20-poly1305",
+            KeyType::XChaCha20Poly1305 => "xchacha20-poly1305",
             KeyType::Ed25519 => "ed25519",
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::EcdsaP384 => "ecdsa-p384",
@@ -168,7 +173,10 @@ impl KeyType {
     pub(super) fn supports_encryption(self) -> bool {
         matches!(
             self,
-            KeyType::Aes128Gcm96 | KeyType::Aes256Gcm96 | KeyType::ChaCha20Poly1305
+            KeyType::Aes128Gcm96
+                | KeyType::Aes256Gcm96
+                | KeyType::ChaCha20Poly1305
+                | KeyType::XChaCha20Poly1305
         )
     }
 
@@ -210,6 +218,7 @@ impl KeyType {
             KeyType::Aes128Gcm96
             | KeyType::Aes256Gcm96
             | KeyType::ChaCha20Poly1305
+            | KeyType::XChaCha20Poly1305
             | KeyType::Ed25519 => Ok(KeyBytes::random(rng, self.symmetric_key_len())),
             KeyType::Hmac => Ok(KeyBytes::random(rng, hmac_size)),
             KeyType::EcdsaP256 => {

@@ -70,12 +70,29 @@ fn message(harness: &mut Harness, path: &str, body: Value) -> String {
 #[test]
 fn symmetric_types_round_trip() {
     let mut harness = with_transit();
-    for kind in ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"] {
+    let kinds = [
+        "aes128-gcm96",
+        "aes256-gcm96",
+        "chacha20-poly1305",
+        "xchacha20-poly1305",
+    ];
+    for kind in kinds {
         create_key(&mut harness, kind, json!({"type": kind}));
         let ciphertext = encrypt(&mut harness, kind, b"attack at dawn");
         assert!(ciphertext.starts_with("vault:v1:"), "{kind}: {ciphertext}");
         assert_eq!(decrypt(&mut harness, kind, &ciphertext), b"attack at dawn");
     }
+}
+
+#[test]
+fn xchacha_ciphertext_has_long_nonce() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "x", json!({"type": "xchacha20-poly1305"}));
+    let ciphertext = encrypt(&mut harness, "x", b"12345");
+    let raw = STANDARD
+        .decode(ciphertext.strip_prefix("vault:v1:").unwrap())
+        .unwrap();
+    assert_eq!(raw.len(), 24 + 5 + 16);
 }
 
 #[test]
