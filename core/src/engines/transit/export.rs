@@ -134,6 +134,10 @@ fn export_version(
             .map_err(|_| corrupt_key())?
             .to_sec1_pem(LineEnding::LF)
             .map_err(|_| encode_error()),
+        (Export::Signing, KeyType::EcdsaP521) => p521::SecretKey::from_slice(key)
+            .map_err(|_| corrupt_key())?
+            .to_sec1_pem(LineEnding::LF)
+            .map_err(|_| encode_error()),
         (Export::Signing, _) => rsa::RsaPrivateKey::from_pkcs8_der(key)
             .map_err(|_| corrupt_key())?
             .to_pkcs1_pem(LineEnding::LF)

@@ -109,6 +109,9 @@ pub(super) enum KeyType {
     /// ECDSA over NIST P-384.
     #[serde(rename = "ecdsa-p384")]
     EcdsaP384,
+    /// ECDSA over NIST P-521.
+    #[serde(rename = "ecdsa-p521")]
+    EcdsaP521,
     /// RSA with a 2048-bit modulus.
     #[serde(rename = "rsa-2048")]
     Rsa2048,
@@ -124,7 +127,7 @@ pub(super) enum KeyType {
 }
 
 impl KeyType {
-    const ALL: [KeyType; 11] = [
+    const ALL: [KeyType; 12] = [
         KeyType::Aes128Gcm96,
         KeyType::Aes256Gcm96,
         KeyType::ChaCha20Poly1305,
@@ -132,6 +135,7 @@ impl KeyType {
         KeyType::Ed25519,
         KeyType::EcdsaP256,
         KeyType::EcdsaP384,
+        KeyType::EcdsaP521,
         KeyType::Rsa2048,
         KeyType::Rsa3072,
         KeyType::Rsa4096,
@@ -162,6 +166,7 @@ impl KeyType {
             KeyType::Ed25519 => "ed25519",
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::EcdsaP521 => "ecdsa-p521",
             KeyType::Rsa2048 => "rsa-2048",
             KeyType::Rsa3072 => "rsa-3072",
             KeyType::Rsa4096 => "rsa-4096",
@@ -187,6 +192,7 @@ impl KeyType {
             KeyType::Ed25519
                 | KeyType::EcdsaP256
                 | KeyType::EcdsaP384
+                | KeyType::EcdsaP521
                 | KeyType::Rsa2048
                 | KeyType::Rsa3072
                 | KeyType::Rsa4096
@@ -227,6 +233,10 @@ impl KeyType {
             }
             KeyType::EcdsaP384 => {
                 let key = p384::ecdsa::SigningKey::random(&mut rng);
+                Ok(KeyBytes::new(key.to_bytes().to_vec()))
+            }
+            KeyType::EcdsaP521 => {
+                let key = p521::ecdsa::SigningKey::random(&mut rng);
                 Ok(KeyBytes::new(key.to_bytes().to_vec()))
             }
             KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
@@ -564,6 +574,7 @@ impl KeyType {
         match self {
             KeyType::EcdsaP256 => "P-256",
             KeyType::EcdsaP384 => "P-384",
+            KeyType::EcdsaP521 => "P-521",
             other => other.name(),
         }
     }

@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signer as _, Verifier as _};
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier, RandomizedPrehashSigner};
 use rand_core::CryptoRngCore;
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
@@ -119,6 +119,11 @@ pub(super) fn public_key_text(kind: KeyType, key: &KeyBytes) -> Result<String, E
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
             .map_err(pem_error),
+        KeyType::EcdsaP521 => p521::SecretKey::from_slice(key.expose())
+            .map_err(|_| corrupt_key())?
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(pem_error),
         KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
             RsaPublicKey::from(&rsa_key(key)?)
                 .to_public_key_pem(LineEnding::LF)
@@ -225,7 +230,10 @@ fn verify_signature(
 }
 
 fn is_ecdsa(kind: KeyType) -> bool {
-    matches!(kind, KeyType::EcdsaP256 | KeyType::EcdsaP384)
+    matches!(
+        kind,
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521
+    )
 }
 
 /// The encoding of an ECDSA signature.
@@ -355,7 +363,7 @@ impl SigningInput<'_> {
                 let signing_key =
                     p256::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
                 let signature: p256::ecdsa::Signature = signing_key
-                    .sign_prehash(&self.options.digest(input))
+                    .sign_prehash(&self.ecdsa_digest(input))
                     .map_err(|_| short_digest())?;
                 Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
             }
@@ -363,7 +371,18 @@ impl SigningInput<'_> {
                 let signing_key =
                     p384::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
                 let signature: p384::ecdsa::Signature = signing_key
-                    .sign_prehash(&self.options.digest(input))
+                    .sign_prehash(&self.ecdsa_digest(input))
+                    .map_err(|_| short_digest())?;
+                Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
+            }
+            KeyType::EcdsaP521 => {
+                let signing_key =
+                    p521::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
+                // NOTE: p521 0.13 signs prehashed input only with a random nonce, so P-521
+                // signatures, unlike P-256 and P-384 ones, are not deterministic (RFC 6979).
+                let mut rng = &mut *rng;
+                let signature: p521::ecdsa::Signature = signing_key
+                    .sign_prehash_with_rng(&mut rng, &self.ecdsa_digest(input))
                     .map_err(|_| short_digest())?;
                 Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
             }
@@ -399,7 +418,7 @@ impl SigningInput<'_> {
                 let Ok(signature) = parsed else {
                     return Ok(false);
                 };
-                let digest = self.options.digest(input);
+                let digest = self.ecdsa_digest(input);
                 Ok(signing_key
                     .verifying_key()
                     .verify_prehash(&digest, &signature)
@@ -415,9 +434,24 @@ impl SigningInput<'_> {
                 let Ok(signature) = parsed else {
                     return Ok(false);
                 };
-                let digest = self.options.digest(input);
+                let digest = self.ecdsa_digest(input);
                 Ok(signing_key
                     .verifying_key()
+                    .verify_prehash(&digest, &signature)
+                    .is_ok())
+            }
+            KeyType::EcdsaP521 => {
+                let signing_key =
+                    p521::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
+                let parsed = match self.options.marshaling {
+                    Marshaling::Asn1 => p521::ecdsa::Signature::from_der(signature),
+                    Marshaling::Jws => p521::ecdsa::Signature::from_slice(signature),
+                };
+                let Ok(signature) = parsed else {
+                    return Ok(false);
+                };
+                let digest = self.ecdsa_digest(input);
+                Ok(p521::ecdsa::VerifyingKey::from(&signing_key)
                     .verify_prehash(&digest, &signature)
                     .is_ok())
             }
@@ -448,6 +482,24 @@ impl SigningInput<'_> {
         }
         let context = required_context(self.context)?;
         ed25519_key(&derive(seed, context, 32)?)
+    }
+
+    /// Returns the digest an ECDSA signature covers, left-padded with zeros to the curve's
+    /// field size when shorter. The padded value is the same integer, which is how Go's ECDSA
+    /// (and so Vault) reads a short hash such as SHA-256 with P-521.
+    fn ecdsa_digest(&self, input: &[u8]) -> Vec<u8> {
+        let digest = self.options.digest(input);
+        let field_len = match self.policy.kind {
+            KeyType::EcdsaP384 => 48,
+            KeyType::EcdsaP521 => 66,
+            _ => 32,
+        };
+        if digest.len() >= field_len {
+            return digest;
+        }
+        let mut padded = vec![0; field_len - digest.len()];
+        padded.extend_from_slice(&digest);
+        padded
     }
 
     fn marshal_ecdsa(&self, der: &[u8], fixed: &[u8]) -> Vec<u8> {

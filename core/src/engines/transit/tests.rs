@@ -701,7 +701,7 @@ fn check_signatures(harness: &mut Harness, kind: &str, options: Value) {
 #[test]
 fn ed25519_and_ecdsa_signatures_verify() {
     let mut harness = with_transit();
-    for kind in ["ed25519", "ecdsa-p256", "ecdsa-p384"] {
+    for kind in ["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"] {
         let data = create_key(&mut harness, kind, json!({"type": kind}));
         assert_eq!(data["supports_signing"], json!(true));
         assert_eq!(data["supports_encryption"], json!(false));
@@ -770,6 +770,10 @@ fn public_keys_have_vault_shapes() {
 
     let data = create_key(&mut harness, "p", json!({"type": "ecdsa-p256"}));
     assert_eq!(data["keys"]["1"]["name"], json!("P-256"));
+    let pem = data["keys"]["1"]["public_key"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let data = create_key(&mut harness, "q", json!({"type": "ecdsa-p521"}));
+    assert_eq!(data["keys"]["1"]["name"], json!("P-521"));
     let pem = data["keys"]["1"]["public_key"].as_str().unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
 }
