@@ -1,10 +1,10 @@
 //! The transit secrets engine: named, versioned keys that encrypt, decrypt, sign, verify and
 //! HMAC data the engine itself never stores.
 //!
-//! Each key is one [`key::Policy`] record behind the barrier. Only key management (`keys/...`)
-//! and the on-the-fly creation of a missing key by `encrypt/` write to storage. Every other
-//! endpoint only reads, so it runs on the read-only snapshot, and on a secondary, without
-//! being forwarded.
+//! Each key is one [`key::Policy`] record behind the barrier. Only key management (`keys/...`),
+//! `restore/` and the on-the-fly creation of a missing key by `encrypt/` write to storage.
+//! Every other endpoint only reads, so it runs on the read-only snapshot, and on a secondary,
+//! without being forwarded.
 
 mod aead;
 mod backup;

@@ -569,6 +569,9 @@ fn ed25519_key(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, Error> {
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+// NOTE: the rsa 0.9 crate's private-key operations are not constant time (advisory
+// RUSTSEC-2023-0071, no fixed release in the 0.9 line), so RSA signing time may leak key bits
+// to an attacker who can time many signatures.
 fn rsa_key(key: &KeyBytes) -> Result<RsaPrivateKey, Error> {
     RsaPrivateKey::from_pkcs8_der(key.expose()).map_err(|_| corrupt_key())
 }
