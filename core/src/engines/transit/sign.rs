@@ -514,7 +514,9 @@ impl SigningInput<'_> {
         let digest = self.options.digest(input);
         let mut rng = rng;
         let signed = match self.options.scheme {
-            RsaScheme::Pkcs1v15 => private_key.sign(pkcs1v15_padding(self.options.hash), &digest),
+            RsaScheme::Pkcs1v15 => {
+                private_key.sign_with_rng(&mut rng, pkcs1v15_padding(self.options.hash), &digest)
+            }
             RsaScheme::Pss => {
                 let hash_len = pss_hash_len(self.options.hash)?;
                 let max_salt = max_pss_salt(&private_key, hash_len)?;
@@ -570,8 +572,8 @@ fn ed25519_key(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, Error> {
 }
 
 // NOTE: the rsa 0.9 crate's private-key operations are not constant time (advisory
-// RUSTSEC-2023-0071, no fixed release in the 0.9 line), so RSA signing time may leak key bits
-// to an attacker who can time many signatures.
+// RUSTSEC-2023-0071, no fixed release in the 0.9 line). Signing turns on the crate's blinding
+// with the request's RNG, but the advisory still applies.
 fn rsa_key(key: &KeyBytes) -> Result<RsaPrivateKey, Error> {
     RsaPrivateKey::from_pkcs8_der(key.expose()).map_err(|_| corrupt_key())
 }
@@ -593,15 +595,15 @@ fn pkcs1v15_padding(hash: HashAlgorithm) -> Pkcs1v15Sign {
 
 fn pss_padding(hash: HashAlgorithm, salt: usize) -> Result<Pss, Error> {
     Ok(match hash {
-        HashAlgorithm::Sha1 => Pss::new_with_salt::<sha1::Sha1>(salt),
-        HashAlgorithm::Sha2_224 => Pss::new_with_salt::<sha2::Sha224>(salt),
-        HashAlgorithm::Sha2_256 => Pss::new_with_salt::<sha2::Sha256>(salt),
-        HashAlgorithm::Sha2_384 => Pss::new_with_salt::<sha2::Sha384>(salt),
-        HashAlgorithm::Sha2_512 => Pss::new_with_salt::<sha2::Sha512>(salt),
-        HashAlgorithm::Sha3_224 => Pss::new_with_salt::<sha3::Sha3_224>(salt),
-        HashAlgorithm::Sha3_256 => Pss::new_with_salt::<sha3::Sha3_256>(salt),
-        HashAlgorithm::Sha3_384 => Pss::new_with_salt::<sha3::Sha3_384>(salt),
-        HashAlgorithm::Sha3_512 => Pss::new_with_salt::<sha3::Sha3_512>(salt),
+        HashAlgorithm::Sha1 => Pss::new_blinded_with_salt::<sha1::Sha1>(salt),
+        HashAlgorithm::Sha2_224 => Pss::new_blinded_with_salt::<sha2::Sha224>(salt),
+        HashAlgorithm::Sha2_256 => Pss::new_blinded_with_salt::<sha2::Sha256>(salt),
+        HashAlgorithm::Sha2_384 => Pss::new_blinded_with_salt::<sha2::Sha384>(salt),
+        HashAlgorithm::Sha2_512 => Pss::new_blinded_with_salt::<sha2::Sha512>(salt),
+        HashAlgorithm::Sha3_224 => Pss::new_blinded_with_salt::<sha3::Sha3_224>(salt),
+        HashAlgorithm::Sha3_256 => Pss::new_blinded_with_salt::<sha3::Sha3_256>(salt),
+        HashAlgorithm::Sha3_384 => Pss::new_blinded_with_salt::<sha3::Sha3_384>(salt),
+        HashAlgorithm::Sha3_512 => Pss::new_blinded_with_salt::<sha3::Sha3_512>(salt),
         HashAlgorithm::None => return Err(pss_needs_hash()),
     })
 }
