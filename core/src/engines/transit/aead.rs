@@ -1,11 +1,11 @@
 //! Symmetric encryption with a key version, and the `vault:v<N>:<base64>` format that
 //! ciphertexts, signatures and HMACs share.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, Payload};
+use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
@@ -15,8 +15,10 @@ use crate::error::Error;
 
 use super::key::{KeyType, Policy, derive};
 
-/// Bytes of the nonce at the start of every ciphertext.
+/// Bytes of the nonce at the start of a ciphertext, except for XChaCha20-Poly1305.
 const NONCE_LEN: usize = 12;
+/// Bytes of the nonce at the start of an XChaCha20-Poly1305 ciphertext.
+const XNONCE_LEN: usize = 24;
 /// Bytes of the authentication tag at the end of every ciphertext.
 const TAG_LEN: usize = 16;
 
@@ -68,9 +70,11 @@ pub(super) fn seal(
     associated_data: &[u8],
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Vec<u8>, Error> {
-    let mut nonce = [0; NONCE_LEN];
+    let length = nonce_len(policy.kind);
+    let mut nonce = vec![0; length];
     if policy.convergent_encryption {
-        nonce = convergent_nonce(key, context.unwrap_or_default(), plaintext)?;
+        let derived = convergent_nonce(key, context.unwrap_or_default(), plaintext)?;
+        nonce.copy_from_slice(&derived[..length]);
     } else {
         rng.fill_bytes(&mut nonce);
     }
@@ -79,19 +83,13 @@ pub(super) fn seal(
         aad: associated_data,
     };
     let sealed = match policy.kind {
-        KeyType::Aes128Gcm96 => {
-            cipher::<Aes128Gcm>(key)?.encrypt(Nonce::from_slice(&nonce), payload)
-        }
-        KeyType::Aes256Gcm96 => {
-            cipher::<Aes256Gcm>(key)?.encrypt(Nonce::from_slice(&nonce), payload)
-        }
-        KeyType::ChaCha20Poly1305 => {
-            cipher::<ChaCha20Poly1305>(key)?.encrypt(Nonce::from_slice(&nonce), payload)
-        }
+        KeyType::Aes128Gcm96 => seal_with::<Aes128Gcm>(key, &nonce, payload)?,
+        KeyType::Aes256Gcm96 => seal_with::<Aes256Gcm>(key, &nonce, payload)?,
+        KeyType::ChaCha20Poly1305 => seal_with::<ChaCha20Poly1305>(key, &nonce, payload)?,
+        KeyType::XChaCha20Poly1305 => seal_with::<XChaCha20Poly1305>(key, &nonce, payload)?,
         other => return Err(unsupported(other, "encryption")),
-    }
-    .map_err(|_| Error::internal("encryption failed"))?;
-    let mut output = Vec::with_capacity(NONCE_LEN + sealed.len());
+    };
+    let mut output = Vec::with_capacity(nonce.len() + sealed.len());
     output.extend_from_slice(&nonce);
     output.extend_from_slice(&sealed);
     Ok(output)
@@ -105,24 +103,25 @@ pub(super) fn open(
     ciphertext: &[u8],
     associated_data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if ciphertext.len() < NONCE_LEN + TAG_LEN {
+    let nonce_len = nonce_len(policy.kind);
+    if ciphertext.len() < nonce_len + TAG_LEN {
         return Err(Error::bad_request(format!(
-            "invalid ciphertext: {} bytes is shorter than the {}-byte minimum (a {NONCE_LEN}-byte \
+            "invalid ciphertext: {} bytes is shorter than the {}-byte minimum (a {nonce_len}-byte \
              nonce and a {TAG_LEN}-byte tag)",
             ciphertext.len(),
-            NONCE_LEN + TAG_LEN
+            nonce_len + TAG_LEN
         )));
     }
-    let (nonce, sealed) = ciphertext.split_at(NONCE_LEN);
-    let nonce = Nonce::from_slice(nonce);
+    let (nonce, sealed) = ciphertext.split_at(nonce_len);
     let payload = Payload {
         msg: sealed,
         aad: associated_data,
     };
     let opened = match policy.kind {
-        KeyType::Aes128Gcm96 => cipher::<Aes128Gcm>(key)?.decrypt(nonce, payload),
-        KeyType::Aes256Gcm96 => cipher::<Aes256Gcm>(key)?.decrypt(nonce, payload),
-        KeyType::ChaCha20Poly1305 => cipher::<ChaCha20Poly1305>(key)?.decrypt(nonce, payload),
+        KeyType::Aes128Gcm96 => open_with::<Aes128Gcm>(key, nonce, payload)?,
+        KeyType::Aes256Gcm96 => open_with::<Aes256Gcm>(key, nonce, payload)?,
+        KeyType::ChaCha20Poly1305 => open_with::<ChaCha20Poly1305>(key, nonce, payload)?,
+        KeyType::XChaCha20Poly1305 => open_with::<XChaCha20Poly1305>(key, nonce, payload)?,
         other => return Err(unsupported(other, "decryption")),
     };
     opened.map(Zeroizing::new).map_err(|_| {
@@ -135,7 +134,7 @@ pub(super) fn open(
     })
 }
 
-/// The 400 for an operation the key type does not support.
+/// Builds the 400 for an operation the key type does not support.
 pub(super) fn unsupported(kind: KeyType, operation: &str) -> Error {
     Error::bad_request(format!(
         "{operation} is not supported by key type {}",
@@ -143,25 +142,47 @@ pub(super) fn unsupported(kind: KeyType, operation: &str) -> Error {
     ))
 }
 
+fn nonce_len(kind: KeyType) -> usize {
+    match kind {
+        KeyType::XChaCha20Poly1305 => XNONCE_LEN,
+        _ => NONCE_LEN,
+    }
+}
+
 fn cipher<C: KeyInit>(key: &[u8]) -> Result<C, Error> {
     C::new_from_slice(key).map_err(|_| Error::internal("stored key has the wrong length"))
 }
 
-/// The nonce of a convergent encryption: HMAC-SHA256 of the plaintext under a key derived
-/// from the encryption key and the context, cut to 96 bits.
-fn convergent_nonce(
+/// Encrypts with cipher `C`. `nonce` has the length [`nonce_len`] gives for the key type.
+fn seal_with<C: KeyInit + Aead>(
     key: &[u8],
-    context: &[u8],
-    plaintext: &[u8],
-) -> Result<[u8; NONCE_LEN], Error> {
+    nonce: &[u8],
+    payload: Payload<'_, '_>,
+) -> Result<Vec<u8>, Error> {
+    let nonce = aes_gcm::aead::Nonce::<C>::from_slice(nonce);
+    cipher::<C>(key)?
+        .encrypt(nonce, payload)
+        .map_err(|_| Error::internal("encryption failed"))
+}
+
+/// Decrypts with cipher `C`. `Ok(Err(()))` means the ciphertext did not authenticate.
+fn open_with<C: KeyInit + Aead + AeadCore>(
+    key: &[u8],
+    nonce: &[u8],
+    payload: Payload<'_, '_>,
+) -> Result<Result<Vec<u8>, ()>, Error> {
+    let nonce = aes_gcm::aead::Nonce::<C>::from_slice(nonce);
+    Ok(cipher::<C>(key)?.decrypt(nonce, payload).map_err(|_| ()))
+}
+
+/// Computes the nonce of a convergent encryption: HMAC-SHA256 of the plaintext under a key
+/// derived from the encryption key and the context. The caller cuts it to the nonce length.
+fn convergent_nonce(key: &[u8], context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     let mut info = b"transit convergent nonce\0".to_vec();
     info.extend_from_slice(context);
     let nonce_key = derive(key, &info, 32)?;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&nonce_key)
         .map_err(|_| Error::internal("HMAC rejected its key"))?;
     mac.update(plaintext);
-    let digest = mac.finalize().into_bytes();
-    let mut nonce = [0; NONCE_LEN];
-    nonce.copy_from_slice(&digest[..NONCE_LEN]);
-    Ok(nonce)
+    Ok(mac.finalize().into_bytes().to_vec())
 }

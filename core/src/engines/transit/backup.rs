@@ -17,7 +17,7 @@ use crate::request::Response;
 
 use super::key::{self, Policy};
 
-/// Serves `backup/:name`. Vault answers a refused backup with a 500, and clients such as hvac
+/// Serves `backup/:name`. Vault returns a 500 for a refused backup, and clients such as hvac
 /// expect that status.
 pub(super) fn backup(
     name: &str,

@@ -17,7 +17,7 @@ use super::aead::{self, decode_base64, encode_versioned, split_versioned};
 use super::key::{self, Policy};
 
 /// Serves `encrypt/:name`. A missing key is created first, as Vault does for callers with the
-/// `create` capability (the ACL check asks for `create` exactly when the key is missing).
+/// `create` capability (the ACL check requires `create` exactly when the key is missing).
 pub(super) fn encrypt(
     now: Timestamp,
     name: &str,
@@ -208,7 +208,7 @@ fn decrypt_item(policy: &Policy, item: &Map<String, Value>) -> Result<Zeroizing<
     )
 }
 
-/// The version an item asks for: its own `key_version`, else the request's.
+/// Returns the version an item requests: its own `key_version`, else the request's.
 pub(super) fn item_version(
     item: &Map<String, Value>,
     data: &Map<String, Value>,
@@ -223,7 +223,7 @@ pub(super) fn item_version(
     }
 }
 
-/// A required string field, or a 400 with `missing` as the message.
+/// Reads a required string field, or fails with a 400 with `missing` as the message.
 pub(super) fn required(
     data: &Map<String, Value>,
     field: &str,
@@ -235,7 +235,7 @@ pub(super) fn required(
     }
 }
 
-/// An optional base64 field such as `context`; empty counts as absent.
+/// Decodes an optional base64 field such as `context`. Empty counts as absent.
 pub(super) fn optional_base64(
     data: &Map<String, Value>,
     field: &str,

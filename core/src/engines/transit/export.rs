@@ -87,7 +87,7 @@ fn check_type(policy: &Policy, export: Export) -> Result<(), Error> {
     )))
 }
 
-/// The versions to export: all, `latest` or one number.
+/// Returns the versions to export: all, `latest` or one number.
 fn versions(policy: &Policy, version: Option<&str>) -> Result<Vec<u32>, Error> {
     match version {
         None | Some("") => Ok(policy.versions.keys().copied().collect()),
@@ -131,6 +131,10 @@ fn export_version(
             .to_sec1_pem(LineEnding::LF)
             .map_err(|_| encode_error()),
         (Export::Signing, KeyType::EcdsaP384) => p384::SecretKey::from_slice(key)
+            .map_err(|_| corrupt_key())?
+            .to_sec1_pem(LineEnding::LF)
+            .map_err(|_| encode_error()),
+        (Export::Signing, KeyType::EcdsaP521) => p521::SecretKey::from_slice(key)
             .map_err(|_| corrupt_key())?
             .to_sec1_pem(LineEnding::LF)
             .map_err(|_| encode_error()),

@@ -81,7 +81,7 @@ impl HashAlgorithm {
         }
     }
 
-    /// The digest of `input`; for `None` the input itself.
+    /// Hashes `input`. `None` returns the input itself.
     pub(super) fn digest(self, input: &[u8]) -> Vec<u8> {
         match self {
             HashAlgorithm::Sha1 => sha1::Sha1::digest(input).to_vec(),
@@ -97,7 +97,7 @@ impl HashAlgorithm {
         }
     }
 
-    /// The HMAC of `input` under `key`. SHA-1 and `None` have none and give `None`.
+    /// Computes the HMAC of `input` under `key`, or `None` for SHA-1 and `None`, which have none.
     pub(super) fn hmac(self, key: &[u8], input: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let tag = match self {
             HashAlgorithm::Sha2_224 => mac::<sha2::Sha224>(key, input),

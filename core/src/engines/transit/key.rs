@@ -40,7 +40,7 @@ impl KeyBytes {
         KeyBytes(bytes)
     }
 
-    /// The raw bytes. Callers must not log them.
+    /// Returns the raw bytes. Callers must not log them.
     pub(super) fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -97,6 +97,9 @@ pub(super) enum KeyType {
     /// ChaCha20-Poly1305 with a 96-bit nonce.
     #[serde(rename = "chacha20-poly1305")]
     ChaCha20Poly1305,
+    /// XChaCha20-Poly1305 with a 192-bit nonce.
+    #[serde(rename = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
     /// Ed25519 signatures.
     #[serde(rename = "ed25519")]
     Ed25519,
@@ -106,6 +109,9 @@ pub(super) enum KeyType {
     /// ECDSA over NIST P-384.
     #[serde(rename = "ecdsa-p384")]
     EcdsaP384,
+    /// ECDSA over NIST P-521.
+    #[serde(rename = "ecdsa-p521")]
+    EcdsaP521,
     /// RSA with a 2048-bit modulus.
     #[serde(rename = "rsa-2048")]
     Rsa2048,
@@ -121,13 +127,15 @@ pub(super) enum KeyType {
 }
 
 impl KeyType {
-    const ALL: [KeyType; 10] = [
+    const ALL: [KeyType; 12] = [
         KeyType::Aes128Gcm96,
         KeyType::Aes256Gcm96,
         KeyType::ChaCha20Poly1305,
+        KeyType::XChaCha20Poly1305,
         KeyType::Ed25519,
         KeyType::EcdsaP256,
         KeyType::EcdsaP384,
+        KeyType::EcdsaP521,
         KeyType::Rsa2048,
         KeyType::Rsa3072,
         KeyType::Rsa4096,
@@ -148,15 +156,17 @@ impl KeyType {
             })
     }
 
-    /// The wire name.
+    /// Returns the wire name.
     pub(super) fn name(self) -> &'static str {
         match self {
             KeyType::Aes128Gcm96 => "aes128-gcm96",
             KeyType::Aes256Gcm96 => "aes256-gcm96",
             KeyType::ChaCha20Poly1305 => "chacha20-poly1305",
+            KeyType::XChaCha20Poly1305 => "xchacha20-poly1305",
             KeyType::Ed25519 => "ed25519",
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::EcdsaP521 => "ecdsa-p521",
             KeyType::Rsa2048 => "rsa-2048",
             KeyType::Rsa3072 => "rsa-3072",
             KeyType::Rsa4096 => "rsa-4096",
@@ -164,38 +174,42 @@ impl KeyType {
         }
     }
 
-    /// Whether the type encrypts and decrypts.
+    /// Returns whether the type encrypts and decrypts.
     pub(super) fn supports_encryption(self) -> bool {
         matches!(
             self,
-            KeyType::Aes128Gcm96 | KeyType::Aes256Gcm96 | KeyType::ChaCha20Poly1305
+            KeyType::Aes128Gcm96
+                | KeyType::Aes256Gcm96
+                | KeyType::ChaCha20Poly1305
+                | KeyType::XChaCha20Poly1305
         )
     }
 
-    /// Whether the type signs and verifies.
+    /// Returns whether the type signs and verifies.
     pub(super) fn supports_signing(self) -> bool {
         matches!(
             self,
             KeyType::Ed25519
                 | KeyType::EcdsaP256
                 | KeyType::EcdsaP384
+                | KeyType::EcdsaP521
                 | KeyType::Rsa2048
                 | KeyType::Rsa3072
                 | KeyType::Rsa4096
         )
     }
 
-    /// Whether the type can derive a key per context.
+    /// Returns whether the type can derive a key per context.
     pub(super) fn supports_derivation(self) -> bool {
         self.supports_encryption() || self == KeyType::Ed25519
     }
 
-    /// Whether the type has a public key to show.
+    /// Returns whether the type has a public key to show.
     fn is_asymmetric(self) -> bool {
         self.supports_signing()
     }
 
-    /// The length of a symmetric key in bytes.
+    /// Returns the length of a symmetric key in bytes.
     pub(super) fn symmetric_key_len(self) -> usize {
         match self {
             KeyType::Aes128Gcm96 => 16,
@@ -210,6 +224,7 @@ impl KeyType {
             KeyType::Aes128Gcm96
             | KeyType::Aes256Gcm96
             | KeyType::ChaCha20Poly1305
+            | KeyType::XChaCha20Poly1305
             | KeyType::Ed25519 => Ok(KeyBytes::random(rng, self.symmetric_key_len())),
             KeyType::Hmac => Ok(KeyBytes::random(rng, hmac_size)),
             KeyType::EcdsaP256 => {
@@ -218,6 +233,10 @@ impl KeyType {
             }
             KeyType::EcdsaP384 => {
                 let key = p384::ecdsa::SigningKey::random(&mut rng);
+                Ok(KeyBytes::new(key.to_bytes().to_vec()))
+            }
+            KeyType::EcdsaP521 => {
+                let key = p521::ecdsa::SigningKey::random(&mut rng);
                 Ok(KeyBytes::new(key.to_bytes().to_vec()))
             }
             KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
@@ -235,7 +254,7 @@ impl KeyType {
         }
     }
 
-    /// The modulus size of an RSA type, 0 for the others.
+    /// Returns the modulus size of an RSA type, 0 for the others.
     pub(super) fn rsa_bits(self) -> usize {
         match self {
             KeyType::Rsa2048 => 2048,
@@ -313,7 +332,7 @@ pub(super) struct NewKey {
 }
 
 impl NewKey {
-    /// The settings of an `aes256-gcm96` key with every option off.
+    /// Returns the settings of a key of `kind` with every option off.
     pub(super) fn of_type(kind: KeyType) -> NewKey {
         NewKey {
             kind,
@@ -449,8 +468,8 @@ impl Policy {
         })
     }
 
-    /// The key to encrypt or decrypt with: the version's key, or for a derived policy the key
-    /// derived from `context` with HKDF-SHA256.
+    /// Returns the key to encrypt or decrypt with: the version's key, or for a derived policy
+    /// the key derived from `context` with HKDF-SHA256.
     pub(super) fn symmetric_key(
         &self,
         version: &KeyVersion,
@@ -490,12 +509,12 @@ pub(super) fn derive(
     Ok(output)
 }
 
-/// The storage key of the policy `name`.
+/// Returns the storage key of the policy `name`.
 fn storage_key(location: &Location, name: &str) -> String {
     location.key(&format!("policy/{name}"))
 }
 
-/// The storage key whose presence tells whether the key `name` exists.
+/// Returns the storage key that exists exactly when the key `name` exists.
 pub(super) fn existence_key(location: &Location, name: &str) -> String {
     storage_key(location, name)
 }
@@ -544,23 +563,24 @@ pub(super) fn delete(
     view.delete(location.partition, &storage_key(location, name))
 }
 
-/// The names of every key on the mount.
+/// Lists the names of every key on the mount.
 pub(super) fn list(location: &Location, view: &SecureView<'_>) -> Result<Vec<String>, Error> {
     view.list(location.partition, &location.key("policy/"))
 }
 
 impl KeyType {
-    /// The `name` of a public key in `keys/:name`: Vault shows the curve or RSA size.
+    /// Returns the `name` of a public key in `keys/:name`: the curve, or the RSA type.
     fn public_key_name(self) -> &'static str {
         match self {
             KeyType::EcdsaP256 => "P-256",
             KeyType::EcdsaP384 => "P-384",
+            KeyType::EcdsaP521 => "P-521",
             other => other.name(),
         }
     }
 }
 
-/// The `keys` map of a key read: creation times in Unix seconds for symmetric keys, and for
+/// Builds the `keys` map of a key read: creation times in Unix seconds for symmetric keys, and for
 /// asymmetric keys an object with the creation time and the public key.
 pub(super) fn versions_json(policy: &Policy) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;

@@ -148,6 +148,16 @@ fn configure(
     view: &mut SecureView<'_>,
 ) -> Result<Response, Error> {
     let mut policy = key::load_existing(location, view, name)?;
+    let warnings = set_min_versions(&mut policy, data)?;
+    set_flags(&mut policy, data)?;
+    key::save(location, view, &policy)?;
+    let mut logical = Logical::with_data(describe(&policy));
+    logical.warnings = warnings;
+    Ok(Response::logical(logical))
+}
+
+/// Applies `min_decryption_version` and `min_encryption_version` and returns the warnings.
+fn set_min_versions(policy: &mut Policy, data: &Map<String, Value>) -> Result<Vec<String>, Error> {
     let mut warnings = Vec::new();
     if params::uint(data, "min_decryption_version")?.is_some() {
         let mut version = super::version_field(data, "min_decryption_version")?;
@@ -188,6 +198,12 @@ fn configure(
             policy.min_encryption_version, policy.min_decryption_version
         )));
     }
+    Ok(warnings)
+}
+
+/// Applies `deletion_allowed`, `exportable`, `allow_plaintext_backup` and
+/// `auto_rotate_period`.
+fn set_flags(policy: &mut Policy, data: &Map<String, Value>) -> Result<(), Error> {
     if let Some(allowed) = params::boolean(data, "deletion_allowed")? {
         policy.deletion_allowed = allowed;
     }
@@ -210,10 +226,7 @@ fn configure(
     if let Some(period) = auto_rotate_period(data)? {
         policy.auto_rotate_period = period;
     }
-    key::save(location, view, &policy)?;
-    let mut logical = Logical::with_data(describe(&policy));
-    logical.warnings = warnings;
-    Ok(Response::logical(logical))
+    Ok(())
 }
 
 fn rotate(
@@ -278,7 +291,7 @@ fn trim(
     Ok(Response::data(describe(&policy)))
 }
 
-/// The `data` of a key read, in Vault's shape.
+/// Builds the `data` of a key read, in Vault's shape.
 pub(super) fn describe(policy: &Policy) -> Map<String, Value> {
     let kind = policy.kind;
     let mut data = json!({

@@ -1,10 +1,10 @@
 //! The transit secrets engine: named, versioned keys that encrypt, decrypt, sign, verify and
 //! HMAC data the engine itself never stores.
 //!
-//! Each key is one [`key::Policy`] record behind the barrier. Only key management (`keys/...`)
-//! and the on-the-fly creation of a missing key by `encrypt/` write to storage. Every other
-//! endpoint only reads, so it runs on the read-only snapshot, and on a secondary, without
-//! being forwarded.
+//! Each key is one [`key::Policy`] record behind the barrier. Only key management (`keys/...`),
+//! `restore/` and the on-the-fly creation of a missing key by `encrypt/` write to storage.
+//! Every other endpoint only reads, so it runs on the read-only snapshot, and on a secondary,
+//! without being forwarded.
 
 mod aead;
 mod backup;
@@ -84,8 +84,8 @@ pub(crate) fn handle(
     }
 }
 
-/// The storage key whose presence decides whether a write to `path` creates a key: the key's
-/// own path and `encrypt/`, which creates a missing key.
+/// Returns the storage key whose presence decides whether a write to `path` creates a key.
+/// Only `keys/:name` and `encrypt/:name` have one, because `encrypt/` creates a missing key.
 pub(crate) fn existence_key(location: &Location, path: &str) -> Option<String> {
     let path = path.trim_end_matches('/');
     let (head, name) = path.split_once('/')?;
@@ -130,8 +130,8 @@ fn non_empty(text: &str) -> Option<&str> {
 /// Runs `item` once on the request data, or on each entry of `batch_input`.
 ///
 /// A single request fails with the item's error. In a batch each failed item gets an `error`
-/// entry in `batch_results` in its place; the response is then a 400, or the
-/// `partial_failure_response_code` when some items succeeded, as Vault answers. Storage errors
+/// entry in `batch_results` in its place. The response is then a 400, or the
+/// `partial_failure_response_code` when some items succeeded, as in Vault. Storage errors
 /// always fail the whole request, because they mean the request must run elsewhere.
 fn run_batch(
     data: &Map<String, Value>,
@@ -203,8 +203,8 @@ fn partial_failure_code(code: u64) -> Result<u16, Error> {
     }
 }
 
-/// The first batch item, or the request itself, for settings a batch shares (the context
-/// of a key created on the fly).
+/// Returns the first batch item, or the request itself, for settings a batch shares such as
+/// the context of a key created on the fly.
 fn first_item(data: &Map<String, Value>) -> &Map<String, Value> {
     match data.get("batch_input") {
         Some(Value::Array(items)) => items.first().and_then(Value::as_object).unwrap_or(data),

@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signer as _, Verifier as _};
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier, RandomizedPrehashSigner};
 use rand_core::CryptoRngCore;
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
@@ -119,6 +119,11 @@ pub(super) fn public_key_text(kind: KeyType, key: &KeyBytes) -> Result<String, E
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
             .map_err(pem_error),
+        KeyType::EcdsaP521 => p521::SecretKey::from_slice(key.expose())
+            .map_err(|_| corrupt_key())?
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(pem_error),
         KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
             RsaPublicKey::from(&rsa_key(key)?)
                 .to_public_key_pem(LineEnding::LF)
@@ -225,10 +230,13 @@ fn verify_signature(
 }
 
 fn is_ecdsa(kind: KeyType) -> bool {
-    matches!(kind, KeyType::EcdsaP256 | KeyType::EcdsaP384)
+    matches!(
+        kind,
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521
+    )
 }
 
-/// How an ECDSA signature is encoded.
+/// The encoding of an ECDSA signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Marshaling {
     /// DER, the default.
@@ -249,7 +257,7 @@ enum RsaScheme {
 /// The PSS salt length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SaltLength {
-    /// The longest salt when signing; either the longest or the hash length when verifying.
+    /// The maximum salt when signing. Verifying accepts the maximum or the hash length.
     Auto,
     /// The hash length.
     Hash,
@@ -302,7 +310,7 @@ impl SignOptions {
         })
     }
 
-    /// The bytes an ECDSA or RSA signature covers: the input itself when it is prehashed or
+    /// Returns the bytes an ECDSA or RSA signature covers: the input itself when it is prehashed or
     /// the hash is `none`, else its digest.
     fn digest(&self, input: &[u8]) -> Vec<u8> {
         if self.prehashed {
@@ -355,7 +363,7 @@ impl SigningInput<'_> {
                 let signing_key =
                     p256::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
                 let signature: p256::ecdsa::Signature = signing_key
-                    .sign_prehash(&self.options.digest(input))
+                    .sign_prehash(&self.ecdsa_digest(input))
                     .map_err(|_| short_digest())?;
                 Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
             }
@@ -363,7 +371,18 @@ impl SigningInput<'_> {
                 let signing_key =
                     p384::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
                 let signature: p384::ecdsa::Signature = signing_key
-                    .sign_prehash(&self.options.digest(input))
+                    .sign_prehash(&self.ecdsa_digest(input))
+                    .map_err(|_| short_digest())?;
+                Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
+            }
+            KeyType::EcdsaP521 => {
+                let signing_key =
+                    p521::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
+                // NOTE: p521 0.13 signs prehashed input only with a random nonce, so P-521
+                // signatures, unlike P-256 and P-384 ones, are not deterministic (RFC 6979).
+                let mut rng = &mut *rng;
+                let signature: p521::ecdsa::Signature = signing_key
+                    .sign_prehash_with_rng(&mut rng, &self.ecdsa_digest(input))
                     .map_err(|_| short_digest())?;
                 Ok(self.marshal_ecdsa(signature.to_der().as_bytes(), &signature.to_bytes()))
             }
@@ -399,7 +418,7 @@ impl SigningInput<'_> {
                 let Ok(signature) = parsed else {
                     return Ok(false);
                 };
-                let digest = self.options.digest(input);
+                let digest = self.ecdsa_digest(input);
                 Ok(signing_key
                     .verifying_key()
                     .verify_prehash(&digest, &signature)
@@ -415,9 +434,24 @@ impl SigningInput<'_> {
                 let Ok(signature) = parsed else {
                     return Ok(false);
                 };
-                let digest = self.options.digest(input);
+                let digest = self.ecdsa_digest(input);
                 Ok(signing_key
                     .verifying_key()
+                    .verify_prehash(&digest, &signature)
+                    .is_ok())
+            }
+            KeyType::EcdsaP521 => {
+                let signing_key =
+                    p521::ecdsa::SigningKey::from_slice(key).map_err(|_| corrupt_key())?;
+                let parsed = match self.options.marshaling {
+                    Marshaling::Asn1 => p521::ecdsa::Signature::from_der(signature),
+                    Marshaling::Jws => p521::ecdsa::Signature::from_slice(signature),
+                };
+                let Ok(signature) = parsed else {
+                    return Ok(false);
+                };
+                let digest = self.ecdsa_digest(input);
+                Ok(p521::ecdsa::VerifyingKey::from(&signing_key)
                     .verify_prehash(&digest, &signature)
                     .is_ok())
             }
@@ -450,6 +484,24 @@ impl SigningInput<'_> {
         ed25519_key(&derive(seed, context, 32)?)
     }
 
+    /// Returns the digest an ECDSA signature covers, left-padded with zeros to the curve's
+    /// field size when shorter. The padded value is the same integer, which is how Go's ECDSA
+    /// (and so Vault) reads a short hash such as SHA-256 with P-521.
+    fn ecdsa_digest(&self, input: &[u8]) -> Vec<u8> {
+        let digest = self.options.digest(input);
+        let field_len = match self.policy.kind {
+            KeyType::EcdsaP384 => 48,
+            KeyType::EcdsaP521 => 66,
+            _ => 32,
+        };
+        if digest.len() >= field_len {
+            return digest;
+        }
+        let mut padded = vec![0; field_len - digest.len()];
+        padded.extend_from_slice(&digest);
+        padded
+    }
+
     fn marshal_ecdsa(&self, der: &[u8], fixed: &[u8]) -> Vec<u8> {
         match self.options.marshaling {
             Marshaling::Asn1 => der.to_vec(),
@@ -462,7 +514,9 @@ impl SigningInput<'_> {
         let digest = self.options.digest(input);
         let mut rng = rng;
         let signed = match self.options.scheme {
-            RsaScheme::Pkcs1v15 => private_key.sign(pkcs1v15_padding(self.options.hash), &digest),
+            RsaScheme::Pkcs1v15 => {
+                private_key.sign_with_rng(&mut rng, pkcs1v15_padding(self.options.hash), &digest)
+            }
             RsaScheme::Pss => {
                 let hash_len = pss_hash_len(self.options.hash)?;
                 let max_salt = max_pss_salt(&private_key, hash_len)?;
@@ -517,6 +571,9 @@ fn ed25519_key(seed: &[u8]) -> Result<ed25519_dalek::SigningKey, Error> {
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+// NOTE: the rsa 0.9 crate's private-key operations are not constant time (advisory
+// RUSTSEC-2023-0071, no fixed release in the 0.9 line). Signing turns on the crate's blinding
+// with the request's RNG, but the advisory still applies.
 fn rsa_key(key: &KeyBytes) -> Result<RsaPrivateKey, Error> {
     RsaPrivateKey::from_pkcs8_der(key.expose()).map_err(|_| corrupt_key())
 }
@@ -538,15 +595,15 @@ fn pkcs1v15_padding(hash: HashAlgorithm) -> Pkcs1v15Sign {
 
 fn pss_padding(hash: HashAlgorithm, salt: usize) -> Result<Pss, Error> {
     Ok(match hash {
-        HashAlgorithm::Sha1 => Pss::new_with_salt::<sha1::Sha1>(salt),
-        HashAlgorithm::Sha2_224 => Pss::new_with_salt::<sha2::Sha224>(salt),
-        HashAlgorithm::Sha2_256 => Pss::new_with_salt::<sha2::Sha256>(salt),
-        HashAlgorithm::Sha2_384 => Pss::new_with_salt::<sha2::Sha384>(salt),
-        HashAlgorithm::Sha2_512 => Pss::new_with_salt::<sha2::Sha512>(salt),
-        HashAlgorithm::Sha3_224 => Pss::new_with_salt::<sha3::Sha3_224>(salt),
-        HashAlgorithm::Sha3_256 => Pss::new_with_salt::<sha3::Sha3_256>(salt),
-        HashAlgorithm::Sha3_384 => Pss::new_with_salt::<sha3::Sha3_384>(salt),
-        HashAlgorithm::Sha3_512 => Pss::new_with_salt::<sha3::Sha3_512>(salt),
+        HashAlgorithm::Sha1 => Pss::new_blinded_with_salt::<sha1::Sha1>(salt),
+        HashAlgorithm::Sha2_224 => Pss::new_blinded_with_salt::<sha2::Sha224>(salt),
+        HashAlgorithm::Sha2_256 => Pss::new_blinded_with_salt::<sha2::Sha256>(salt),
+        HashAlgorithm::Sha2_384 => Pss::new_blinded_with_salt::<sha2::Sha384>(salt),
+        HashAlgorithm::Sha2_512 => Pss::new_blinded_with_salt::<sha2::Sha512>(salt),
+        HashAlgorithm::Sha3_224 => Pss::new_blinded_with_salt::<sha3::Sha3_224>(salt),
+        HashAlgorithm::Sha3_256 => Pss::new_blinded_with_salt::<sha3::Sha3_256>(salt),
+        HashAlgorithm::Sha3_384 => Pss::new_blinded_with_salt::<sha3::Sha3_384>(salt),
+        HashAlgorithm::Sha3_512 => Pss::new_blinded_with_salt::<sha3::Sha3_512>(salt),
         HashAlgorithm::None => return Err(pss_needs_hash()),
     })
 }
@@ -565,7 +622,7 @@ fn pss_needs_hash() -> Error {
     )
 }
 
-/// The longest PSS salt for the key and hash, which Go's `PSSSaltLengthAuto` signs with.
+/// Returns the maximum PSS salt for the key and hash, which Go's `PSSSaltLengthAuto` signs with.
 fn max_pss_salt(key: &RsaPrivateKey, hash_len: usize) -> Result<usize, Error> {
     use rsa::traits::PublicKeyParts;
 

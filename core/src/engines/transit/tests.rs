@@ -70,12 +70,29 @@ fn message(harness: &mut Harness, path: &str, body: Value) -> String {
 #[test]
 fn symmetric_types_round_trip() {
     let mut harness = with_transit();
-    for kind in ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"] {
+    let kinds = [
+        "aes128-gcm96",
+        "aes256-gcm96",
+        "chacha20-poly1305",
+        "xchacha20-poly1305",
+    ];
+    for kind in kinds {
         create_key(&mut harness, kind, json!({"type": kind}));
         let ciphertext = encrypt(&mut harness, kind, b"attack at dawn");
         assert!(ciphertext.starts_with("vault:v1:"), "{kind}: {ciphertext}");
         assert_eq!(decrypt(&mut harness, kind, &ciphertext), b"attack at dawn");
     }
+}
+
+#[test]
+fn xchacha_ciphertext_has_long_nonce() {
+    let mut harness = with_transit();
+    create_key(&mut harness, "x", json!({"type": "xchacha20-poly1305"}));
+    let ciphertext = encrypt(&mut harness, "x", b"12345");
+    let raw = STANDARD
+        .decode(ciphertext.strip_prefix("vault:v1:").unwrap())
+        .unwrap();
+    assert_eq!(raw.len(), 24 + 5 + 16);
 }
 
 #[test]
@@ -684,7 +701,7 @@ fn check_signatures(harness: &mut Harness, kind: &str, options: Value) {
 #[test]
 fn ed25519_and_ecdsa_signatures_verify() {
     let mut harness = with_transit();
-    for kind in ["ed25519", "ecdsa-p256", "ecdsa-p384"] {
+    for kind in ["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"] {
         let data = create_key(&mut harness, kind, json!({"type": kind}));
         assert_eq!(data["supports_signing"], json!(true));
         assert_eq!(data["supports_encryption"], json!(false));
@@ -753,6 +770,10 @@ fn public_keys_have_vault_shapes() {
 
     let data = create_key(&mut harness, "p", json!({"type": "ecdsa-p256"}));
     assert_eq!(data["keys"]["1"]["name"], json!("P-256"));
+    let pem = data["keys"]["1"]["public_key"].as_str().unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let data = create_key(&mut harness, "q", json!({"type": "ecdsa-p521"}));
+    assert_eq!(data["keys"]["1"]["name"], json!("P-521"));
     let pem = data["keys"]["1"]["public_key"].as_str().unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
 }
@@ -1062,4 +1083,62 @@ fn restored_key_decrypts_old_ciphertext() {
         json!({"backup": backup, "force": true}),
     );
     assert_eq!(decrypt(&mut harness, "k", &ciphertext), b"kept");
+}
+
+/// Runs `request` through the ACL as a caller holding only the policy `policy`.
+fn run_with_policy(harness: &mut Harness, policy: &str, path: &str, body: Value) -> u16 {
+    let caller = crate::request::Caller {
+        policies: vec![policy.to_owned()],
+        token_hash: "t2".into(),
+        ..Default::default()
+    };
+    let request = Request::new(Update, path).with_data(body);
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let (core, now) = (&harness.core, harness.now);
+    let result = harness.storage.write(|txn| {
+        let mut ctx = Ctx::new(now, &mut rng);
+        let result = core.dispatch(&mut ctx, &request, Some(&caller), txn);
+        Ok::<_, crate::Error>(result)
+    });
+    match result.unwrap() {
+        Ok(_) => 200,
+        Err(error) => error.status(),
+    }
+}
+
+#[test]
+fn encrypt_of_missing_key_needs_create() {
+    let mut harness = with_transit();
+    let update_only = r#"path "transit/encrypt/*" { capabilities = ["update"] }"#;
+    let with_create = r#"path "transit/encrypt/*" { capabilities = ["create", "update"] }"#;
+    harness.ok(
+        Update,
+        "sys/policy/update-only",
+        json!({"policy": update_only}),
+    );
+    harness.ok(
+        Update,
+        "sys/policy/with-create",
+        json!({"policy": with_create}),
+    );
+    let body = json!({"plaintext": b64(b"x")});
+
+    let status = run_with_policy(
+        &mut harness,
+        "update-only",
+        "transit/encrypt/new",
+        body.clone(),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(harness.fail(Read, "transit/keys/new", json!({})).0, 404);
+
+    let status = run_with_policy(
+        &mut harness,
+        "with-create",
+        "transit/encrypt/new",
+        body.clone(),
+    );
+    assert_eq!(status, 200);
+    let status = run_with_policy(&mut harness, "update-only", "transit/encrypt/new", body);
+    assert_eq!(status, 200);
 }
