@@ -1,5 +1,6 @@
 //! `coffer server`: configuration, storage, the HTTP API and the node's tasks.
 
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod environment;

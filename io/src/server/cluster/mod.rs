@@ -1,0 +1,3 @@
+//! The cluster port: replication between a primary and its secondaries.
+
+pub mod replication;
