@@ -1,5 +1,6 @@
 //! [`Core`]: the request pipeline from a logical request to a response.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
@@ -8,6 +9,7 @@ use crate::acl::PolicyStore;
 use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
+use crate::replication::live::LiveStatus;
 use crate::request::{Caller, Request, Response};
 use crate::storage::{Partition, StorageError, Transaction};
 use crate::time::Timestamp;
@@ -91,6 +93,9 @@ pub struct Core {
     pub policies: PolicyStore,
     /// Token store settings and helpers.
     pub tokens: TokenStore,
+    /// Replication status that the replication driver reports.
+    pub replication_live: LiveStatus,
+    replication_generation: AtomicU64,
 }
 
 impl Core {
@@ -102,7 +107,15 @@ impl Core {
             mounts: MountTables::new(),
             policies: PolicyStore::new(),
             tokens: TokenStore::new(),
+            replication_live: LiveStatus::new(),
+            replication_generation: AtomicU64::new(0),
         }
+    }
+
+    /// A counter that [`Core::reload`] raises whenever a replication key of the local partition
+    /// may have changed, so the driver knows to read the replication role again.
+    pub fn replication_generation(&self) -> u64 {
+        self.replication_generation.load(Ordering::Acquire)
     }
 
     /// Runs one request: authentication, authorisation and the handler, all in `txn`.
@@ -183,6 +196,9 @@ impl Core {
         txn: &dyn Transaction,
         changed: Option<&[(Partition, String)]>,
     ) -> Result<(), Error> {
+        if crate::replication::role::touches_role(changed) {
+            self.replication_generation.fetch_add(1, Ordering::AcqRel);
+        }
         if self.barrier.is_sealed() {
             return Ok(());
         }
