@@ -15,6 +15,7 @@
 //! the primary's state at the position it reports, except while a Merkle sync is writing; then
 //! it reports a position that no chain contains, so an interrupted sync is redone.
 
+pub mod activate;
 pub mod activation;
 pub mod apply;
 pub mod config;

@@ -1,9 +1,162 @@
 //! A node's replication role, as the driver reads it from storage.
+//!
+//! A primary's identity and a secondary's activation record live in `Partition::Local`
+//! behind the barrier, so the role can only be read while unsealed.
 
-use crate::storage::Partition;
+use std::fmt;
+
+use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::Core;
+use crate::error::Error;
+use crate::replication::activation::{BootstrapBundle, PrivateKey};
+use crate::replication::position::Epoch;
+use crate::storage::{Partition, Transaction};
+use crate::sys::replication::state;
+use crate::time::Timestamp;
 
 /// Prefix of every local key that holds replication state.
 pub const ROLE_KEY_PREFIX: &str = "core/replication/";
+
+/// What this node is in performance replication.
+#[derive(Debug)]
+pub enum Role {
+    /// Neither a primary nor a secondary.
+    Standalone,
+    /// A primary, with what its cluster port serves.
+    Primary(PrimaryCredentials),
+    /// A secondary, activated or with its activation pending.
+    Secondary(SecondaryCredentials),
+}
+
+/// What a primary's cluster port needs. `Debug` hides the key.
+#[derive(Debug)]
+pub struct PrimaryCredentials {
+    /// The replication set's cluster id.
+    pub cluster_id: String,
+    /// The epoch this primary started.
+    pub epoch: Epoch,
+    /// The replication CA certificate in DER.
+    pub ca_cert_der: Vec<u8>,
+    /// The primary's cluster certificate in DER (server authentication only).
+    pub cert_der: Vec<u8>,
+    /// The private key of `cert_der`.
+    pub key: PrivateKey,
+    /// The active secondary certificates: id and serial.
+    pub active: Vec<(String, String)>,
+    /// The cluster addresses the primary's certificate and bundles carry.
+    pub cluster_addrs: Vec<String>,
+}
+
+/// What a secondary's driver needs. `Debug` hides the key.
+#[derive(Debug)]
+pub struct SecondaryCredentials {
+    /// The bundle the secondary was activated with.
+    pub bundle: BootstrapBundle,
+    /// The secondary's private key, which its client certificate certifies.
+    pub key: PrivateKey,
+    /// Whether the first sync after activation finished.
+    pub activated: bool,
+}
+
+/// The secondary's activation record as stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SecondaryRecord {
+    /// The bundle, with its key when the primary generated it.
+    pub(crate) bundle: BootstrapBundle,
+    /// The secondary's private key.
+    pub(crate) key: PrivateKey,
+    /// Whether the first sync finished.
+    pub(crate) activated: bool,
+    /// When the activation adopted the primary's keys.
+    pub(crate) adopted_at: Timestamp,
+}
+
+impl fmt::Debug for SecondaryRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecondaryRecord")
+            .field("bundle", &self.bundle)
+            .field("activated", &self.activated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads this node's role. Fails with 503 while sealed.
+pub fn load_role(
+    core: &Core,
+    txn: &mut dyn Transaction,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Role, Error> {
+    let view = core.barrier.view(txn, rng)?;
+    if let Some(record) = load_secondary(&view)? {
+        return Ok(Role::Secondary(SecondaryCredentials {
+            bundle: record.bundle,
+            key: record.key,
+            activated: record.activated,
+        }));
+    }
+    let Some(identity) = state::load_primary(&view)? else {
+        return Ok(Role::Standalone);
+    };
+    let registry = state::load_registry(&view)?;
+    let active = registry
+        .secondary_ids()
+        .into_iter()
+        .filter_map(|id| {
+            registry
+                .active_cert(id)
+                .map(|cert| (id.to_owned(), cert.serial.clone()))
+        })
+        .collect();
+    let key = identity.primary_cert.key.clone().ok_or_else(|| {
+        Error::internal("the primary's cluster certificate is stored without its key")
+    })?;
+    Ok(Role::Primary(PrimaryCredentials {
+        epoch: Epoch::new(identity.epoch.number, identity.epoch.cluster_id.clone()),
+        ca_cert_der: identity.ca.cert_der().to_vec(),
+        cert_der: identity.primary_cert.cert_der.clone(),
+        key,
+        active,
+        cluster_addrs: identity.cluster_addrs.clone(),
+        cluster_id: identity.cluster_id,
+    }))
+}
+
+/// Returns the role's name as status output shows it in `mode`: `primary`, `secondary` or
+/// `disabled`.
+pub fn mode_name(role: &Role) -> &'static str {
+    match role {
+        Role::Standalone => "disabled",
+        Role::Primary(_) => "primary",
+        Role::Secondary(_) => "secondary",
+    }
+}
+
+/// Reads the secondary's activation record, if this node is or is becoming a secondary.
+pub(crate) fn load_secondary(
+    view: &crate::barrier::SecureView<'_>,
+) -> Result<Option<SecondaryRecord>, Error> {
+    view.get_json(Partition::Local, state::SECONDARY_STATE_KEY)
+}
+
+/// Stores the secondary's activation record.
+pub(crate) fn save_secondary(
+    view: &mut crate::barrier::SecureView<'_>,
+    record: &SecondaryRecord,
+) -> Result<(), Error> {
+    view.put_json(Partition::Local, state::SECONDARY_STATE_KEY, record)
+}
+
+/// Returns the primary's cluster id, or a 400 when this node is not a primary.
+pub(crate) fn primary_cluster_id(
+    core: &Core,
+    txn: &mut dyn Transaction,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<String, Error> {
+    let view = core.barrier.view(txn, rng)?;
+    Ok(state::require_primary(&view)?.cluster_id)
+}
 
 /// Whether a reload of `changed` may have changed the role: `None` (everything), or a local
 /// key below [`ROLE_KEY_PREFIX`].

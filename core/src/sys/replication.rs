@@ -17,7 +17,7 @@ mod enable;
 mod params;
 mod revoke;
 mod secondary;
-mod state;
+pub(crate) mod state;
 mod status;
 mod token;
 mod unwrap;
