@@ -189,7 +189,8 @@ impl fmt::Debug for Adopted {
 /// partition, and writes the activation record (under the primary's keyring), the primary's
 /// `core/keyring` and `core/seal-config`, the local tables a node needs to serve its own
 /// tokens, and the position that forces a Merkle sync. Writes nothing when the offer does not
-/// open. The caller commits, then calls [`install`].
+/// open. The caller commits, then calls [`install`] before any [`Core::reload`], because the
+/// new activation record only decrypts with the adopted keyring.
 pub fn adopt(
     core: &Core,
     txn: &mut dyn Transaction,
@@ -658,5 +659,89 @@ mod tests {
         let ca_path = json!({"token": jwt, "ca_path": "/etc/ca"});
         let error = parse_enable(&enable_request(ca_path)).unwrap_err();
         assert!(message(&error).contains("ca_path is not supported"));
+    }
+
+    /// An adopted secondary and a root token of its own.
+    fn adopted_secondary() -> (TestNode, String) {
+        let activation = primary_offer();
+        let (mut node, _) = secondary_with_data();
+        adopt_on(&mut node, &activation).unwrap();
+        let (core, rng, now) = (&node.core, &mut node.rng, node.now);
+        let root = node
+            .storage
+            .write(|txn| {
+                let mut view = core.barrier.view(txn, rng)?;
+                crate::token::create_root_token(core, &mut view, now)
+            })
+            .unwrap();
+        (node, root.expose().to_owned())
+    }
+
+    #[test]
+    fn secondary_rejects_shared_writes_naming_the_primary() {
+        let (mut node, root) = adopted_secondary();
+        let writes = [
+            (
+                "sys/policy/ops",
+                json!({"policy": "path \"x\" { capabilities = [\"read\"] }"}),
+            ),
+            ("sys/mounts/kv", json!({"type": "kv"})),
+            ("sys/rotate", json!({})),
+        ];
+        for (path, body) in writes {
+            let request = Request::new(Operation::Update, path)
+                .with_token(root.clone())
+                .with_data(body);
+            let error = node.request(request).unwrap_err();
+            assert_eq!(error.status(), 400, "{path}");
+            let text = message(&error);
+            assert!(
+                text.starts_with("this cluster is a performance secondary"),
+                "{path}: {text}"
+            );
+            assert!(
+                text.ends_with(&format!("the primary at {API_ADDR}")),
+                "{path}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn secondary_serves_local_mounts_and_reads() {
+        let (mut node, root) = adopted_secondary();
+        let mount = Request::new(Operation::Update, "sys/mounts/here")
+            .with_token(root.clone())
+            .with_data(json!({"type": "kv", "local": true}));
+        node.request(mount).unwrap();
+        let write = Request::new(Operation::Update, "here/app")
+            .with_token(root.clone())
+            .with_data(json!({"password": "local"}));
+        node.request(write).unwrap();
+        let read = Request::new(Operation::Read, "here/app").with_token(root.clone());
+        let body = body_of(node.request(read).unwrap());
+        assert_eq!(body["password"], Value::from("local"));
+        let mounts = Request::new(Operation::Read, "sys/mounts").with_token(root);
+        assert!(node.request(mounts).is_ok());
+    }
+
+    #[test]
+    fn secondary_refuses_primary_duties() {
+        let (mut node, _) = adopted_secondary();
+        let enable = Request::new(Operation::Update, ENABLE).with_data(json!({}));
+        let error = node.request_as_root(enable).unwrap_err();
+        assert!(message(&error).contains("is a performance replication secondary"));
+        let issue = Request::new(Operation::Update, SECONDARY_TOKEN).with_data(json!({"id": "x"}));
+        let error = node.request_as_root(issue).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(message(&error).contains("on its primary"));
+    }
+
+    #[test]
+    fn secondary_enable_in_core_fails_clearly() {
+        let (mut node, _, _) = initialized(61, 1, 1);
+        let request = enable_request(json!({"token": "x"}));
+        let error = node.request_as_root(request).unwrap_err();
+        assert_eq!(error.status(), 500);
+        assert!(message(&error).contains("cannot contact the primary"));
     }
 }

@@ -12,7 +12,7 @@ use crate::Core;
 use crate::error::Error;
 use crate::replication::activation::{BootstrapBundle, PrivateKey};
 use crate::replication::position::Epoch;
-use crate::storage::{Partition, Transaction};
+use crate::storage::{Partition, StorageError, Transaction};
 use crate::sys::replication::state;
 use crate::time::Timestamp;
 
@@ -167,6 +167,98 @@ pub fn touches_role(changed: Option<&[(Partition, String)]>) -> bool {
     changed
         .iter()
         .any(|(partition, key)| *partition == Partition::Local && key.starts_with(ROLE_KEY_PREFIX))
+}
+
+/// Reads the primary's API address from the secondary's activation record without writing,
+/// or `None` when this node is not a secondary. Fails with 503 while sealed.
+pub(crate) fn secondary_primary_addr(
+    core: &Core,
+    txn: &dyn Transaction,
+) -> Result<Option<String>, Error> {
+    let Some(ciphertext) = txn.get(Partition::Local, state::SECONDARY_STATE_KEY)? else {
+        return Ok(None);
+    };
+    let keyring = core.barrier.keyring()?;
+    let corrupt = |reason: String| StorageError::Corrupt {
+        partition: Partition::Local,
+        key: state::SECONDARY_STATE_KEY.to_owned(),
+        reason,
+    };
+    let plaintext = keyring
+        .decrypt(Partition::Local, state::SECONDARY_STATE_KEY, &ciphertext)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let record: SecondaryRecord = serde_json::from_slice(&plaintext)
+        .map_err(|error| corrupt(format!("invalid JSON: {error}")))?;
+    Ok(Some(record.bundle.primary_api_addr.clone()))
+}
+
+/// A transaction on a secondary: writes to the shared partition fail and are remembered, so
+/// the request fails with [`refused_shared_write`] however the handler treats the error.
+pub(crate) struct SecondaryGuard<'t> {
+    inner: &'t mut dyn Transaction,
+    refused: bool,
+}
+
+impl<'t> SecondaryGuard<'t> {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: &'t mut dyn Transaction) -> SecondaryGuard<'t> {
+        SecondaryGuard {
+            inner,
+            refused: false,
+        }
+    }
+
+    /// Whether a write to the shared partition was attempted.
+    pub(crate) fn refused(&self) -> bool {
+        self.refused
+    }
+
+    fn check(&mut self, partition: Partition) -> Result<(), StorageError> {
+        if partition == Partition::Shared {
+            self.refused = true;
+            return Err(StorageError::ReadOnly { partition });
+        }
+        Ok(())
+    }
+}
+
+impl Transaction for SecondaryGuard<'_> {
+    fn get(&self, partition: Partition, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(partition, key)
+    }
+
+    fn put(&mut self, partition: Partition, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.check(partition)?;
+        self.inner.put(partition, key, value)
+    }
+
+    fn delete(&mut self, partition: Partition, key: &str) -> Result<(), StorageError> {
+        self.check(partition)?;
+        self.inner.delete(partition, key)
+    }
+
+    fn scan(
+        &self,
+        partition: Partition,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StorageError> {
+        self.inner.scan(partition, prefix, start_after, limit)
+    }
+}
+
+/// The 400 for a request that writes replicated data on a secondary.
+pub fn refused_shared_write(primary_api_addr: &str) -> Error {
+    let target = if primary_api_addr.is_empty() {
+        "the primary".to_owned()
+    } else {
+        format!("the primary at {primary_api_addr}")
+    };
+    Error::bad_request(format!(
+        "this cluster is a performance secondary; it does not accept writes to replicated \
+         data; send this request to {target}"
+    ))
 }
 
 #[cfg(test)]

@@ -45,8 +45,15 @@ pub(crate) fn load_primary(view: &SecureView<'_>) -> Result<Option<PrimaryIdenti
     view.get_json(Partition::Local, PRIMARY_KEY)
 }
 
-/// The primary's identity, or a 400 that says to enable replication first.
+/// The primary's identity, or a 400 that says to enable replication first, or that a
+/// secondary cannot act as a primary.
 pub(crate) fn require_primary(view: &SecureView<'_>) -> Result<PrimaryIdentity, Error> {
+    if is_secondary(view)? {
+        return Err(Error::bad_request(
+            "this cluster is a performance replication secondary; issue activation tokens and \
+             revoke secondaries on its primary",
+        ));
+    }
     load_primary(view)?.ok_or_else(|| {
         Error::bad_request(
             "this cluster is not a performance replication primary; enable it with \
