@@ -744,4 +744,104 @@ mod tests {
         assert_eq!(error.status(), 500);
         assert!(message(&error).contains("cannot contact the primary"));
     }
+
+    fn performance_status(node: &mut TestNode) -> Value {
+        let request = Request::new(Operation::Read, "sys/replication/performance/status");
+        body_of(node.request(request).unwrap())
+    }
+
+    #[test]
+    fn secondary_status_reports_bundle_and_live_state() {
+        use crate::replication::live::{ConnectionState, SyncCounts};
+        use crate::replication::secondary::SecondaryState;
+
+        let (mut node, _) = adopted_secondary();
+        let status = performance_status(&mut node);
+        assert_eq!(status["mode"], json!("secondary"));
+        assert_eq!(status["state"], json!("idle"));
+        assert_eq!(status["connection_state"], json!("idle"));
+        assert_eq!(status["secondary_id"], json!("east"));
+        assert_eq!(status["primary_cluster_addr"], json!("127.0.0.1:8201"));
+        assert_eq!(
+            status["known_primary_cluster_addrs"],
+            json!(["127.0.0.1:8201"])
+        );
+        assert_eq!(status["last_remote_wal"], json!(0));
+        assert_eq!(status["primaries"][0]["api_address"], json!(API_ADDR));
+        assert_eq!(
+            status["primaries"][0]["connection_status"],
+            json!("disconnected")
+        );
+        assert_eq!(status.get("merkle_sync_progress"), None);
+
+        node.core
+            .replication_live
+            .set_secondary_state(SecondaryState::Connecting);
+        let status = performance_status(&mut node);
+        assert_eq!(status["state"], json!("bootstrapping"));
+
+        let live = &node.core.replication_live;
+        live.set_secondary_state(SecondaryState::MerkleSync);
+        live.set_connection_state(ConnectionState::Ready);
+        live.set_last_heartbeat(node.now);
+        live.set_merkle_sync_progress(Some(SyncCounts {
+            total_keys: 9,
+            done: 2,
+        }));
+        let status = performance_status(&mut node);
+        assert_eq!(status["state"], json!("merkle-sync"));
+        assert_eq!(status["connection_state"], json!("ready"));
+        assert_eq!(status["merkle_sync_progress"]["sync_total_keys"], json!(9));
+        assert_eq!(status["merkle_sync_progress"]["sync_progress"], json!(2));
+        let primary = &status["primaries"][0];
+        assert_eq!(primary["connection_status"], json!("connected"));
+        assert_eq!(
+            primary["last_heartbeat"],
+            json!(node.now.to_rfc3339_seconds())
+        );
+        assert_eq!(primary["clock_skew_ms"], json!("0"));
+    }
+
+    #[test]
+    fn primary_status_lists_live_sessions() {
+        let (mut node, _, _) = initialized(71, 1, 1);
+        let enable = Request::new(Operation::Update, ENABLE).with_data(json!({}));
+        node.request_as_root(enable).unwrap();
+        assert_eq!(performance_status(&mut node)["secondaries"], json!([]));
+        let now = node.now;
+        node.core.replication_live.update_session("east", |peer| {
+            peer.connected = true;
+            peer.cluster_address = "127.0.0.1:40000".into();
+            peer.last_heartbeat = Some(now);
+        });
+        let status = performance_status(&mut node);
+        let secondary = &status["secondaries"][0];
+        assert_eq!(secondary["node_id"], json!("east"));
+        assert_eq!(secondary["connection_status"], json!("connected"));
+        assert_eq!(secondary["cluster_address"], json!("127.0.0.1:40000"));
+        assert_eq!(secondary["last_heartbeat_duration_ms"], json!("0"));
+    }
+
+    #[test]
+    fn health_reports_the_replication_mode() {
+        let health = |node: &mut TestNode| {
+            let request = Request::new(Operation::Read, "sys/health");
+            body_of(node.request(request).unwrap())["replication_performance_mode"].clone()
+        };
+        let (mut secondary, _) = adopted_secondary();
+        assert_eq!(health(&mut secondary), json!("secondary"));
+        let (mut primary, _, _) = initialized(81, 1, 1);
+        assert_eq!(health(&mut primary), json!("disabled"));
+        let enable = Request::new(Operation::Update, ENABLE).with_data(json!({}));
+        primary.request_as_root(enable).unwrap();
+        assert_eq!(health(&mut primary), json!("primary"));
+        assert_eq!(
+            body_of(
+                primary
+                    .request(Request::new(Operation::Read, "sys/health"))
+                    .unwrap()
+            )["replication_dr_mode"],
+            json!("disabled")
+        );
+    }
 }

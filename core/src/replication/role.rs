@@ -169,6 +169,21 @@ pub fn touches_role(changed: Option<&[(Partition, String)]>) -> bool {
         .any(|(partition, key)| *partition == Partition::Local && key.starts_with(ROLE_KEY_PREFIX))
 }
 
+/// Returns the performance replication mode from which records exist, without decrypting
+/// them, so it works while sealed: `secondary`, `primary` or `disabled`.
+pub fn stored_mode(txn: &dyn Transaction) -> Result<&'static str, Error> {
+    if txn
+        .get(Partition::Local, state::SECONDARY_STATE_KEY)?
+        .is_some()
+    {
+        return Ok("secondary");
+    }
+    if txn.get(Partition::Local, state::PRIMARY_KEY)?.is_some() {
+        return Ok("primary");
+    }
+    Ok("disabled")
+}
+
 /// Reads the primary's API address from the secondary's activation record without writing,
 /// or `None` when this node is not a secondary. Fails with 503 while sealed.
 pub(crate) fn secondary_primary_addr(
