@@ -1,8 +1,8 @@
-//! Secondary activation, in steps the server runs with its network steps in between:
-//! [`parse_enable`], then (server) unwrap the bundle and
-//! [`check_unwrapped_bundle`](crate::replication::activation::check_unwrapped_bundle), then
-//! [`activation_key`], then (server) connect to the primary's cluster port and receive its
-//! [`KeyOffer`], then [`adopt`] in one transaction, then [`install`] after the commit, and
+//! Secondary activation, split into steps so the server can run its network steps between
+//! them. The order is [`parse_enable`]; unwrap the bundle at the primary (server) and check it
+//! with [`check_unwrapped_bundle`](crate::replication::activation::check_unwrapped_bundle);
+//! [`activation_key`]; connect to the primary's cluster port and receive its [`KeyOffer`]
+//! (server); [`adopt`] in one transaction; [`install`] after the commit; and
 //! [`mark_activated`] after the first completed sync.
 //!
 //! Nothing before [`adopt`] writes, so a failure there leaves the node as it was. [`adopt`]
@@ -40,7 +40,7 @@ pub struct EnableRequest {
     pub token: Secret,
     /// The token's claims, read without checking the signature, which the primary checks.
     pub claims: Claims,
-    /// Where to unwrap: `primary_api_addr` when given, else the token's `addr` claim.
+    /// The API address to unwrap at: `primary_api_addr` when given, else the `addr` claim.
     pub primary_api_addr: String,
     /// `ca_file`: a PEM file with the CA that signs the primary's API certificate.
     pub ca_file: Option<String>,
@@ -135,7 +135,7 @@ fn check_api_addr(addr: &str) -> Result<(), Error> {
         return Ok(());
     }
     Err(Error::bad_request(format!(
-        "refusing plain HTTP to {addr:?}: the activation bundle is unwrapped over this \
+        "plain HTTP to {addr:?} is not allowed: the activation bundle is unwrapped over this \
          connection, so use https:// (plain http:// is allowed only for a loopback address)"
     )))
 }
@@ -185,11 +185,11 @@ impl fmt::Debug for Adopted {
     }
 }
 
-/// Makes this node a pending secondary in `txn`: opens the offer with `key`, wipes every
-/// partition, and writes the activation record (under the primary's keyring), the primary's
-/// `core/keyring` and `core/seal-config`, the local tables a node needs to serve its own
-/// tokens, and the position that forces a Merkle sync. Writes nothing when the offer does not
-/// open. The caller commits, then calls [`install`] before any [`Core::reload`], because the
+/// Makes this node a pending secondary in `txn`. It opens the offer with `key` and wipes
+/// every partition. Then it writes the activation record (under the primary's keyring), the
+/// primary's `core/keyring` and `core/seal-config`, the local tables a node needs to serve its
+/// own tokens, and the position that forces a Merkle sync. Writes nothing when the offer does
+/// not open. The caller commits, then calls [`install`] before any [`Core::reload`], because the
 /// new activation record only decrypts with the adopted keyring.
 pub fn adopt(
     core: &Core,
@@ -201,6 +201,7 @@ pub fn adopt(
     offer: &KeyOffer,
 ) -> Result<Adopted, Error> {
     core.barrier.keyring()?;
+
     {
         let view = core.barrier.view(txn, rng)?;
         if state::load_primary(&view)?.is_some() {
@@ -218,6 +219,7 @@ pub fn adopt(
         seal_config_record,
         ..
     } = opened;
+
     wipe(txn)?;
     apply_ops(
         txn,
@@ -232,6 +234,7 @@ pub fn adopt(
             },
         ],
     )?;
+
     let keyring = Arc::new(keyring);
     let mut view = SecureView::new(txn, Arc::clone(&keyring), rng);
     save_secondary(
@@ -244,6 +247,7 @@ pub fn adopt(
         },
     )?;
     write_local_tables(&mut view)?;
+
     let unsynced = Position {
         epoch: Epoch::new(bundle.epoch.number, bundle.epoch.cluster_id.clone()),
         index: 0,
@@ -261,7 +265,7 @@ fn wipe(txn: &mut dyn Transaction) -> Result<(), Error> {
     Ok(())
 }
 
-/// The local halves of the mount and auth tables, as initialisation writes them: `cubbyhole/`
+/// Writes the local halves of the mount and auth tables as initialisation does: `cubbyhole/`
 /// and no local auth method. The shared halves arrive from the primary.
 fn write_local_tables(view: &mut SecureView<'_>) -> Result<(), Error> {
     let mut cubbyhole = MountEntry::new(
@@ -354,7 +358,7 @@ mod tests {
     const SECONDARY_TOKEN: &str = "sys/replication/performance/primary/secondary-token";
     const API_ADDR: &str = "https://127.0.0.1:8200";
 
-    /// A node after `sys/init` and unseal: its unseal keys and root token.
+    /// Returns a node after `sys/init` and unseal, with its unseal keys and root token.
     fn initialized(seed: u64, shares: u8, threshold: u8) -> (TestNode, Vec<String>, String) {
         let mut node = TestNode::new();
         node.rng = ChaCha20Rng::seed_from_u64(seed);
@@ -383,7 +387,7 @@ mod tests {
         offer: KeyOffer,
     }
 
-    /// A primary that issued a token for `east`, unwrapped, and the keys it offers.
+    /// Issues and unwraps a token for `east` on a new primary, and returns its key offer.
     fn primary_offer() -> Activation {
         let (mut primary, primary_keys, _) = initialized(21, 3, 2);
         let enable = Request::new(Operation::Update, ENABLE)
@@ -457,7 +461,7 @@ mod tests {
         node.storage.write(|txn| load_role(core, txn, rng)).unwrap()
     }
 
-    /// A secondary-to-be with a token, a cubbyhole secret and raw keys in every partition.
+    /// Returns a node with a token, a cubbyhole secret and a raw key in every partition.
     fn secondary_with_data() -> (TestNode, String) {
         let (mut node, _, root) = initialized(31, 1, 1);
         let write = Request::new(Operation::Update, "cubbyhole/note")
@@ -647,7 +651,7 @@ mod tests {
 
         let plain = json!({"token": jwt, "primary_api_addr": "http://10.0.0.1:8200"});
         let error = parse_enable(&enable_request(plain)).unwrap_err();
-        assert!(message(&error).contains("refusing plain HTTP"));
+        assert!(message(&error).contains("is not allowed"));
 
         let loopback = json!({"token": jwt, "primary_api_addr": "http://127.0.0.1:8200"});
         assert!(parse_enable(&enable_request(loopback)).is_ok());
@@ -661,7 +665,7 @@ mod tests {
         assert!(message(&error).contains("ca_path is not supported"));
     }
 
-    /// An adopted secondary and a root token of its own.
+    /// Returns an adopted secondary and a root token of its own.
     fn adopted_secondary() -> (TestNode, String) {
         let activation = primary_offer();
         let (mut node, _) = secondary_with_data();

@@ -34,7 +34,7 @@ const HKDF_INFO: &[u8] = b"coffer replication key offer v1";
 /// Length of a sealed root key: the key and the GCM tag.
 const SEALED_ROOT_KEY_LEN: usize = 32 + 16;
 
-/// Why a key offer could not be made or opened.
+/// The reason a key offer could not be made or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyOfferError {
     /// The secondary's public key is not an Ed25519 point.
@@ -265,7 +265,7 @@ pub fn open_root_key(
     Ok(root_key)
 }
 
-/// The AES-256-GCM cipher keyed by HKDF-SHA256 of the shared secret, salted with both public
+/// Returns the AES-256-GCM cipher keyed by HKDF-SHA256 of the shared secret, salted with both public
 /// keys so the key is bound to this exchange.
 fn offer_cipher(
     shared: &[u8; 32],
@@ -282,7 +282,7 @@ fn offer_cipher(
     Aes256Gcm::new_from_slice(key.as_ref()).expect("a 32-byte key is always a valid AES-256 key")
 }
 
-/// Each part with its length first, so no two different triples give the same bytes.
+/// Joins the parts, each after its length, so no two different triples give the same bytes.
 fn associated_data(cluster_id: &str, secondary_id: &str, seal_config: &[u8]) -> Vec<u8> {
     let mut aad = Vec::new();
     for part in [cluster_id.as_bytes(), secondary_id.as_bytes(), seal_config] {

@@ -1,4 +1,4 @@
-//! Replication status that only the driver knows: connection states, heartbeats and sync
+//! Replication status that only the driver observes: connection states, heartbeats and sync
 //! progress. The driver writes it through plain setters; the status handlers read a copy.
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub struct PeerStatus {
     pub acked: Option<u64>,
 }
 
-/// What a secondary's driver reports.
+/// The status a secondary's driver reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecondaryLive {
     /// The state machine's state.
@@ -72,7 +72,7 @@ pub struct SecondaryLive {
     pub last_heartbeat: Option<Timestamp>,
     /// The running Merkle sync, if any.
     pub merkle_sync_progress: Option<SyncCounts>,
-    /// The primary nodes this secondary knows.
+    /// The primary nodes this secondary is configured with or has seen.
     pub primaries: Vec<PeerStatus>,
     /// When replication last started.
     pub last_start: Option<Timestamp>,
@@ -107,7 +107,7 @@ pub struct LiveStatus {
 }
 
 impl LiveStatus {
-    /// An empty status: no secondary driver, no sessions.
+    /// Creates an empty status: no secondary driver, no sessions.
     pub fn new() -> LiveStatus {
         LiveStatus::default()
     }

@@ -119,6 +119,8 @@ pub struct PrimarySession {
     retained: VecDeque<Entry>,
     // Keys waiting for the secondary's first valid `Hello`.
     key_offer: Option<KeyOffer>,
+    // The id the connection authenticated, which every `Hello` must carry.
+    expected_id: Option<String>,
     last_heard: Timestamp,
     next_heartbeat: Timestamp,
     transmits: VecDeque<Vec<u8>>,
@@ -151,6 +153,7 @@ impl PrimarySession {
             next_sync: 1,
             retained: VecDeque::new(),
             key_offer: None,
+            expected_id: None,
             last_heard: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -178,6 +181,12 @@ impl PrimarySession {
             Phase::Streaming { acked, .. } => Some(acked),
             _ => None,
         }
+    }
+
+    /// Requires every `Hello` to carry `secondary_id`, the id the connection's client
+    /// certificate proved. A `Hello` with another id closes the session.
+    pub fn expect_secondary(&mut self, secondary_id: impl Into<String>) {
+        self.expected_id = Some(secondary_id.into());
     }
 
     /// Hands the session the keys sealed to its secondary. Before the secondary's first valid
@@ -330,6 +339,16 @@ impl PrimarySession {
             let message = format!("secondary belongs to cluster {cluster_id}, not {expected}");
             self.fail(ErrorCode::WrongCluster, message);
             return Ok(());
+        }
+        if let Some(expected) = &self.expected_id {
+            if *expected != secondary_id {
+                let message = format!(
+                    "secondary introduced itself as {secondary_id}, but its certificate is for \
+                     {expected}"
+                );
+                self.fail(ErrorCode::Protocol, message);
+                return Ok(());
+            }
         }
         if position.epoch > self.epoch {
             let message = format!(

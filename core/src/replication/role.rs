@@ -16,10 +16,10 @@ use crate::storage::{Partition, StorageError, Transaction};
 use crate::sys::replication::state;
 use crate::time::Timestamp;
 
-/// Prefix of every local key that holds replication state.
+/// Prefix of every local key that contains replication state.
 pub const ROLE_KEY_PREFIX: &str = "core/replication/";
 
-/// What this node is in performance replication.
+/// This node's role in performance replication.
 #[derive(Debug)]
 pub enum Role {
     /// Neither a primary nor a secondary.
@@ -30,7 +30,7 @@ pub enum Role {
     Secondary(SecondaryCredentials),
 }
 
-/// What a primary's cluster port needs. `Debug` hides the key.
+/// The identity and keys a primary's cluster port needs. `Debug` hides the key.
 #[derive(Debug)]
 pub struct PrimaryCredentials {
     /// The replication set's cluster id.
@@ -49,7 +49,7 @@ pub struct PrimaryCredentials {
     pub cluster_addrs: Vec<String>,
 }
 
-/// What a secondary's driver needs. `Debug` hides the key.
+/// The bundle and key a secondary's driver needs. `Debug` hides the key.
 #[derive(Debug)]
 pub struct SecondaryCredentials {
     /// The bundle the secondary was activated with.
@@ -158,7 +158,7 @@ pub(crate) fn primary_cluster_id(
     Ok(state::require_primary(&view)?.cluster_id)
 }
 
-/// Whether a reload of `changed` may have changed the role: `None` (everything), or a local
+/// Returns whether a reload of `changed` may have changed the role: `None` (everything), or a local
 /// key below [`ROLE_KEY_PREFIX`].
 pub fn touches_role(changed: Option<&[(Partition, String)]>) -> bool {
     let Some(changed) = changed else {
@@ -223,7 +223,7 @@ impl<'t> SecondaryGuard<'t> {
         }
     }
 
-    /// Whether a write to the shared partition was attempted.
+    /// Returns whether a write to the shared partition was attempted.
     pub(crate) fn refused(&self) -> bool {
         self.refused
     }
@@ -263,7 +263,7 @@ impl Transaction for SecondaryGuard<'_> {
     }
 }
 
-/// The 400 for a request that writes replicated data on a secondary.
+/// Returns the 400 for a request that writes replicated data on a secondary.
 pub fn refused_shared_write(primary_api_addr: &str) -> Error {
     let target = if primary_api_addr.is_empty() {
         "the primary".to_owned()

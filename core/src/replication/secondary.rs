@@ -197,6 +197,14 @@ impl Secondary {
         self.root
     }
 
+    /// Returns the progress of the running Merkle sync once its keys are known, for status.
+    pub fn sync_counts(&self) -> Option<crate::replication::live::SyncCounts> {
+        match &self.phase {
+            Phase::Syncing(progress) => progress.counts(),
+            _ => None,
+        }
+    }
+
     /// Returns the current delay before a reconnect.
     pub fn backoff(&self) -> Duration {
         self.backoff

@@ -921,3 +921,22 @@ fn secondary_hands_a_key_offer_to_its_driver() {
     assert_eq!(events, vec![SecondaryEvent::KeyOffer(sample_offer(3))]);
     assert_eq!(secondary.state(), SecondaryState::StreamWals);
 }
+
+#[test]
+fn primary_rejects_hello_with_another_id() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    session.expect_secondary("s1");
+    session.offer_keys(sample_offer(7));
+    let reply = exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    assert!(matches!(
+        reply.as_slice(),
+        [Message::Error {
+            code: ErrorCode::Protocol,
+            ..
+        }]
+    ));
+    assert_eq!(session.state(), SessionState::Closed);
+}
