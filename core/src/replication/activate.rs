@@ -848,4 +848,44 @@ mod tests {
             json!("disabled")
         );
     }
+
+    #[test]
+    fn accepted_offer_replaces_the_root_key() {
+        let activation = primary_offer();
+        let (mut node, _) = secondary_with_data();
+        adopt_on(&mut node, &activation).unwrap();
+        let new_root = RootKey::new([9; 32]);
+        let keyring = node.core.barrier.keyring().unwrap();
+        let scratch = MemStorage::new();
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        scratch
+            .write(|txn| crate::barrier::seal::store_keyring(txn, &new_root, &keyring, &mut rng))
+            .unwrap();
+        let record = scratch
+            .dump(Partition::Shared)
+            .into_iter()
+            .find(|(key, _)| key == crate::barrier::seal::KEYRING_KEY)
+            .unwrap()
+            .1;
+        let public = *activation.key.public_key().as_bytes();
+        let seal_config = activation.offer.seal_config.clone();
+        let mut offer = crate::replication::keys::seal_root_key(
+            &new_root,
+            &public,
+            &activation.bundle.cluster_id,
+            "east",
+            &seal_config,
+            &mut rng,
+        )
+        .unwrap();
+        offer.keyring = record;
+        offer.seal_config = seal_config;
+        let core = &node.core;
+        node.storage
+            .read(|txn| accept_key_offer(core, txn, &activation.bundle, &activation.key, &offer))
+            .unwrap()
+            .unwrap();
+        let state = node.core.barrier.seal_state();
+        assert_eq!(state.root_key.as_deref(), Some(&*new_root));
+    }
 }
