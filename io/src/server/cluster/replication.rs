@@ -26,8 +26,10 @@ use tokio::time::Instant;
 
 use crate::server::net::Stream;
 
-pub use secondary::{SecondaryHooks, SecondaryParams, SecondaryStatus, run_secondary};
-pub use session::{SessionHooks, SessionParams, SessionStatus, serve_session};
+pub use secondary::{InstallKeys, SecondaryHooks, SecondaryParams, SecondaryStatus, run_secondary};
+pub use session::{
+    OfferKeys, SessionHooks, SessionKeys, SessionParams, SessionStatus, serve_session,
+};
 
 /// Bytes read from a connection at a time.
 const READ_CHUNK: usize = 64 * 1024;

@@ -4,6 +4,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use coffer_core::replication::config::ReplicationConfig;
+use coffer_core::replication::keys::KeyOffer;
+use coffer_core::replication::live::SyncCounts;
 use coffer_core::replication::secondary::{Guard, Secondary, SecondaryEvent, SecondaryState};
 use coffer_core::storage::{Partition, Storage, StorageError};
 use coffer_core::{Core, Timestamp};
@@ -37,18 +39,29 @@ pub struct SecondaryStatus {
     pub connected: bool,
     /// When bytes last arrived from the primary.
     pub last_heard: Option<Timestamp>,
+    /// Progress of the running Merkle sync, once its keys are known.
+    pub sync_progress: Option<SyncCounts>,
 }
+
+/// Opens and installs a key offer from the primary. An error closes the connection, and the
+/// secondary reconnects to receive a new offer.
+pub type InstallKeys = Box<dyn FnMut(KeyOffer) -> Result<(), String> + Send>;
 
 /// Callbacks of the secondary's driver.
 pub struct SecondaryHooks {
     /// Receives the status after every change of state or connection, and after bytes arrive.
     pub on_status: Box<dyn FnMut(&SecondaryStatus) + Send>,
+    /// Receives each key offer, before the driver handles what the primary sent after it.
+    pub on_key_offer: InstallKeys,
 }
 
 impl Default for SecondaryHooks {
     fn default() -> SecondaryHooks {
         SecondaryHooks {
             on_status: Box::new(|_| {}),
+            on_key_offer: Box::new(
+                |_| Err("this node cannot install keys from the primary".into()),
+            ),
         }
     }
 }
@@ -85,6 +98,7 @@ where
         remote: None,
         connected: false,
         last_heard: None,
+        sync_progress: None,
     };
     let mut runner = Runner {
         machine,
@@ -170,6 +184,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
             .storage
             .write(|txn| machine.handle_bytes(now, bytes, txn));
         self.status.last_heard = Some(now);
+        self.status.sync_progress = self.machine.sync_counts();
         match applied {
             Ok(()) => {
                 self.report();
@@ -234,7 +249,21 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
             SecondaryEvent::Applied { changed_keys, .. } => self.reload(changed_keys),
             // The machine logs rejections at warn.
             SecondaryEvent::Rejected { .. } => {}
+            SecondaryEvent::KeyOffer(offer) => self.install_keys(offer).await,
         }
+    }
+
+    async fn install_keys(&mut self, offer: KeyOffer) {
+        let Err(reason) = (self.hooks.on_key_offer)(offer) else {
+            tracing::info!("installed the keys the primary offered");
+            return;
+        };
+        tracing::error!(%reason, "failed to install the keys the primary offered");
+        if let Some(conn) = self.set_connection(None) {
+            conn.close().await;
+        }
+        let reason = format!("installing the primary's keys failed: {reason}");
+        self.machine.handle_disconnected(self.clock.now(), &reason);
     }
 
     async fn connect(&mut self) {

@@ -3,11 +3,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_core::Timestamp;
+use coffer_core::error::Error;
 use coffer_core::replication::config::ReplicationConfig;
+use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::position::Epoch;
 use coffer_core::replication::primary::{PrimaryEvent, PrimarySession, PrimaryView, SessionState};
 use coffer_core::replication::shipper::LogShipper;
 use coffer_core::storage::Transaction;
+use tokio::sync::watch;
 
 use super::io::{Connection, Transfer};
 use super::{Clock, deadline};
@@ -25,7 +28,7 @@ pub struct SessionParams {
     /// The primary's epoch.
     pub epoch: Epoch,
     /// The secondary id the connection authenticated as, from its client certificate. When
-    /// set, a `Hello` that names another id closes the session before anything is sent.
+    /// set, a `Hello` that names another id closes the session before any data is sent.
     pub peer_id: Option<String>,
 }
 
@@ -42,16 +45,33 @@ pub struct SessionStatus {
     pub last_heard: Timestamp,
 }
 
+/// Builds a key offer sealed to a secondary's Ed25519 public key.
+pub type OfferKeys = Box<dyn FnMut(&[u8; 32]) -> Result<KeyOffer, Error> + Send>;
+
+/// The primary's keys for the secondary, offered after its first valid `Hello` and again
+/// after each rekey.
+pub struct SessionKeys {
+    /// The Ed25519 public key of the secondary's client certificate.
+    pub public_key: [u8; 32],
+    /// Builds the offer, once at the start and once after each change of `rekeyed`.
+    pub offer: OfferKeys,
+    /// A channel that changes after each rekey, when given, so the session offers new keys.
+    pub rekeyed: Option<watch::Receiver<u64>>,
+}
+
 /// Callbacks of a session.
 pub struct SessionHooks {
     /// Receives the session's status after every input.
     pub on_status: Box<dyn FnMut(&SessionStatus) + Send>,
+    /// The keys to offer, when the secondary receives them over this connection.
+    pub keys: Option<SessionKeys>,
 }
 
 impl Default for SessionHooks {
     fn default() -> SessionHooks {
         SessionHooks {
             on_status: Box::new(|_| {}),
+            keys: None,
         }
     }
 }
@@ -83,19 +103,30 @@ where
     } = params;
     let max_outbound = config.max_frame_payload.saturating_mul(4);
     let now = clock.now();
+    let mut machine = PrimarySession::new(config, cluster_id, epoch, now);
+    if let Some(peer_id) = peer_id {
+        machine.expect_secondary(peer_id);
+    }
+    let SessionHooks { on_status, keys } = hooks;
     let mut driver = Driver {
-        machine: PrimarySession::new(config, cluster_id, epoch, now),
+        machine,
         storage,
         shipper: Arc::clone(feed.shipper()),
         pinned: None,
-        peer_id,
-        hooks,
+        on_status,
         closed: None,
         last_heard: now,
     };
     let mut conn = Connection::new(stream, max_outbound);
     let mut head = feed.subscribe();
     head.borrow_and_update();
+    let mut keys = keys;
+    if let Some(keys) = &mut keys {
+        let offer = build_offer(keys);
+        for frame in driver.offer(offer) {
+            conn.queue(&frame);
+        }
+    }
     driver.report();
 
     let reason = loop {
@@ -107,6 +138,7 @@ where
         let wake = tokio::select! {
             transfer = conn.transfer(accepting) => Wake::Transfer(transfer),
             changed = head.changed(), if accepting => Wake::Commit(changed.is_ok()),
+            () = rekeyed(&mut keys) => Wake::Rekey,
             () = tokio::time::sleep_until(timer) => Wake::Timer,
         };
         let now = clock.now();
@@ -123,6 +155,13 @@ where
                 driver.input(|machine, view| machine.handle_commit(now, view))
             }
             Wake::Timer => driver.input(|machine, view| machine.handle_timeout(now, view)),
+            Wake::Rekey => match &mut keys {
+                Some(keys) => {
+                    let offer = build_offer(keys);
+                    driver.offer(offer)
+                }
+                None => Vec::new(),
+            },
         };
         for frame in frames {
             conn.queue(&frame);
@@ -139,7 +178,22 @@ where
 enum Wake {
     Transfer(Transfer),
     Commit(bool),
+    Rekey,
     Timer,
+}
+
+fn build_offer(keys: &mut SessionKeys) -> Result<KeyOffer, Error> {
+    (keys.offer)(&keys.public_key)
+}
+
+/// Waits for the next rekey; without a rekey channel, or once it closes, it never returns.
+async fn rekeyed(keys: &mut Option<SessionKeys>) {
+    let Some(receiver) = keys.as_mut().and_then(|keys| keys.rekeyed.as_mut()) else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 struct Driver<S: PinSnapshot> {
@@ -147,13 +201,25 @@ struct Driver<S: PinSnapshot> {
     storage: Arc<S>,
     shipper: Arc<Mutex<LogShipper>>,
     pinned: Option<S::Snapshot>,
-    peer_id: Option<String>,
-    hooks: SessionHooks,
+    on_status: Box<dyn FnMut(&SessionStatus) + Send>,
     closed: Option<String>,
     last_heard: Timestamp,
 }
 
 impl<S: PinSnapshot> Driver<S> {
+    /// Hands the session a key offer, or closes it when the offer could not be built.
+    fn offer(&mut self, offer: Result<KeyOffer, Error>) -> Vec<Vec<u8>> {
+        match offer {
+            Ok(offer) => self.input(|machine, _| machine.offer_keys(offer)),
+            Err(error) => {
+                let secondary = self.machine.secondary_id().map(str::to_owned);
+                tracing::error!(%error, ?secondary, "failed to build the key offer for a secondary");
+                self.closed = Some(format!("the key offer could not be built: {error}"));
+                Vec::new()
+            }
+        }
+    }
+
     /// Runs one input against a fresh live view and returns the frames to send.
     fn input(&mut self, body: impl FnOnce(&mut PrimarySession, &PrimaryView<'_>)) -> Vec<Vec<u8>> {
         let live = match self.storage.pin_snapshot() {
@@ -209,23 +275,8 @@ impl<S: PinSnapshot> Driver<S> {
             Some(false) => self.pinned = None,
             None => {}
         }
-        if let Some(reason) = self.impostor() {
-            tracing::warn!(%reason, "replication session rejected a secondary");
-            self.closed = Some(reason);
-            return Vec::new();
-        }
         self.report();
         frames
-    }
-
-    /// Returns why the session must close when the secondary named an id other than the one
-    /// its certificate carries.
-    fn impostor(&self) -> Option<String> {
-        let expected = self.peer_id.as_deref()?;
-        let named = self.machine.secondary_id()?;
-        (named != expected).then(|| {
-            format!("the secondary says it is {named:?}, but its certificate is for {expected:?}")
-        })
     }
 
     fn status(&self) -> SessionStatus {
@@ -239,7 +290,7 @@ impl<S: PinSnapshot> Driver<S> {
 
     fn report(&mut self) {
         let status = self.status();
-        (self.hooks.on_status)(&status);
+        (self.on_status)(&status);
     }
 
     fn report_closed(&mut self) {
@@ -247,6 +298,6 @@ impl<S: PinSnapshot> Driver<S> {
             state: SessionState::Closed,
             ..self.status()
         };
-        (self.hooks.on_status)(&status);
+        (self.on_status)(&status);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use coffer_core::replication::config::ReplicationConfig;
 use coffer_core::replication::frame::{FrameDecoder, FrameLimits};
+use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::merkle::Merkle;
 use coffer_core::replication::message::Message;
 use coffer_core::replication::position::Position;
@@ -19,7 +20,7 @@ use coffer_core::storage::{MemStorage, Partition, Storage, StorageError};
 use coffer_core::{Core, CoreConfig, Timestamp};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -34,7 +35,7 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 fn config() -> ReplicationConfig {
     ReplicationConfig {
         heartbeat_interval: Duration::from_millis(50),
-        heartbeat_timeout: Duration::from_millis(1000),
+        heartbeat_timeout: Duration::from_secs(3),
         reconnect_initial: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(200),
         ..ReplicationConfig::default()
@@ -96,6 +97,17 @@ struct Primary<S: PinSnapshot + 'static> {
 
 impl<S: PinSnapshot + 'static> Primary<S> {
     async fn start(storage: S, limits: WriterLimits, peer_id: Option<&str>) -> Primary<S> {
+        Primary::start_with_keys(storage, limits, peer_id, None).await
+    }
+
+    /// Starts a primary whose sessions offer keys when `rekeyed` is given, and again after
+    /// each change of it. The offer's sealed root key is the channel's value.
+    async fn start_with_keys(
+        storage: S,
+        limits: WriterLimits,
+        peer_id: Option<&str>,
+        rekeyed: Option<watch::Receiver<u64>>,
+    ) -> Primary<S> {
         let core = Core::new(CoreConfig::default());
         let node = Node::start(core, storage, SystemEnvironment, limits).unwrap();
         let node = Arc::new(node);
@@ -126,13 +138,17 @@ impl<S: PinSnapshot + 'static> Primary<S> {
                         inner: stream,
                         sent: buffer,
                     };
+                    let hooks = SessionHooks {
+                        keys: rekeyed.clone().map(test_keys),
+                        ..SessionHooks::default()
+                    };
                     let session = serve_session(
                         stream,
                         node.storage_handle(),
                         node.commit_feed().clone(),
                         params.clone(),
                         Clock::new(Timestamp::from_secs(1_000)),
-                        SessionHooks::default(),
+                        hooks,
                     );
                     let ended = Arc::clone(&ended);
                     tokio::spawn(async move {
@@ -206,6 +222,29 @@ impl<S: PinSnapshot + 'static> Primary<S> {
     }
 }
 
+/// Returns keys whose offer carries the rekey channel's value as its sealed root key.
+fn test_keys(rekeyed: watch::Receiver<u64>) -> SessionKeys {
+    let generation = rekeyed.clone();
+    SessionKeys {
+        public_key: [7; 32],
+        offer: Box::new(move |public_key| {
+            assert_eq!(public_key, &[7; 32]);
+            Ok(test_offer(*generation.borrow()))
+        }),
+        rekeyed: Some(rekeyed),
+    }
+}
+
+fn test_offer(generation: u64) -> KeyOffer {
+    KeyOffer {
+        ephemeral_public: [1; 32],
+        nonce: [2; 12],
+        sealed_root_key: generation.to_be_bytes().to_vec(),
+        keyring: b"keyring".to_vec(),
+        seal_config: b"seal-config".to_vec(),
+    }
+}
+
 /// Initialises and unseals `node` with one key share and returns the root token.
 async fn unseal<S: Storage + 'static>(node: &Node<S, SystemEnvironment>) -> String {
     let init = Request::new(Operation::Update, "sys/init")
@@ -222,6 +261,7 @@ async fn unseal<S: Storage + 'static>(node: &Node<S, SystemEnvironment>) -> Stri
 /// A running secondary and the states it went through.
 struct SecondaryTask {
     states: Arc<Mutex<Vec<SecondaryState>>>,
+    offers: Arc<Mutex<Vec<KeyOffer>>>,
     task: JoinHandle<Result<std::convert::Infallible, StorageError>>,
 }
 
@@ -233,12 +273,18 @@ impl SecondaryTask {
     ) -> SecondaryTask {
         let states = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&states);
+        let offers = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::clone(&offers);
         let hooks = SecondaryHooks {
             on_status: Box::new(move |status: &SecondaryStatus| {
                 let mut seen = seen.lock().unwrap();
                 if seen.last() != Some(&status.state) {
                     seen.push(status.state);
                 }
+            }),
+            on_key_offer: Box::new(move |offer| {
+                received.lock().unwrap().push(offer);
+                Ok(())
             }),
         };
         let params = SecondaryParams {
@@ -255,7 +301,11 @@ impl SecondaryTask {
             Clock::new(Timestamp::from_secs(5_000)),
             hooks,
         ));
-        SecondaryTask { states, task }
+        SecondaryTask {
+            states,
+            offers,
+            task,
+        }
     }
 
     fn states(&self) -> Vec<SecondaryState> {
@@ -513,7 +563,7 @@ async fn session_rejects_hello_with_another_id() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reason = primary.ended.lock().unwrap()[0].clone();
-    assert!(reason.contains("certificate is for \"east\""), "{reason}");
+    assert!(reason.contains("certificate is for east"), "{reason}");
     assert!(dump(&*storage, Partition::Shared).is_empty());
     assert!(
         !primary.messages().iter().any(|message| matches!(
@@ -522,6 +572,54 @@ async fn session_rejects_hello_with_another_id() {
         )),
         "the session sent nothing before closing"
     );
+    secondary.stop().await;
+    primary.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_offers_reach_the_secondary_first() {
+    let (rekey, rekeyed) = watch::channel(1u64);
+    let primary = Primary::start_with_keys(
+        MemStorage::new(),
+        WriterLimits::default(),
+        None,
+        Some(rekeyed),
+    )
+    .await;
+    primary.put("key", "value").await;
+    let storage = Arc::new(MemStorage::new());
+    let secondary = SecondaryTask::start(Arc::clone(&storage), primary.dialer(), "east");
+    converge(primary.storage(), &*storage).await;
+    // A reconnect on a loaded machine repeats the offer, so every offer so far is the first.
+    let offers = secondary.offers.lock().unwrap().clone();
+    assert!(!offers.is_empty(), "no key offer arrived");
+    assert!(offers.iter().all(|offer| *offer == test_offer(1)));
+
+    // The offer precedes the answer to the secondary's Hello.
+    let messages = primary.messages();
+    let offer = messages
+        .iter()
+        .position(|message| matches!(message, Message::KeyOffer(_)));
+    let answer = messages.iter().position(|message| {
+        matches!(
+            message,
+            Message::StreamStart { .. } | Message::SyncStart { .. }
+        )
+    });
+    assert!(offer.is_some(), "no key offer was sent");
+    assert!(offer < answer, "the key offer came after the answer");
+
+    // A rekey sends the new keys at once.
+    rekey.send_replace(2);
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    while secondary.offers.lock().unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rekey was never offered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(secondary.offers.lock().unwrap()[1], test_offer(2));
     secondary.stop().await;
     primary.stop();
 }
