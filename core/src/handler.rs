@@ -1,5 +1,7 @@
 //! [`Core`]: the request pipeline from a logical request to a response.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
@@ -8,6 +10,8 @@ use crate::acl::PolicyStore;
 use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
+use crate::replication::live::LiveStatus;
+use crate::replication::role::{SecondaryGuard, refused_shared_write};
 use crate::request::{Caller, Request, Response};
 use crate::storage::{Partition, StorageError, Transaction};
 use crate::time::Timestamp;
@@ -91,6 +95,11 @@ pub struct Core {
     pub policies: PolicyStore,
     /// Token store settings and helpers.
     pub tokens: TokenStore,
+    /// Replication status that the replication driver reports.
+    pub replication_live: LiveStatus,
+    replication_generation: AtomicU64,
+    // The primary's API address while this node is a secondary, refreshed by `reload`.
+    secondary_of: RwLock<Option<String>>,
 }
 
 impl Core {
@@ -102,7 +111,16 @@ impl Core {
             mounts: MountTables::new(),
             policies: PolicyStore::new(),
             tokens: TokenStore::new(),
+            replication_live: LiveStatus::new(),
+            replication_generation: AtomicU64::new(0),
+            secondary_of: RwLock::new(None),
         }
+    }
+
+    /// A counter that [`Core::reload`] raises whenever a replication key of the local partition
+    /// may have changed, so the driver knows to read the replication role again.
+    pub fn replication_generation(&self) -> u64 {
+        self.replication_generation.load(Ordering::Acquire)
     }
 
     /// Runs one request: authentication, authorisation and the handler, all in `txn`.
@@ -148,7 +166,37 @@ impl Core {
     }
 
     /// Authorises the caller for the request and runs its handler.
+    ///
+    /// On a secondary a write to the shared partition fails the request with a 400 that names
+    /// the primary, because only the primary writes replicated data.
     pub fn dispatch(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        caller: Option<&Caller>,
+        txn: &mut dyn Transaction,
+    ) -> Result<Response, Error> {
+        let Some(primary) = self.secondary_primary_addr() else {
+            return self.dispatch_unguarded(ctx, request, caller, txn);
+        };
+        let mut guarded = SecondaryGuard::new(txn);
+        let result = self.dispatch_unguarded(ctx, request, caller, &mut guarded);
+        if guarded.refused() {
+            return Err(refused_shared_write(&primary));
+        }
+        result
+    }
+
+    /// The primary's API address while this node is a replication secondary, as of the last
+    /// [`Core::reload`].
+    pub fn secondary_primary_addr(&self) -> Option<String> {
+        self.secondary_of
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn dispatch_unguarded(
         &self,
         ctx: &mut Ctx<'_>,
         request: &Request,
@@ -183,10 +231,21 @@ impl Core {
         txn: &dyn Transaction,
         changed: Option<&[(Partition, String)]>,
     ) -> Result<(), Error> {
+        let role_changed = crate::replication::role::touches_role(changed);
+        if role_changed {
+            self.replication_generation.fetch_add(1, Ordering::AcqRel);
+        }
         if self.barrier.is_sealed() {
             return Ok(());
         }
         self.barrier.reload(txn, changed)?;
+        if role_changed {
+            let primary = crate::replication::role::secondary_primary_addr(self, txn)?;
+            *self
+                .secondary_of
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = primary;
+        }
         self.mounts.reload(self, txn, changed)?;
         self.policies.reload(self, txn, changed)?;
         Ok(())

@@ -360,6 +360,12 @@ impl MemStorage {
         Arc::clone(&self.data.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Pins the committed state: the returned view keeps reading it while later writes commit.
+    /// It shares the map with the store, so pinning costs one reference count.
+    pub fn pin(&self) -> MemSnapshot {
+        MemSnapshot(self.snapshot())
+    }
+
     /// Every committed key and value of one partition, in key order. Tests use it to compare
     /// nodes.
     pub fn dump(&self, partition: Partition) -> Vec<(String, Vec<u8>)> {
@@ -371,7 +377,11 @@ impl MemStorage {
     }
 }
 
-struct MemSnapshot(Arc<MemMap>);
+/// A read-only view of one committed state of a [`MemStorage`], from [`MemStorage::pin`]. Writes
+/// committed after the pin do not change it; its own writes fail with
+/// [`StorageError::ReadOnly`].
+#[derive(Clone)]
+pub struct MemSnapshot(Arc<MemMap>);
 
 impl Transaction for MemSnapshot {
     fn get(&self, partition: Partition, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -537,6 +547,22 @@ mod tests {
         storage
             .write(|txn| txn.put(Partition::Shared, &longest, b"1"))
             .unwrap();
+    }
+
+    #[test]
+    fn pinned_view_keeps_state_after_later_writes() {
+        let storage = MemStorage::new();
+        put(&storage, "a", "1");
+        let pinned = storage.pin();
+        put(&storage, "a", "2");
+        put(&storage, "b", "3");
+        assert_eq!(
+            pinned.get(Partition::Shared, "a").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(pinned.get(Partition::Shared, "b").unwrap(), None);
+        let live = storage.read(|txn| txn.get(Partition::Shared, "a")).unwrap();
+        assert_eq!(live.unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]

@@ -137,6 +137,12 @@ pub fn load_keyring(txn: &dyn Transaction, root_key: &RootKey) -> Result<Keyring
     let record = txn
         .get(Partition::Shared, KEYRING_KEY)?
         .ok_or(UnlockError::NotInitialized)?;
+    open_keyring_record(&record, root_key)
+}
+
+/// Decrypts a `core/keyring` record with `root_key`, as [`load_keyring`] does with the stored
+/// one.
+pub fn open_keyring_record(record: &[u8], root_key: &RootKey) -> Result<Keyring, UnlockError> {
     if record.len() < 1 + NONCE_LEN || record[0] != FORMAT_VERSION {
         return Err(corrupt(KEYRING_KEY, "not an encrypted keyring record").into());
     }

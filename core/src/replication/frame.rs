@@ -348,6 +348,8 @@ mod tests {
             )
                 .prop_map(|(sync, buckets)| Message::BucketResponse { sync, buckets }),
             ".*".prop_map(|reason| Message::Goodbye { reason }),
+            any::<u8>()
+                .prop_map(|seed| Message::KeyOffer(crate::replication::keys::sample_offer(seed))),
         ]
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::replication::keys::KeyOffer;
 use crate::replication::merkle::{BucketId, Members};
 use crate::replication::position::{Digest, Position};
 use crate::replication::wal::Entry;
@@ -122,6 +123,9 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+    /// Primary to secondary, after a valid `Hello` and before the primary's answer to it, and
+    /// again after a rekey: the root key sealed to this secondary, with the barrier records.
+    KeyOffer(KeyOffer),
 }
 
 impl Message {
@@ -143,6 +147,7 @@ impl Message {
             Message::SyncDone { .. } => "sync-done",
             Message::Error { .. } => "error",
             Message::Goodbye { .. } => "goodbye",
+            Message::KeyOffer(_) => "key-offer",
         }
     }
 }

@@ -15,14 +15,18 @@
 //! the primary's state at the position it reports, except while a Merkle sync is writing; then
 //! it reports a position that no chain contains, so an interrupted sync is redone.
 
+pub mod activate;
 pub mod activation;
 pub mod apply;
 pub mod config;
 pub mod frame;
+pub mod keys;
+pub mod live;
 pub mod merkle;
 pub mod message;
 pub mod position;
 pub mod primary;
+pub mod role;
 pub mod secondary;
 pub mod shipper;
 pub mod wal;

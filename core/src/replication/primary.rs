@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use crate::Timestamp;
 use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
+use crate::replication::keys::KeyOffer;
 use crate::replication::merkle::Merkle;
 use crate::replication::message::{ErrorCode, Message};
 use crate::replication::position::{Digest, Epoch, Position};
@@ -116,6 +117,10 @@ pub struct PrimarySession {
     // Entries committed since the snapshot of the current or last sync, kept until the
     // secondary acknowledges them, because the shipper and the WAL may drop them meanwhile.
     retained: VecDeque<Entry>,
+    // Keys waiting for the secondary's first valid `Hello`.
+    key_offer: Option<KeyOffer>,
+    // The id the connection authenticated, which every `Hello` must carry.
+    expected_id: Option<String>,
     last_heard: Timestamp,
     next_heartbeat: Timestamp,
     transmits: VecDeque<Vec<u8>>,
@@ -147,6 +152,8 @@ impl PrimarySession {
             secondary_root: None,
             next_sync: 1,
             retained: VecDeque::new(),
+            key_offer: None,
+            expected_id: None,
             last_heard: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -173,6 +180,26 @@ impl PrimarySession {
         match self.phase {
             Phase::Streaming { acked, .. } => Some(acked),
             _ => None,
+        }
+    }
+
+    /// Requires every `Hello` to carry `secondary_id`, the id the connection's client
+    /// certificate proved. A `Hello` with another id closes the session.
+    pub fn expect_secondary(&mut self, secondary_id: impl Into<String>) {
+        self.expected_id = Some(secondary_id.into());
+    }
+
+    /// Hands the session the keys sealed to its secondary. Before the secondary's first valid
+    /// `Hello` the session keeps them and sends them right after that `Hello`, ahead of the
+    /// answer to it; afterwards (as after a rekey) it sends them at once. A closed session
+    /// drops them.
+    pub fn offer_keys(&mut self, offer: KeyOffer) {
+        match self.phase {
+            Phase::AwaitHello => self.key_offer = Some(offer),
+            Phase::Streaming { .. } | Phase::Syncing { .. } => {
+                self.send(&Message::KeyOffer(offer));
+            }
+            Phase::Closed => {}
         }
     }
 
@@ -313,6 +340,16 @@ impl PrimarySession {
             self.fail(ErrorCode::WrongCluster, message);
             return Ok(());
         }
+        if let Some(expected) = &self.expected_id {
+            if *expected != secondary_id {
+                let message = format!(
+                    "secondary introduced itself as {secondary_id}, but its certificate is for \
+                     {expected}"
+                );
+                self.fail(ErrorCode::Protocol, message);
+                return Ok(());
+            }
+        }
         if position.epoch > self.epoch {
             let message = format!(
                 "secondary has seen epoch {}, newer than this primary's epoch {}",
@@ -322,6 +359,9 @@ impl PrimarySession {
             return Ok(());
         }
         self.release_snapshot();
+        if let Some(offer) = self.key_offer.take() {
+            self.send(&Message::KeyOffer(offer));
+        }
         self.secondary_id = Some(secondary_id);
         self.secondary_position = Some(position.clone());
         let head = Wal::head(view.live)?;

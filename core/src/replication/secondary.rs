@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::Timestamp;
 use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
+use crate::replication::keys::KeyOffer;
 use crate::replication::merkle::Merkle;
 use crate::replication::message::{ErrorCode, Message};
 use crate::replication::position::{Digest, Epoch, Position};
@@ -107,6 +108,9 @@ pub enum SecondaryEvent {
         /// Why.
         reason: String,
     },
+    /// The primary sent its keys sealed to this secondary. The driver opens the offer with the
+    /// bundle's private key and installs the keys before it handles the events that follow.
+    KeyOffer(KeyOffer),
 }
 
 enum Phase {
@@ -191,6 +195,14 @@ impl Secondary {
     /// Returns the Merkle root of the local shared partition.
     pub fn root(&self) -> Digest {
         self.root
+    }
+
+    /// Returns the progress of the running Merkle sync once its keys are known, for status.
+    pub fn sync_counts(&self) -> Option<crate::replication::live::SyncCounts> {
+        match &self.phase {
+            Phase::Syncing(progress) => progress.counts(),
+            _ => None,
+        }
     }
 
     /// Returns the current delay before a reconnect.
@@ -361,6 +373,7 @@ impl Secondary {
             Message::Goodbye { reason } => {
                 self.disconnect(now, format!("primary said goodbye: {reason}"));
             }
+            Message::KeyOffer(offer) => self.events.push_back(SecondaryEvent::KeyOffer(offer)),
             message @ (Message::MerklePagesResponse { .. }
             | Message::BucketResponse { .. }
             | Message::KeyValues { .. }) => return self.handle_sync_message(now, message, txn),

@@ -458,7 +458,7 @@ impl Cluster {
                 }
                 node.changed_keys.extend(changed_keys);
             }
-            SecondaryEvent::Rejected { .. } => {}
+            SecondaryEvent::Rejected { .. } | SecondaryEvent::KeyOffer(_) => {}
         }
     }
 

@@ -5,10 +5,11 @@ use proptest::prelude::*;
 use crate::Timestamp;
 use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
+use crate::replication::keys::sample_offer;
 use crate::replication::merkle::Merkle;
 use crate::replication::message::{ErrorCode, Message};
 use crate::replication::position::{Epoch, Position};
-use crate::replication::primary::{PrimarySession, PrimaryView};
+use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
 use crate::replication::shipper::LogShipper;
 use crate::replication::testing::{CLUSTER, Cluster, Faults, copy_storage, delete, put};
@@ -822,4 +823,120 @@ fn secondary_rejects_heartbeat_from_older_epoch() {
     assert!(rejected(&events));
     assert_eq!(secondary.state(), SecondaryState::Idle);
     assert!(matches!(messages.last(), Some(Message::Goodbye { .. })));
+}
+
+fn hello(cluster_id: &str) -> Message {
+    Message::Hello {
+        cluster_id: cluster_id.into(),
+        secondary_id: "s0".into(),
+        position: Position::genesis(Epoch::new(1, CLUSTER)),
+        root: [0; 32],
+    }
+}
+
+fn sent(session: &mut PrimarySession) -> Vec<Message> {
+    let limits = FrameLimits {
+        max_frame_payload: 512,
+        max_message_size: 1 << 20,
+    };
+    let mut decoder = FrameDecoder::new(limits);
+    let mut messages = Vec::new();
+    while let Some(frame) = session.poll_transmit() {
+        decoder.push(&frame);
+        while let Some(message) = decoder.poll_message().unwrap() {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+#[test]
+fn primary_sends_key_offer_before_answering_hello() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    session.offer_keys(sample_offer(7));
+    assert!(sent(&mut session).is_empty());
+    let reply = exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    assert_eq!(reply.len(), 2);
+    assert_eq!(reply[0], Message::KeyOffer(sample_offer(7)));
+    assert!(matches!(reply[1], Message::StreamStart { .. }));
+}
+
+#[test]
+fn primary_sends_key_offer_once_per_session() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    session.offer_keys(sample_offer(7));
+    exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    let again = exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    assert!(
+        again
+            .iter()
+            .all(|message| !matches!(message, Message::KeyOffer(_)))
+    );
+}
+
+#[test]
+fn primary_sends_a_later_key_offer_at_once() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    assert_eq!(session.state(), SessionState::Streaming);
+    session.offer_keys(sample_offer(9));
+    assert_eq!(sent(&mut session), vec![Message::KeyOffer(sample_offer(9))]);
+}
+
+#[test]
+fn primary_keeps_keys_from_a_hello_of_another_cluster() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    session.offer_keys(sample_offer(7));
+    let reply = exchange(&mut session, &storage, &shipper, &hello("elsewhere"));
+    assert!(matches!(reply.as_slice(), [Message::Error { .. }]));
+    assert_eq!(session.state(), SessionState::Closed);
+    session.offer_keys(sample_offer(8));
+    assert!(sent(&mut session).is_empty());
+}
+
+#[test]
+fn secondary_hands_a_key_offer_to_its_driver() {
+    let storage = MemStorage::new();
+    let genesis = Position::genesis(Epoch::new(1, CLUSTER));
+    let mut secondary = streaming_secondary(&storage, &genesis);
+    feed(
+        &mut secondary,
+        &storage,
+        &Message::KeyOffer(sample_offer(3)),
+    );
+    let (messages, events) = drain(&mut secondary);
+    assert!(messages.is_empty());
+    assert_eq!(events, vec![SecondaryEvent::KeyOffer(sample_offer(3))]);
+    assert_eq!(secondary.state(), SecondaryState::StreamWals);
+}
+
+#[test]
+fn primary_rejects_hello_with_another_id() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    session.expect_secondary("s1");
+    session.offer_keys(sample_offer(7));
+    let reply = exchange(&mut session, &storage, &shipper, &hello(CLUSTER));
+    assert!(matches!(
+        reply.as_slice(),
+        [Message::Error {
+            code: ErrorCode::Protocol,
+            ..
+        }]
+    ));
+    assert_eq!(session.state(), SessionState::Closed);
 }

@@ -10,7 +10,7 @@ use crate::storage::Transaction;
 
 mod mounts;
 mod policy;
-mod replication;
+pub(crate) mod replication;
 mod seal;
 
 /// Paths under `sys/` that need no token, as in Vault.

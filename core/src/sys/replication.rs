@@ -17,7 +17,7 @@ mod enable;
 mod params;
 mod revoke;
 mod secondary;
-mod state;
+pub(crate) mod state;
 mod status;
 mod token;
 mod unwrap;
@@ -90,6 +90,7 @@ fn dispatch(
         "performance/secondary/generate-public-key" => {
             secondary::generate_public_key as WriteHandler
         }
+        "performance/secondary/enable" => secondary::enable_unreachable as WriteHandler,
         _ => return Err(Error::no_handler(&request.path)),
     };
     match request.operation {

@@ -179,7 +179,7 @@ fn health(
         "sealed": sealed,
         "standby": false,
         "performance_standby": false,
-        "replication_performance_mode": "disabled",
+        "replication_performance_mode": crate::replication::role::stored_mode(txn)?,
         "replication_dr_mode": "disabled",
         "server_time_utc": ctx.now.as_secs(),
         "version": core.config.version,

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::environment::Environment;
-use super::writer::{Writer, WriterLimits};
+use super::writer::{CommitFeed, Writer, WriterLimits};
 
 /// A finished request: its id, for the envelope, and its result.
 #[derive(Debug)]
@@ -90,6 +90,21 @@ where
     /// Returns the node's storage.
     pub fn storage(&self) -> &S {
         &self.storage
+    }
+
+    /// Returns a shared handle to the node's core, for tasks that outlive a borrow.
+    pub fn core_handle(&self) -> Arc<Core> {
+        Arc::clone(&self.core)
+    }
+
+    /// Returns a shared handle to the node's storage, for tasks that outlive a borrow.
+    pub fn storage_handle(&self) -> Arc<S> {
+        Arc::clone(&self.storage)
+    }
+
+    /// Returns the feed of the WAL entries the writer commits, for the replication sessions.
+    pub fn commit_feed(&self) -> &CommitFeed {
+        self.writer.feed()
     }
 
     /// Runs one request to its result. A request without an id gets a fresh UUID.

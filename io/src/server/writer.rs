@@ -4,6 +4,10 @@
 //! LMDB write transactions cannot move between threads and LMDB allows one writer at a time,
 //! so every write runs on this thread. Requests wait in a bounded queue; a full queue rejects
 //! the request with 503 instead of letting memory grow.
+//!
+//! Each commit that writes shared data logs one WAL entry. The writer hands that entry to the
+//! [`CommitFeed`], which keeps the newest entries in a log shipper and announces the new head
+//! index to the replication sessions.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -13,7 +17,8 @@ use std::thread::JoinHandle;
 use coffer_core::error::Error;
 use coffer_core::replication::apply::log_shared_writes;
 use coffer_core::replication::config::ReplicationConfig;
-use coffer_core::replication::wal::Wal;
+use coffer_core::replication::shipper::LogShipper;
+use coffer_core::replication::wal::{Entry, Wal};
 use coffer_core::request::{Caller, Request, Response};
 use coffer_core::storage::{
     Overlay, Partition, Storage, StorageError, Transaction, WriteSet, apply_writes,
@@ -21,7 +26,7 @@ use coffer_core::storage::{
 use coffer_core::{Core, Ctx};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::environment::Environment;
 
@@ -34,15 +39,88 @@ pub struct WriterLimits {
     pub batch_size: usize,
     /// Newest WAL entries kept on disk; each commit trims the older ones.
     pub wal_retain: u64,
+    /// Maximum number of entries the log shipper keeps in memory.
+    pub logshipper_buffer_length: usize,
+    /// Maximum total size, in bytes, of the entries in the log shipper.
+    pub logshipper_buffer_size: usize,
+}
+
+impl WriterLimits {
+    /// Takes the WAL and log shipper bounds from a replication config.
+    pub fn with_replication(self, config: &ReplicationConfig) -> WriterLimits {
+        WriterLimits {
+            wal_retain: config.wal_retain,
+            logshipper_buffer_length: config.logshipper_buffer_length,
+            logshipper_buffer_size: config.logshipper_buffer_size,
+            ..self
+        }
+    }
 }
 
 impl Default for WriterLimits {
     fn default() -> WriterLimits {
+        let replication = ReplicationConfig::default();
         WriterLimits {
             queue_length: 1024,
             batch_size: 128,
-            wal_retain: ReplicationConfig::default().wal_retain,
+            wal_retain: replication.wal_retain,
+            logshipper_buffer_length: replication.logshipper_buffer_length,
+            logshipper_buffer_size: replication.logshipper_buffer_size,
         }
+    }
+}
+
+/// The destination of committed WAL entries: the log shipper, which keeps the newest entries
+/// in memory for catch-up, and a watch channel of the head index, which wakes the replication
+/// sessions. Clones share both.
+#[derive(Clone)]
+pub struct CommitFeed {
+    shipper: Arc<Mutex<LogShipper>>,
+    head: Arc<watch::Sender<u64>>,
+}
+
+impl CommitFeed {
+    /// Makes a feed whose log shipper keeps at most `length` entries and `bytes` bytes.
+    pub fn new(length: usize, bytes: usize) -> CommitFeed {
+        let (head, _) = watch::channel(0);
+        CommitFeed {
+            shipper: Arc::new(Mutex::new(LogShipper::new(length, bytes))),
+            head: Arc::new(head),
+        }
+    }
+
+    /// Makes a feed with the log shipper bounds of `limits`.
+    pub fn from_limits(limits: &WriterLimits) -> CommitFeed {
+        CommitFeed::new(
+            limits.logshipper_buffer_length,
+            limits.logshipper_buffer_size,
+        )
+    }
+
+    /// Returns the shared log shipper. Hold its lock only for one synchronous step.
+    pub fn shipper(&self) -> &Arc<Mutex<LogShipper>> {
+        &self.shipper
+    }
+
+    /// Returns a receiver of the head index, which changes after each published entry.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Returns the index of the newest published entry, 0 before any.
+    pub fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// Adds a committed entry to the log shipper, then announces its index. Call it after the
+    /// entry's transaction has committed, in commit order.
+    pub fn publish(&self, entry: Entry) {
+        let index = entry.index;
+        self.shipper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+        self.head.send_replace(index);
     }
 }
 
@@ -63,6 +141,7 @@ pub struct Writer {
     thread: Mutex<Option<JoinHandle<()>>>,
     inline: Mutex<Option<InlineCommit>>,
     limits: WriterLimits,
+    feed: CommitFeed,
 }
 
 impl Writer {
@@ -80,14 +159,23 @@ impl Writer {
         let (sender, receiver) = mpsc::sync_channel(limits.queue_length.max(1));
         let batch_size = limits.batch_size.max(1);
         let wal = Wal::new(limits.wal_retain);
+        let feed = CommitFeed::from_limits(&limits);
+        let committer = Committer {
+            core,
+            storage,
+            environment,
+            wal,
+            feed: feed.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("coffer-writer".into())
-            .spawn(move || run(&core, &*storage, &*environment, &wal, &receiver, batch_size))?;
+            .spawn(move || run(&committer, &receiver, batch_size))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             inline: Mutex::new(None),
             limits,
+            feed,
         })
     }
 
@@ -100,19 +188,32 @@ impl Writer {
         S: Storage + 'static,
         E: Environment,
     {
-        let wal = Wal::new(WriterLimits::default().wal_retain);
-        let commit: InlineCommit =
-            Arc::new(move |batch| commit_batch(&core, &*storage, &*environment, &wal, batch));
+        let limits = WriterLimits {
+            queue_length: 0,
+            batch_size: 1,
+            ..WriterLimits::default()
+        };
+        let feed = CommitFeed::from_limits(&limits);
+        let committer = Committer {
+            core,
+            storage,
+            environment,
+            wal: Wal::new(limits.wal_retain),
+            feed: feed.clone(),
+        };
+        let commit: InlineCommit = Arc::new(move |batch| committer.commit_batch(batch));
         Writer {
             sender: Mutex::new(None),
             thread: Mutex::new(None),
             inline: Mutex::new(Some(commit)),
-            limits: WriterLimits {
-                queue_length: 0,
-                batch_size: 1,
-                ..WriterLimits::default()
-            },
+            limits,
+            feed,
         }
+    }
+
+    /// Returns the feed that receives every committed WAL entry.
+    pub fn feed(&self) -> &CommitFeed {
+        &self.feed
     }
 
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
@@ -181,11 +282,17 @@ impl Drop for Writer {
     }
 }
 
+/// Everything a commit needs, owned by the writer thread or by the inline commit closure.
+struct Committer<S, E> {
+    core: Arc<Core>,
+    storage: Arc<S>,
+    environment: Arc<E>,
+    wal: Wal,
+    feed: CommitFeed,
+}
+
 fn run<S: Storage, E: Environment>(
-    core: &Core,
-    storage: &S,
-    environment: &E,
-    wal: &Wal,
+    committer: &Committer<S, E>,
     receiver: &Receiver<Job>,
     batch_size: usize,
 ) {
@@ -199,55 +306,57 @@ fn run<S: Storage, E: Environment>(
                 Err(_) => break,
             }
         }
-        commit_batch(core, storage, environment, wal, batch);
+        committer.commit_batch(batch);
     }
 }
 
-fn commit_batch<S: Storage, E: Environment>(
-    core: &Core,
-    storage: &S,
-    environment: &E,
-    wal: &Wal,
-    batch: Vec<Job>,
-) {
-    let committed = storage.write(|txn| {
-        let mut changed = BTreeSet::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for job in &batch {
-            results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
-        }
-        // The whole batch becomes one WAL entry, written with its Merkle updates in the same
-        // transaction as the data.
-        let shared: Vec<String> = changed
-            .iter()
-            .filter(|(partition, _)| *partition == Partition::Shared)
-            .map(|(_, key)| key.clone())
-            .collect();
-        log_shared_writes(txn, wal, &shared)?;
-        Ok::<_, StorageError>((results, changed))
-    });
-    // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
-    // depends on a mount or policy written earlier in the same batch still reads the old cache.
-    match committed {
-        Ok((results, changed)) => {
-            reload(core, storage, changed);
-            for (job, result) in batch.into_iter().zip(results) {
-                // A receiver that went away (timed out, disconnected) no longer needs it.
-                let _ = job.reply.send(result);
+impl<S: Storage, E: Environment> Committer<S, E> {
+    fn commit_batch(&self, batch: Vec<Job>) {
+        let core = &*self.core;
+        let environment = &*self.environment;
+        let committed = self.storage.write(|txn| {
+            let mut changed = BTreeSet::new();
+            let mut results = Vec::with_capacity(batch.len());
+            for job in &batch {
+                results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
             }
-        }
-        Err(error) if batch.len() > 1 => {
-            // One request's failure (a full map, a backend error) must not fail the others:
-            // commit each on its own so only the requests that cause it fail.
-            tracing::warn!(%error, requests = batch.len(), "write batch failed to commit; retrying its requests one by one");
-            for job in batch {
-                commit_batch(core, storage, environment, wal, vec![job]);
+            // The whole batch becomes one WAL entry, written with its Merkle updates in the
+            // same transaction as the data.
+            let shared: Vec<String> = changed
+                .iter()
+                .filter(|(partition, _)| *partition == Partition::Shared)
+                .map(|(_, key)| key.clone())
+                .collect();
+            let entry = log_shared_writes(txn, &self.wal, &shared)?;
+            Ok::<_, StorageError>((results, changed, entry))
+        });
+        // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
+        // depends on a mount or policy written earlier in the same batch still reads the old
+        // cache.
+        match committed {
+            Ok((results, changed, entry)) => {
+                if let Some(entry) = entry {
+                    self.feed.publish(entry);
+                }
+                reload(core, &*self.storage, changed);
+                for (job, result) in batch.into_iter().zip(results) {
+                    // A receiver that went away (timed out, disconnected) no longer needs it.
+                    let _ = job.reply.send(result);
+                }
             }
-        }
-        Err(error) => {
-            tracing::error!(%error, "write failed to commit");
-            for job in batch {
-                let _ = job.reply.send(Err(Error::Storage(error.clone())));
+            Err(error) if batch.len() > 1 => {
+                // One request's failure (a full map, a backend error) must not fail the others:
+                // commit each on its own so only the requests that cause it fail.
+                tracing::warn!(%error, requests = batch.len(), "write batch failed to commit; retrying its requests one by one");
+                for job in batch {
+                    self.commit_batch(vec![job]);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "write failed to commit");
+                for job in batch {
+                    let _ = job.reply.send(Err(Error::Storage(error.clone())));
+                }
             }
         }
     }

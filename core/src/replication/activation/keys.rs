@@ -85,6 +85,12 @@ impl PrivateKey {
         Zeroizing::new(key_pair)
     }
 
+    /// Returns the secret scalar bytes of this key, which as an X25519 private key match the
+    /// public key's Montgomery form.
+    pub(crate) fn scalar_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing_key().to_scalar_bytes())
+    }
+
     fn signing_key(&self) -> SigningKey {
         SigningKey::from_pkcs8_der(&self.pkcs8_der)
             .expect("the DER was produced or checked as Ed25519 PKCS#8 when this key was built")

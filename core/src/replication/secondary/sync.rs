@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use super::{Phase, Secondary, SecondaryEvent, SecondaryState, UNSYNCED_HASH};
 use crate::Timestamp;
 use crate::replication::apply::apply_ops;
+use crate::replication::live::SyncCounts;
 use crate::replication::merkle::{BUCKETS_PER_PAGE, BucketId, Members, Merkle, PAGES};
 use crate::replication::message::{ErrorCode, Message};
 use crate::replication::position::{Digest, Position};
@@ -87,6 +88,18 @@ impl SyncProgress {
     /// Number of keys fetched so far.
     pub(super) fn keys_fetched(&self) -> u64 {
         self.keys_fetched
+    }
+
+    /// Returns the keys to sync and those done, once the diff has listed them.
+    pub(super) fn counts(&self) -> Option<SyncCounts> {
+        let Stage::Keys { queue, in_flight } = &self.stage else {
+            return None;
+        };
+        let pending = (queue.len() + in_flight.len()) as u64;
+        Some(SyncCounts {
+            total_keys: self.keys_fetched + pending,
+            done: self.keys_fetched,
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! `secondary/generate-public-key`: a key pair for a later public-key activation.
+//! `secondary/generate-public-key`: a key pair for a later public-key activation, and the
+//! core side of `secondary/enable`.
 
 use serde_json::{Map, Value};
 
@@ -27,4 +28,19 @@ pub(super) fn generate_public_key(
         Value::String(key.public_key().to_base64()),
     );
     Ok(Response::data(data))
+}
+
+/// Fails `secondary/enable` with a 500: activation unwraps the bundle at the primary and
+/// connects to its cluster port, which core cannot do, so the server handles the path itself
+/// with the steps in [`crate::replication::activate`] and never passes it here.
+pub(super) fn enable_unreachable(
+    _core: &Core,
+    _ctx: &mut Ctx<'_>,
+    _request: &Request,
+    _txn: &mut dyn Transaction,
+) -> Result<Response, Error> {
+    Err(Error::internal(
+        "sys/replication/performance/secondary/enable reached the request handler, which \
+         cannot contact the primary; this server does not support secondary activation here",
+    ))
 }

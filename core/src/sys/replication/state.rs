@@ -10,43 +10,50 @@ use crate::replication::activation::{
 use crate::storage::Partition;
 
 /// Local key of the primary's replication identity.
-pub(super) const PRIMARY_KEY: &str = "core/replication/performance/primary";
+pub(crate) const PRIMARY_KEY: &str = "core/replication/performance/primary";
 /// Local key of the registry of secondary certificates and activation tokens.
-pub(super) const REGISTRY_KEY: &str = "core/replication/performance/secondaries";
+pub(crate) const REGISTRY_KEY: &str = "core/replication/performance/secondaries";
 /// Local key of the key pair a future secondary generated for its activation.
-pub(super) const SECONDARY_KEY_KEY: &str = "core/replication/performance/secondary-key";
+pub(crate) const SECONDARY_KEY_KEY: &str = "core/replication/performance/secondary-key";
 /// Local key of a secondary's activation state. Secondary activation writes it, and enabling a
 /// primary is rejected while it exists.
-pub(super) const SECONDARY_STATE_KEY: &str = "core/replication/performance/secondary";
+pub(crate) const SECONDARY_STATE_KEY: &str = "core/replication/performance/secondary";
 
 /// The primary's replication identity, created by `primary/enable`.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct PrimaryIdentity {
+pub(crate) struct PrimaryIdentity {
     /// The replication set's cluster id.
-    pub(super) cluster_id: String,
+    pub(crate) cluster_id: String,
     /// The replication CA with its key.
-    pub(super) ca: ReplicationCa,
+    pub(crate) ca: ReplicationCa,
     /// The primary's cluster certificate and key.
-    pub(super) primary_cert: IssuedCert,
+    pub(crate) primary_cert: IssuedCert,
     /// The key that signs activation tokens.
-    pub(super) signing_key: PrivateKey,
+    pub(crate) signing_key: PrivateKey,
     /// The epoch the primary started.
-    pub(super) epoch: Epoch,
+    pub(crate) epoch: Epoch,
     /// `primary_cluster_addr` as given, `""` when not overridden.
-    pub(super) primary_cluster_addr: String,
+    pub(crate) primary_cluster_addr: String,
     /// The cluster addresses secondaries dial, in the certificate and every bundle.
-    pub(super) cluster_addrs: Vec<String>,
+    pub(crate) cluster_addrs: Vec<String>,
     /// The API address secondaries unwrap at, the `addr` claim; `None` when unknown.
-    pub(super) api_addr: Option<String>,
+    pub(crate) api_addr: Option<String>,
 }
 
 /// The primary's identity, or `None` when this node is not a primary.
-pub(super) fn load_primary(view: &SecureView<'_>) -> Result<Option<PrimaryIdentity>, Error> {
+pub(crate) fn load_primary(view: &SecureView<'_>) -> Result<Option<PrimaryIdentity>, Error> {
     view.get_json(Partition::Local, PRIMARY_KEY)
 }
 
-/// The primary's identity, or a 400 that says to enable replication first.
-pub(super) fn require_primary(view: &SecureView<'_>) -> Result<PrimaryIdentity, Error> {
+/// The primary's identity, or a 400 that says to enable replication first, or that a
+/// secondary cannot act as a primary.
+pub(crate) fn require_primary(view: &SecureView<'_>) -> Result<PrimaryIdentity, Error> {
+    if is_secondary(view)? {
+        return Err(Error::bad_request(
+            "this cluster is a performance replication secondary; issue activation tokens and \
+             revoke secondaries on its primary",
+        ));
+    }
     load_primary(view)?.ok_or_else(|| {
         Error::bad_request(
             "this cluster is not a performance replication primary; enable it with \
@@ -56,7 +63,7 @@ pub(super) fn require_primary(view: &SecureView<'_>) -> Result<PrimaryIdentity, 
 }
 
 /// Stores the primary's identity.
-pub(super) fn save_primary(
+pub(crate) fn save_primary(
     view: &mut SecureView<'_>,
     identity: &PrimaryIdentity,
 ) -> Result<(), Error> {
@@ -64,14 +71,14 @@ pub(super) fn save_primary(
 }
 
 /// The registry, empty when none is stored.
-pub(super) fn load_registry(view: &SecureView<'_>) -> Result<SecondaryRegistry, Error> {
+pub(crate) fn load_registry(view: &SecureView<'_>) -> Result<SecondaryRegistry, Error> {
     Ok(view
         .get_json(Partition::Local, REGISTRY_KEY)?
         .unwrap_or_default())
 }
 
 /// Stores the registry.
-pub(super) fn save_registry(
+pub(crate) fn save_registry(
     view: &mut SecureView<'_>,
     registry: &SecondaryRegistry,
 ) -> Result<(), Error> {
@@ -79,6 +86,6 @@ pub(super) fn save_registry(
 }
 
 /// Whether this node is, or is becoming, a secondary.
-pub(super) fn is_secondary(view: &SecureView<'_>) -> Result<bool, Error> {
+pub(crate) fn is_secondary(view: &SecureView<'_>) -> Result<bool, Error> {
     Ok(view.get(Partition::Local, SECONDARY_STATE_KEY)?.is_some())
 }

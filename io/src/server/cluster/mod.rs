@@ -1,8 +1,10 @@
 //! The cluster port: mutually authenticated TLS between a primary and its secondaries
-//! ([`tls`]) and the accept loop that hands authenticated connections to replication
-//! ([`listener`]).
+//! ([`tls`]), the accept loop that hands authenticated connections to replication
+//! ([`listener`]), and the replication state machines run over those connections
+//! ([`replication`]).
 
 pub mod listener;
+pub mod replication;
 pub mod tls;
 
 pub use listener::{

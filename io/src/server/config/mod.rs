@@ -4,6 +4,7 @@
 //! (`ui`, `disable_mlock`, ...) are accepted with a warning, so existing Vault configs load.
 //! Any other key is rejected with its name, so a typo never passes silently.
 
+mod replication;
 mod syntax;
 mod values;
 
@@ -114,6 +115,13 @@ pub struct ReplicationConfig {
     pub logshipper_buffer_size: Option<u64>,
     /// How long a secondary waits to apply its own forwarded write before it answers.
     pub best_effort_wal_wait_duration: Option<Duration>,
+    /// WAL entries kept on disk (`wal_retain`, a Coffer setting).
+    pub wal_retain: Option<u64>,
+    /// Interval between the primary's heartbeats (`heartbeat_interval`, a Coffer setting).
+    pub heartbeat_interval: Option<Duration>,
+    /// Silence after which either side drops the connection (`heartbeat_timeout`, a Coffer
+    /// setting).
+    pub heartbeat_timeout: Option<Duration>,
 }
 
 /// Vault top-level settings that Coffer accepts and ignores.
@@ -197,6 +205,11 @@ impl Config {
         replication.best_effort_wal_wait_duration = newer
             .best_effort_wal_wait_duration
             .or(replication.best_effort_wal_wait_duration);
+        replication.wal_retain = newer.wal_retain.or(replication.wal_retain);
+        replication.heartbeat_interval =
+            newer.heartbeat_interval.or(replication.heartbeat_interval);
+        replication.heartbeat_timeout = newer.heartbeat_timeout.or(replication.heartbeat_timeout);
+        replication.engine()?;
         self.warnings.extend(later.warnings);
         Ok(self)
     }
@@ -212,6 +225,7 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
     for item in &items {
         parser.top_level(item)?;
     }
+    parser.config.replication.engine()?;
     Ok(parser.config)
 }
 
@@ -376,6 +390,13 @@ impl Parser<'_> {
                 }
                 "best_effort_wal_wait_duration" => {
                     replication.best_effort_wal_wait_duration = Some(duration_value(key, value)?);
+                }
+                "wal_retain" => replication.wal_retain = Some(u64_value(key, value)?),
+                "heartbeat_interval" => {
+                    replication.heartbeat_interval = Some(duration_value(key, value)?);
+                }
+                "heartbeat_timeout" => {
+                    replication.heartbeat_timeout = Some(duration_value(key, value)?);
                 }
                 key => return Err(self.unknown(key, "replication")),
             }

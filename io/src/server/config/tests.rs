@@ -283,3 +283,60 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn replication_block_maps_to_engine_settings() {
+    let config = parse_config(
+        r#"
+        replication {
+          logshipper_buffer_length = 1000
+          logshipper_buffer_size = "1048576"
+          wal_retain = 5000
+          heartbeat_interval = "2s"
+          heartbeat_timeout = "10s"
+        }
+        "#,
+    )
+    .unwrap();
+    let engine = config.replication.engine().unwrap();
+    assert_eq!(engine.logshipper_buffer_length, 1000);
+    assert_eq!(engine.logshipper_buffer_size, 1_048_576);
+    assert_eq!(engine.wal_retain, 5000);
+    assert_eq!(engine.heartbeat_interval, Duration::from_secs(2));
+    assert_eq!(engine.heartbeat_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn missing_replication_block_gives_engine_defaults() {
+    let config = parse_config("").unwrap();
+    let engine = config.replication.engine().unwrap();
+    assert_eq!(
+        engine,
+        coffer_core::replication::ReplicationConfig::default()
+    );
+}
+
+#[test]
+fn zero_logshipper_length_is_rejected() {
+    let message = invalid("replication { logshipper_buffer_length = 0 }");
+    assert!(
+        message.contains("logshipper_buffer_length = 0"),
+        "{message}"
+    );
+    assert!(message.contains("at least 1"), "{message}");
+}
+
+#[test]
+fn heartbeat_timeout_must_exceed_interval() {
+    let message = invalid(
+        r#"replication {
+          heartbeat_interval = "5s"
+          heartbeat_timeout = "5s"
+        }"#,
+    );
+    assert!(message.contains("heartbeat_timeout"), "{message}");
+    assert!(
+        message.contains("longer than heartbeat_interval"),
+        "{message}"
+    );
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use coffer_core::storage::{Partition, Storage, StorageError, Transaction};
 use heed::types::{Bytes, Str};
-use heed::{Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithTls};
+use heed::{Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 
 /// The default LMDB map size: 16 GiB of address space. LMDB reserves it virtually and the file
 /// grows only as data is written.
@@ -19,8 +19,11 @@ type Db = Database<Str, Bytes>;
 /// Reads run on LMDB read transactions, which see a consistent snapshot and never block the
 /// writer. Writes run in one LMDB write transaction each, committed with LMDB's default
 /// synchronous flush, so a commit is on disk when [`Storage::write`] returns.
+///
+/// The environment is opened without thread-local reader slots (`MDB_NOTLS`), so a read
+/// transaction is `Send`: a [`LmdbSnapshot`] can move between the threads of an async runtime.
 pub struct LmdbStorage {
-    env: Env,
+    env: Env<WithoutTls>,
     databases: [Db; 5],
     path: PathBuf,
     map_size: usize,
@@ -51,8 +54,23 @@ impl LmdbStorage {
         &self.path
     }
 
+    /// Pins the committed state in an owned read transaction that later writes do not change.
+    /// A snapshot keeps LMDB from reusing the pages it sees, so hold it only while needed.
+    pub fn pin(&self) -> Result<LmdbSnapshot, StorageError> {
+        let txn = self
+            .env
+            .clone()
+            .static_read_txn()
+            .map_err(|error| self.error(error))?;
+        Ok(LmdbSnapshot {
+            txn,
+            databases: self.databases,
+            map_size: self.map_size,
+        })
+    }
+
     /// Closes the environment and waits until LMDB has released it, so the same directory can
-    /// be opened again in this process.
+    /// be opened again in this process. It waits for every [`LmdbSnapshot`] to be dropped too.
     pub fn close(self) {
         self.env.prepare_for_closing().wait();
     }
@@ -63,8 +81,8 @@ impl LmdbStorage {
 }
 
 #[allow(unsafe_code)]
-fn open_env(path: &Path, map_size: usize) -> Result<Env, StorageError> {
-    let mut options = EnvOpenOptions::new();
+fn open_env(path: &Path, map_size: usize) -> Result<Env<WithoutTls>, StorageError> {
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
         .map_size(map_size)
         .max_dbs(Partition::ALL.len() as u32);
@@ -81,7 +99,7 @@ fn open_env(path: &Path, map_size: usize) -> Result<Env, StorageError> {
     })
 }
 
-fn create_databases(env: &Env) -> Result<[Db; 5], StorageError> {
+fn create_databases(env: &Env<WithoutTls>) -> Result<[Db; 5], StorageError> {
     let mut txn = env
         .write_txn()
         .map_err(|error| backend_error(error, usize::MAX))?;
@@ -139,8 +157,11 @@ fn scan(
     limit: Option<usize>,
     map_size: usize,
 ) -> Result<Vec<String>, StorageError> {
+    // LMDB rejects an empty key, even as a range bound, so the empty prefix scans from the
+    // first key.
     let lower = match start_after {
-        Some(after) if after >= prefix => Bound::Excluded(after),
+        Some(after) if after >= prefix && !after.is_empty() => Bound::Excluded(after),
+        _ if prefix.is_empty() => Bound::Unbounded,
         _ => Bound::Included(prefix),
     };
     let range = (lower, Bound::<&str>::Unbounded);
@@ -163,7 +184,49 @@ fn scan(
 
 struct ReadTxn<'a> {
     storage: &'a LmdbStorage,
-    txn: RoTxn<'a, WithTls>,
+    txn: RoTxn<'a, WithoutTls>,
+}
+
+/// An owned read transaction over one committed state of an [`LmdbStorage`], from
+/// [`LmdbStorage::pin`]. It is `Send`, so a task can keep it across awaits; its writes fail
+/// with [`StorageError::ReadOnly`].
+pub struct LmdbSnapshot {
+    txn: RoTxn<'static, WithoutTls>,
+    databases: [Db; 5],
+    map_size: usize,
+}
+
+impl Transaction for LmdbSnapshot {
+    fn get(&self, partition: Partition, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        get(&self.databases, &self.txn, partition, key, self.map_size)
+    }
+
+    fn put(&mut self, partition: Partition, _key: &str, _value: &[u8]) -> Result<(), StorageError> {
+        Err(StorageError::ReadOnly { partition })
+    }
+
+    fn delete(&mut self, partition: Partition, _key: &str) -> Result<(), StorageError> {
+        Err(StorageError::ReadOnly { partition })
+    }
+
+    fn scan(
+        &self,
+        partition: Partition,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StorageError> {
+        let databases = &self.databases;
+        scan(
+            databases,
+            &self.txn,
+            partition,
+            prefix,
+            start_after,
+            limit,
+            self.map_size,
+        )
+    }
 }
 
 impl Transaction for ReadTxn<'_> {
@@ -345,6 +408,25 @@ mod tests {
     }
 
     #[test]
+    fn scan_with_empty_prefix_lists_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LmdbStorage::open(dir.path(), SMALL_MAP).unwrap();
+        for key in ["a", "b/c", "d"] {
+            put(&storage, Partition::Wal, key, b"v");
+        }
+        let all = storage
+            .read(|txn| txn.scan(Partition::Wal, "", None, None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(all, ["a", "b/c", "d"]);
+        let rest = storage
+            .read(|txn| txn.scan(Partition::Wal, "", Some("a"), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest, ["b/c", "d"]);
+    }
+
+    #[test]
     fn delete_of_missing_key_succeeds() {
         let dir = tempfile::tempdir().unwrap();
         let storage = LmdbStorage::open(dir.path(), SMALL_MAP).unwrap();
@@ -356,6 +438,28 @@ mod tests {
             })
             .unwrap();
         assert_eq!(read(&storage, Partition::Meta, "a"), None);
+    }
+
+    #[test]
+    fn pinned_snapshot_keeps_state_after_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LmdbStorage::open(dir.path(), SMALL_MAP).unwrap();
+        put(&storage, Partition::Shared, "a", b"1");
+        let pinned = storage.pin().unwrap();
+        put(&storage, Partition::Shared, "a", b"2");
+        put(&storage, Partition::Shared, "b", b"3");
+
+        // The snapshot moves to another thread, as it does between an async runtime's workers.
+        let (old, absent) = std::thread::spawn(move || {
+            let old = pinned.get(Partition::Shared, "a").unwrap();
+            let absent = pinned.get(Partition::Shared, "b").unwrap();
+            (old, absent)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(old, Some(b"1".to_vec()));
+        assert_eq!(absent, None);
+        assert_eq!(read(&storage, Partition::Shared, "a"), Some(b"2".to_vec()));
     }
 
     #[test]
