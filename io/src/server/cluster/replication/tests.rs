@@ -641,3 +641,65 @@ async fn key_offers_reach_the_secondary_first() {
     secondary.stop().await;
     primary.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_replicates_over_loopback_tcp() {
+    use crate::server::net::{Network, TokioNetwork};
+
+    let core = Core::new(CoreConfig::default());
+    let node = Node::start(
+        core,
+        MemStorage::new(),
+        SystemEnvironment,
+        WriterLimits::default(),
+    )
+    .unwrap();
+    let node = Arc::new(node);
+    let root = unseal(&node).await;
+    let listener = TokioNetwork
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let params = SessionParams {
+        config: config(),
+        cluster_id: CLUSTER.into(),
+        epoch: head(node.storage()).epoch,
+        peer_id: None,
+    };
+    let acceptor = {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_session(
+                    stream,
+                    node.storage_handle(),
+                    node.commit_feed().clone(),
+                    params.clone(),
+                    Clock::new(Timestamp::from_secs(1_000)),
+                    SessionHooks::default(),
+                ));
+            }
+        })
+    };
+
+    let storage = Arc::new(MemStorage::new());
+    let dialer = move || TokioNetwork.connect(address);
+    let secondary = SecondaryTask::start(Arc::clone(&storage), dialer, "east");
+    let mount = Request::new(Operation::Update, "sys/mounts/kv")
+        .with_data(json!({"type": "kv"}))
+        .with_token(root.clone());
+    node.execute(mount).await.result.unwrap();
+    for number in 0..50 {
+        let request = Request::new(Operation::Update, format!("kv/key-{number}"))
+            .with_data(json!({ "value": number }))
+            .with_token(root.clone());
+        node.execute(request).await.result.unwrap();
+    }
+    converge(node.storage(), &*storage).await;
+
+    assert!(head(&*storage).index > 50);
+    secondary.stop().await;
+    acceptor.abort();
+    node.shutdown();
+}
