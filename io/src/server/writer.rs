@@ -614,6 +614,30 @@ mod tests {
     }
 
     #[test]
+    fn published_entry_reaches_shipper_and_watchers() {
+        use coffer_core::replication::position::{Epoch, Position};
+        use coffer_core::replication::wal::Op;
+
+        let feed = CommitFeed::new(2, usize::MAX);
+        let mut head = feed.subscribe();
+        let epoch = Epoch::new(1, "c");
+        let mut position = Position::genesis(epoch.clone());
+        for _ in 0..3 {
+            let op = Op::Delete { key: "k".into() };
+            let entry = Entry::next(&position, epoch.clone(), vec![op]);
+            position = entry.position();
+            feed.publish(entry);
+        }
+
+        assert!(head.has_changed().unwrap());
+        assert_eq!(*head.borrow_and_update(), 3);
+        assert_eq!(feed.head(), 3);
+        let shipper = feed.shipper().lock().unwrap();
+        assert_eq!(shipper.len(), 2, "the shipper keeps its bound");
+        assert_eq!(shipper.get(3).map(|entry| entry.hash), Some(position.hash));
+    }
+
+    #[test]
     fn close_commits_queued_requests() {
         let harness = harness(MemStorage::new(), WriterLimits::default());
         let first = occupy_writer(&harness);

@@ -347,7 +347,7 @@ fn in_step<P: Storage, S: Storage>(primary: &P, secondary: &S) -> bool {
         && dump(primary, Partition::Shared) == dump(secondary, Partition::Shared)
 }
 
-/// Waits until the secondary holds the primary's head, root and shared data.
+/// Waits until the secondary has the primary's head, root and shared data.
 async fn converge<P: Storage, S: Storage>(primary: &P, secondary: &S) {
     let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
     while !in_step(primary, secondary) {
@@ -502,15 +502,19 @@ async fn restarted_secondary_resumes_by_streaming() {
     primary.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_secondary_catches_up_by_merkle_sync() {
+/// Lets a secondary fall behind the shipper and the WAL, then checks it catches up by a
+/// Merkle diff and sync against the primary's pinned snapshot, and streams afterwards.
+async fn catch_up_by_merkle_sync<P, S>(primary_storage: P, storage: Arc<S>)
+where
+    P: PinSnapshot + 'static,
+    S: Storage + 'static,
+{
     let limits = WriterLimits {
         wal_retain: 8,
         logshipper_buffer_length: 8,
         ..WriterLimits::default()
     };
-    let primary = Primary::start(MemStorage::new(), limits, None).await;
-    let storage = Arc::new(MemStorage::new());
+    let primary = Primary::start(primary_storage, limits, None).await;
     let secondary = SecondaryTask::start(Arc::clone(&storage), primary.dialer(), "east");
     for number in 0..20 {
         primary.put(&format!("key-{number}"), "first").await;
@@ -545,6 +549,20 @@ async fn lagging_secondary_catches_up_by_merkle_sync() {
     converge(primary.storage(), &*storage).await;
     secondary.stop().await;
     primary.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_secondary_catches_up_by_merkle_sync() {
+    catch_up_by_merkle_sync(MemStorage::new(), Arc::new(MemStorage::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_lmdb_secondary_catches_up_by_merkle_sync() {
+    let primary_dir = tempfile::tempdir().unwrap();
+    let secondary_dir = tempfile::tempdir().unwrap();
+    let primary = LmdbStorage::open(primary_dir.path(), 64 << 20).unwrap();
+    let secondary = LmdbStorage::open(secondary_dir.path(), 64 << 20).unwrap();
+    catch_up_by_merkle_sync(primary, Arc::new(secondary)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,7 +613,7 @@ async fn key_offers_reach_the_secondary_first() {
     assert!(!offers.is_empty(), "no key offer arrived");
     assert!(offers.iter().all(|offer| *offer == test_offer(1)));
 
-    // The offer precedes the answer to the secondary's Hello.
+    // The offer precedes the response to the secondary's Hello.
     let messages = primary.messages();
     let offer = messages
         .iter()
@@ -607,7 +625,7 @@ async fn key_offers_reach_the_secondary_first() {
         )
     });
     assert!(offer.is_some(), "no key offer was sent");
-    assert!(offer < answer, "the key offer came after the answer");
+    assert!(offer < answer, "the key offer came after the response");
 
     // A rekey sends the new keys at once.
     rekey.send_replace(2);
@@ -622,4 +640,66 @@ async fn key_offers_reach_the_secondary_first() {
     assert_eq!(secondary.offers.lock().unwrap()[1], test_offer(2));
     secondary.stop().await;
     primary.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_replicates_over_loopback_tcp() {
+    use crate::server::net::{Network, TokioNetwork};
+
+    let core = Core::new(CoreConfig::default());
+    let node = Node::start(
+        core,
+        MemStorage::new(),
+        SystemEnvironment,
+        WriterLimits::default(),
+    )
+    .unwrap();
+    let node = Arc::new(node);
+    let root = unseal(&node).await;
+    let listener = TokioNetwork
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let params = SessionParams {
+        config: config(),
+        cluster_id: CLUSTER.into(),
+        epoch: head(node.storage()).epoch,
+        peer_id: None,
+    };
+    let acceptor = {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_session(
+                    stream,
+                    node.storage_handle(),
+                    node.commit_feed().clone(),
+                    params.clone(),
+                    Clock::new(Timestamp::from_secs(1_000)),
+                    SessionHooks::default(),
+                ));
+            }
+        })
+    };
+
+    let storage = Arc::new(MemStorage::new());
+    let dialer = move || TokioNetwork.connect(address);
+    let secondary = SecondaryTask::start(Arc::clone(&storage), dialer, "east");
+    let mount = Request::new(Operation::Update, "sys/mounts/kv")
+        .with_data(json!({"type": "kv"}))
+        .with_token(root.clone());
+    node.execute(mount).await.result.unwrap();
+    for number in 0..50 {
+        let request = Request::new(Operation::Update, format!("kv/key-{number}"))
+            .with_data(json!({ "value": number }))
+            .with_token(root.clone());
+        node.execute(request).await.result.unwrap();
+    }
+    converge(node.storage(), &*storage).await;
+
+    assert!(head(&*storage).index > 50);
+    secondary.stop().await;
+    acceptor.abort();
+    node.shutdown();
 }
