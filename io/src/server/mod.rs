@@ -11,6 +11,7 @@ pub mod logging;
 pub mod net;
 pub mod node;
 pub mod storage;
+pub mod supervisor;
 pub mod tls;
 pub mod writer;
 
@@ -35,7 +36,7 @@ pub use node::Node;
 
 use config::{ListenerConfig, StorageConfig};
 use dev::DevOptions;
-use storage::{DEFAULT_MAP_SIZE, LmdbStorage};
+use storage::{DEFAULT_MAP_SIZE, LmdbStorage, PinSnapshot};
 use writer::WriterLimits;
 
 /// Options of `coffer server`.
@@ -222,7 +223,7 @@ fn open_lmdb(path: &Path, map_size: Option<u64>) -> anyhow::Result<LmdbStorage> 
 }
 
 /// Starts the node and its listeners, runs dev setup when asked, and serves until a signal.
-async fn launch<S: Storage + 'static>(
+async fn launch<S: Storage + PinSnapshot + 'static>(
     config: &Config,
     core: Core,
     storage: S,
@@ -259,7 +260,7 @@ impl<S: Storage + 'static> RunningNode<S> {
 }
 
 /// Starts the node's writer and its listeners.
-async fn start_node<S: Storage + 'static>(
+async fn start_node<S: Storage + PinSnapshot + 'static>(
     config: &Config,
     core: Core,
     storage: S,
@@ -269,19 +270,72 @@ async fn start_node<S: Storage + 'static>(
             "the config has no listener; add listener \"tcp\" {{ address = \"127.0.0.1:8200\" }}"
         );
     }
-    let node = Node::start(core, storage, SystemEnvironment, WriterLimits::default())
+    let replication = config
+        .replication
+        .engine()
+        .context("invalid replication block")?;
+    let limits = WriterLimits::default().with_replication(&replication);
+    let node = Node::start(core, storage, SystemEnvironment, limits)
         .context("failed to start the storage writer")?;
     let node = Arc::new(node);
+    let addresses = activation::NodeAddresses {
+        api_addr: config.api_addr.clone(),
+        cluster_addr: config.cluster_addr.clone(),
+    };
+    node.set_interceptor(Arc::new(activation::Activator::new(
+        Arc::downgrade(&node),
+        TokioNetwork,
+        addresses,
+    )));
     let (stop, stopped) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in &config.listeners {
         start_listener(&node, listener, &stopped, &mut servers).await?;
     }
+    start_replication(&node, config, replication, &stopped, &mut servers).await?;
     Ok(RunningNode {
         node,
         stop,
         servers,
     })
+}
+
+/// Starts the cluster port (on the first listener's `cluster_address`) and the supervisor
+/// that follows the node's replication role.
+async fn start_replication<S: Storage + PinSnapshot + 'static>(
+    node: &Arc<Node<S, SystemEnvironment>>,
+    config: &Config,
+    replication: coffer_core::replication::ReplicationConfig,
+    stopped: &watch::Receiver<bool>,
+    servers: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let (supervisor, acceptor) =
+        supervisor::Supervisor::new(Arc::clone(node), TokioNetwork, replication);
+    let cluster_address = config
+        .listeners
+        .iter()
+        .find_map(|listener| listener.cluster_address);
+    if let Some(address) = cluster_address {
+        let bound = TokioNetwork
+            .bind(address)
+            .await
+            .with_context(|| format!("failed to listen on the cluster address {address}"))?;
+        tracing::info!(%address, "cluster port listening");
+        let handler = supervisor.session_handler();
+        let mut stop = stopped.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        servers.spawn(cluster::serve_cluster(
+            bound,
+            acceptor,
+            handler,
+            cluster::ClusterLimits::default(),
+            shutdown,
+        ));
+    }
+    servers.spawn(supervisor.run(stopped.clone()));
+    Ok(())
 }
 
 async fn run_dev_cluster(args: ServerArgs, config: Config) -> anyhow::Result<()> {

@@ -5,7 +5,9 @@
 //! [`Outcome::ReadOnly`]; its snapshot is dropped and the request reruns on the writer, which
 //! commits it durably before the response is sent.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use coffer_core::error::Error;
 use coffer_core::request::{Request, Response};
@@ -26,12 +28,23 @@ pub struct Executed {
     pub result: Result<Response, Error>,
 }
 
+/// The future an [`Interceptor`] returns.
+pub type Intercepted<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+/// Runs the requests that the core cannot run alone because they need the network, such as
+/// a secondary's activation, which talks to the primary between its storage steps.
+pub trait Interceptor: Send + Sync + 'static {
+    /// Returns the future that answers `request`, or `None` to let the core run it.
+    fn intercept<'a>(&'a self, request: &'a Request) -> Option<Intercepted<'a>>;
+}
+
 /// A running node: the core, its storage and the single writer.
 pub struct Node<S, E> {
     core: Arc<Core>,
     storage: Arc<S>,
     environment: Arc<E>,
     writer: Writer,
+    interceptor: OnceLock<Arc<dyn Interceptor>>,
 }
 
 impl<S, E> Node<S, E>
@@ -60,6 +73,7 @@ where
             storage,
             environment,
             writer,
+            interceptor: OnceLock::new(),
         })
     }
 
@@ -79,6 +93,7 @@ where
             storage,
             environment,
             writer,
+            interceptor: OnceLock::new(),
         }
     }
 
@@ -107,19 +122,47 @@ where
         self.writer.feed()
     }
 
+    /// Installs the interceptor; only the first one installed is kept.
+    pub fn set_interceptor(&self, interceptor: Arc<dyn Interceptor>) {
+        let _ = self.interceptor.set(interceptor);
+    }
+
+    /// Returns a fresh RNG seeded from the node's environment.
+    pub fn rng(&self) -> ChaCha20Rng {
+        ChaCha20Rng::from_seed(self.environment.rng_seed())
+    }
+
+    /// Returns the node's environment.
+    pub fn environment(&self) -> &E {
+        &self.environment
+    }
+
     /// Runs one request to its result. A request without an id gets a fresh UUID.
     pub async fn execute(&self, mut request: Request) -> Executed {
-        let mut rng = ChaCha20Rng::from_seed(self.environment.rng_seed());
+        let mut rng = self.rng();
         if request.id.is_empty() {
             request.id = ids::uuid(&mut rng);
         }
         let request_id = request.id.clone();
-        let result = match self.execute_read(&request, &mut rng) {
+        if let Some(interceptor) = self.interceptor.get() {
+            if let Some(answer) = interceptor.intercept(&request) {
+                let result = answer.await;
+                return Executed { request_id, result };
+            }
+        }
+        let result = self.execute_in_core(request).await;
+        Executed { request_id, result }
+    }
+
+    /// Runs one request in the core, past the interceptor: on a read snapshot first, then on
+    /// the writer when it writes.
+    pub async fn execute_in_core(&self, request: Request) -> Result<Response, Error> {
+        let mut rng = self.rng();
+        match self.execute_read(&request, &mut rng) {
             Ok(Outcome::Response(response)) => Ok(response),
             Ok(Outcome::Error(error)) | Err(error) => Err(error),
             Ok(Outcome::ReadOnly(_)) => self.execute_write(request).await,
-        };
-        Executed { request_id, result }
+        }
     }
 
     /// Stops the writer after it has committed every queued request.

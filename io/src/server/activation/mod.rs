@@ -1,3 +1,221 @@
 //! Secondary activation on this node: the steps of `secondary/enable` that need the network.
+//!
+//! The core cannot talk to the primary, so the node runs `secondary/enable` here, in four
+//! steps; only the last one writes, so a failure in the first three leaves the node as it was:
+//!
+//! 1. unwrap the activation token at the primary's API, which returns the bootstrap bundle
+//!    once ([`unwrap`]);
+//! 2. check the bundle against the token's claims and the operator's `ca_sha256`;
+//! 3. open one mutually authenticated connection to the primary's cluster port with the
+//!    bundle, and receive the key material sealed to this secondary's key ([`probe`]);
+//! 4. in one transaction, record the pending activation, wipe this node's data and adopt the
+//!    primary's seal; then put the new keys in memory.
+//!
+//! Replication then starts from the stored activation, as it does after a restart.
 
+pub mod probe;
 pub mod unwrap;
+
+use std::path::Path;
+use std::sync::Weak;
+
+use coffer_core::error::Error;
+use coffer_core::replication::activate;
+use coffer_core::replication::activation::check_unwrapped_bundle;
+use coffer_core::request::{Logical, Operation, Request, Response};
+use coffer_core::storage::{ReadOnly, Storage};
+use coffer_core::{Ctx, acl};
+
+use self::unwrap::{PrimaryApi, unwrap_bundle};
+use super::environment::Environment;
+use super::net::Network;
+use super::node::{Intercepted, Interceptor, Node};
+
+/// The paths of `secondary/enable`, current and 0.7-era.
+const ENABLE_PATHS: [&str; 2] = [
+    "sys/replication/performance/secondary/enable",
+    "sys/replication/secondary/enable",
+];
+
+const ACTIVATED_WARNING: &str = "This cluster is being enabled as a performance replication \
+     secondary. Its previous data was removed; it now bootstraps from the primary. Unseal it \
+     with the primary's unseal keys after a restart, and generate a root token on it with \
+     sys/generate-root and the primary's unseal keys.";
+
+/// The paths of `primary/enable`, current and 0.7-era.
+const PRIMARY_ENABLE_PATHS: [&str; 2] = [
+    "sys/replication/performance/primary/enable",
+    "sys/replication/primary/enable",
+];
+
+/// This node's own addresses from its configuration, which the core cannot know.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeAddresses {
+    /// `api_addr`: where secondaries unwrap their activation tokens.
+    pub api_addr: Option<String>,
+    /// `cluster_addr`: where secondaries dial the cluster port.
+    pub cluster_addr: Option<String>,
+}
+
+/// Runs `secondary/enable` for one node over `network`, and gives `primary/enable` the
+/// node's configured addresses.
+pub struct Activator<S, E, N> {
+    node: Weak<Node<S, E>>,
+    network: N,
+    addresses: NodeAddresses,
+}
+
+impl<S, E, N> Activator<S, E, N>
+where
+    S: Storage + 'static,
+    E: Environment,
+    N: Network,
+{
+    /// An activator for `node`; it holds the node weakly, since the node holds it.
+    pub fn new(node: Weak<Node<S, E>>, network: N, addresses: NodeAddresses) -> Activator<S, E, N> {
+        Activator {
+            node,
+            network,
+            addresses,
+        }
+    }
+
+    /// Runs `primary/enable` in the core with the configured `api_addr` and `cluster_addr`
+    /// added to the body, unless the body gives its own.
+    async fn enable_primary(&self, request: &Request) -> Result<Response, Error> {
+        let node = self
+            .node
+            .upgrade()
+            .ok_or_else(|| Error::internal("the node is shutting down"))?;
+        let mut request = request.clone();
+        let configured = [
+            ("api_addr", &self.addresses.api_addr),
+            ("cluster_addr", &self.addresses.cluster_addr),
+        ];
+        for (field, value) in configured {
+            if let Some(value) = value {
+                if !request.data.contains_key(field) {
+                    request
+                        .data
+                        .insert(field.to_owned(), serde_json::Value::String(value.clone()));
+                }
+            }
+        }
+        node.execute_in_core(request).await
+    }
+
+    async fn enable(&self, request: &Request) -> Result<Response, Error> {
+        let node = self
+            .node
+            .upgrade()
+            .ok_or_else(|| Error::internal("the node is shutting down"))?;
+        authorize(&node, request)?;
+        let enable = activate::parse_enable(request)?;
+        let primary = PrimaryApi::parse(&enable.primary_api_addr)
+            .map_err(|error| failed(1, "reading the primary's address", error))?;
+        let ca_pem = read_ca_file(enable.ca_file.as_deref())?;
+
+        let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
+            .await
+            .map_err(|error| failed(1, "unwrapping the activation token at the primary", error))?;
+        let bundle = check_unwrapped_bundle(
+            enable.token.expose(),
+            &bundle_bytes,
+            enable.ca_sha256.as_deref(),
+        )
+        .map_err(|error| failed(2, "checking the bootstrap bundle", error))?;
+        let key = {
+            let core = node.core();
+            let mut rng = node.rng();
+            node.storage().read(|txn| {
+                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
+            })??
+        };
+        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
+            .await
+            .map_err(|error| failed(3, "connecting to the primary's cluster port", error))?;
+
+        let core = node.core();
+        let now = node.environment().now();
+        let mut rng = node.rng();
+        let adopted = node
+            .storage()
+            .write(|txn| activate::adopt(core, txn, &mut rng, now, &bundle, &key, &offer))?;
+        node.storage()
+            .read(|txn| activate::install(core, txn, adopted))??;
+        tracing::info!(
+            cluster_id = %bundle.cluster_id,
+            secondary_id = %bundle.secondary_id,
+            "activated as a performance secondary; bootstrapping from the primary"
+        );
+        Ok(Response::logical(Logical {
+            status: 200,
+            warnings: vec![ACTIVATED_WARNING.to_owned()],
+            ..Logical::default()
+        }))
+    }
+}
+
+impl<S, E, N> Interceptor for Activator<S, E, N>
+where
+    S: Storage + 'static,
+    E: Environment,
+    N: Network,
+{
+    fn intercept<'a>(&'a self, request: &'a Request) -> Option<Intercepted<'a>> {
+        if request.operation != Operation::Update {
+            return None;
+        }
+        let path = request.path.as_str();
+        if ENABLE_PATHS.contains(&path) {
+            return Some(Box::pin(self.enable(request)));
+        }
+        if PRIMARY_ENABLE_PATHS.contains(&path) {
+            return Some(Box::pin(self.enable_primary(request)));
+        }
+        None
+    }
+}
+
+/// Checks the token and the policy (`secondary/enable` needs `sudo`) on a read snapshot.
+fn authorize<S: Storage + 'static, E: Environment>(
+    node: &Node<S, E>,
+    request: &Request,
+) -> Result<(), Error> {
+    let core = node.core();
+    let mut rng = node.rng();
+    let mut ctx = Ctx::new(node.environment().now(), &mut rng);
+    node.storage().read(|txn| {
+        let mut snapshot = ReadOnly(txn);
+        let caller = core
+            .authenticate(&mut ctx, request, &mut snapshot)
+            .map_err(|error| match error {
+                Error::Storage(_) => Error::bad_request(
+                    "secondary/enable needs a token without a use limit; create one with \
+                     num_uses=0 and try again",
+                ),
+                other => other,
+            })?
+            .ok_or_else(Error::permission_denied)?;
+        acl::authorize(core, &caller, request, &mut snapshot)
+    })?
+}
+
+fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    std::fs::read(Path::new(path)).map(Some).map_err(|error| {
+        Error::bad_request(format!(
+            "cannot read ca_file {path}: {error}; give the path of a PEM file on this server"
+        ))
+    })
+}
+
+/// The 400 for a failed step, which says that nothing changed.
+fn failed(step: u8, what: &str, error: impl std::fmt::Display) -> Error {
+    Error::bad_request(format!(
+        "secondary activation failed at step {step} of 4 ({what}): {error}; this cluster was \
+         not changed"
+    ))
+}

@@ -1,0 +1,460 @@
+//! The node's replication role at run time.
+//!
+//! The role lives in the core's storage (`primary/enable`, `secondary/enable`,
+//! `revoke-secondary` write it), and the [`Supervisor`] follows it: while the node is an
+//! unsealed primary its cluster port accepts the active secondaries and runs a session for
+//! each; while it is a secondary it replicates from the primary in its bundle and its cluster
+//! port refuses everyone; otherwise the cluster port refuses everyone. It reads the role again
+//! whenever the core's replication generation moves and when the seal state changes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use coffer_core::Core;
+use coffer_core::replication::ReplicationConfig;
+use coffer_core::replication::activate;
+use coffer_core::replication::activation::{BootstrapBundle, PrivateKey};
+use coffer_core::replication::keys::key_offer;
+use coffer_core::replication::live::ConnectionState;
+use coffer_core::replication::role::{self, PrimaryCredentials, Role, SecondaryCredentials};
+use coffer_core::replication::secondary::SecondaryState;
+use coffer_core::storage::{ReadOnly, Storage};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+
+use super::activation::probe::parse_cluster_addr;
+use super::cluster::replication::{
+    Clock, SecondaryHooks, SecondaryParams, SessionHooks, SessionKeys, SessionParams,
+    run_secondary, serve_session,
+};
+use super::cluster::{
+    AcceptorState, ActiveCerts, ClusterAcceptor, ClusterAlpn, ClusterConnector, ClusterPeer,
+    ReplicationHandler,
+};
+use super::environment::{Environment, SystemEnvironment};
+use super::net::{Network, Stream};
+use super::node::Node;
+use super::storage::PinSnapshot;
+
+/// How often the role is checked even when nothing announced a change.
+const ROLE_POLL: Duration = Duration::from_millis(100);
+
+/// What the supervisor runs at the moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Running {
+    /// Sealed: nothing can be read, so nothing runs.
+    Sealed,
+    /// Replication is not enabled.
+    Standalone,
+    /// A primary of this replication set and epoch.
+    Primary { cluster_id: String, epoch: u64 },
+    /// A secondary with this id in this replication set.
+    Secondary {
+        cluster_id: String,
+        secondary_id: String,
+    },
+}
+
+/// Follows the node's replication role. See the module documentation.
+pub struct Supervisor<S, N> {
+    node: Arc<Node<S, SystemEnvironment>>,
+    network: N,
+    config: ReplicationConfig,
+    acceptor: watch::Sender<AcceptorState>,
+    primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
+    secondary_task: Option<JoinHandle<()>>,
+    running: Option<Running>,
+    generation: u64,
+}
+
+impl<S, N> Supervisor<S, N>
+where
+    S: Storage + PinSnapshot + 'static,
+    N: Network + Clone,
+{
+    /// A supervisor for `node`, and the receiver its cluster listener reads the acceptor from.
+    pub fn new(
+        node: Arc<Node<S, SystemEnvironment>>,
+        network: N,
+        config: ReplicationConfig,
+    ) -> (Supervisor<S, N>, watch::Receiver<AcceptorState>) {
+        let (acceptor, receiver) = watch::channel(AcceptorState::NotPrimary {
+            reason: "the node is starting".to_owned(),
+        });
+        let supervisor = Supervisor {
+            node,
+            network,
+            config,
+            acceptor,
+            primary: Arc::new(Mutex::new(None)),
+            secondary_task: None,
+            running: None,
+            generation: u64::MAX,
+        };
+        (supervisor, receiver)
+    }
+
+    /// The handler that runs a primary's sessions on the cluster port.
+    pub fn session_handler(&self) -> Arc<SessionHandler<S>> {
+        Arc::new(SessionHandler {
+            node: Arc::clone(&self.node),
+            config: self.config.clone(),
+            primary: Arc::clone(&self.primary),
+        })
+    }
+
+    /// Follows the role until `stopped` turns true.
+    pub async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            self.check();
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => break,
+                () = tokio::time::sleep(ROLE_POLL) => {}
+            }
+        }
+        self.stop_secondary();
+    }
+
+    fn check(&mut self) {
+        let core = self.node.core();
+        if core.barrier.is_sealed() {
+            self.apply(Running::Sealed, None);
+            return;
+        }
+        let generation = core.replication_generation();
+        if generation == self.generation && !matches!(self.running, Some(Running::Sealed) | None) {
+            return;
+        }
+        let mut rng = self.node.rng();
+        let role = self
+            .node
+            .storage()
+            .read(|txn| role::load_role(core, &mut ReadOnly(txn), &mut rng));
+        match role {
+            Ok(Ok(role)) => {
+                self.generation = generation;
+                let running = running_of(&role);
+                self.apply(running, Some(role));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "reading the replication role failed; retrying");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the replication role failed; retrying");
+            }
+        }
+    }
+
+    fn apply(&mut self, running: Running, role: Option<Role>) {
+        let changed = self.running.as_ref() != Some(&running);
+        match role {
+            Some(Role::Primary(credentials)) => self.run_primary(credentials, changed),
+            Some(Role::Secondary(credentials)) => {
+                if changed {
+                    self.set_primary(None, "this node is a performance secondary");
+                    self.start_secondary(credentials);
+                }
+            }
+            Some(Role::Standalone) => {
+                if changed {
+                    self.stop_secondary();
+                    self.set_primary(None, "replication is not enabled on this node");
+                }
+            }
+            None => {
+                if changed {
+                    self.stop_secondary();
+                    self.set_primary(None, "this node is sealed");
+                }
+            }
+        }
+        if changed {
+            tracing::info!(role = ?running, "replication role");
+        }
+        self.running = Some(running);
+    }
+
+    fn run_primary(&mut self, credentials: PrimaryCredentials, changed: bool) {
+        if !changed {
+            if let AcceptorState::Primary(acceptor) = &*self.acceptor.borrow() {
+                acceptor.active().replace(credentials.active.clone());
+            }
+            *lock(&self.primary) = Some(Arc::new(credentials));
+            return;
+        }
+        self.stop_secondary();
+        let active = ActiveCerts::new(credentials.active.clone());
+        match ClusterAcceptor::new(
+            &credentials.ca_cert_der,
+            &credentials.cert_der,
+            &credentials.key,
+            &credentials.cluster_id,
+            active,
+        ) {
+            Ok(acceptor) => {
+                *lock(&self.primary) = Some(Arc::new(credentials));
+                self.acceptor
+                    .send_replace(AcceptorState::Primary(Arc::new(acceptor)));
+            }
+            Err(error) => {
+                tracing::error!(%error, "the primary's cluster credentials are unusable");
+                self.set_primary(None, "the primary's cluster credentials are unusable");
+            }
+        }
+    }
+
+    fn set_primary(&self, credentials: Option<Arc<PrimaryCredentials>>, reason: &str) {
+        *lock(&self.primary) = credentials;
+        self.acceptor.send_replace(AcceptorState::NotPrimary {
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn start_secondary(&mut self, credentials: SecondaryCredentials) {
+        self.stop_secondary();
+        let connector = match ClusterConnector::new(&credentials.bundle, &credentials.key) {
+            Ok(connector) => connector,
+            Err(error) => {
+                tracing::error!(%error, "the secondary's bundle is unusable; not replicating");
+                return;
+            }
+        };
+        let addresses: Vec<SocketAddr> = credentials
+            .bundle
+            .primary_cluster_addrs
+            .iter()
+            .filter_map(|address| parse_cluster_addr(address).ok())
+            .collect();
+        let node = Arc::clone(&self.node);
+        let network = self.network.clone();
+        let config = self.config.clone();
+        let task = tokio::spawn(async move {
+            replicate(node, network, connector, addresses, credentials, config).await;
+        });
+        self.secondary_task = Some(task);
+    }
+
+    fn stop_secondary(&mut self) {
+        if let Some(task) = self.secondary_task.take() {
+            task.abort();
+            self.node.core().replication_live.clear_secondary();
+        }
+    }
+}
+
+fn running_of(role: &Role) -> Running {
+    match role {
+        Role::Standalone => Running::Standalone,
+        Role::Primary(credentials) => Running::Primary {
+            cluster_id: credentials.cluster_id.clone(),
+            epoch: credentials.epoch.number,
+        },
+        Role::Secondary(credentials) => Running::Secondary {
+            cluster_id: credentials.bundle.cluster_id.clone(),
+            secondary_id: credentials.bundle.secondary_id.clone(),
+        },
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the node's secondary until the task is aborted.
+async fn replicate<S, N>(
+    node: Arc<Node<S, SystemEnvironment>>,
+    network: N,
+    connector: ClusterConnector,
+    addresses: Vec<SocketAddr>,
+    credentials: SecondaryCredentials,
+    config: ReplicationConfig,
+) where
+    S: Storage + PinSnapshot + 'static,
+    N: Network + Clone,
+{
+    let SecondaryCredentials {
+        bundle,
+        key,
+        activated,
+    } = credentials;
+    let dialer = {
+        let network = network.clone();
+        move || {
+            let network = network.clone();
+            let connector = connector.clone();
+            let addresses = addresses.clone();
+            async move { dial(&network, &connector, &addresses).await }
+        }
+    };
+    let params = SecondaryParams {
+        config,
+        cluster_id: bundle.cluster_id.clone(),
+        secondary_id: bundle.secondary_id.clone(),
+    };
+    let hooks = secondary_hooks(&node, bundle, key, activated);
+    let clock = Clock::new(node.environment().now());
+    let result = run_secondary(
+        node.storage_handle(),
+        node.core_handle(),
+        dialer,
+        params,
+        clock,
+        hooks,
+    )
+    .await;
+    let Err(error) = result;
+    tracing::error!(%error, "the secondary stopped replicating: its storage failed");
+}
+
+async fn dial<N: Network>(
+    network: &N,
+    connector: &ClusterConnector,
+    addresses: &[SocketAddr],
+) -> std::io::Result<tokio_rustls::client::TlsStream<N::Stream>> {
+    let mut last = std::io::Error::other("the bundle lists no primary cluster address");
+    for address in addresses {
+        let stream = match network.connect(*address).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                last = std::io::Error::new(
+                    error.kind(),
+                    format!("connecting to the primary at {address} failed: {error}"),
+                );
+                continue;
+            }
+        };
+        match connector.connect(stream, ClusterAlpn::Replication).await {
+            Ok(tls) => return Ok(tls),
+            Err(error) => {
+                last = std::io::Error::other(format!(
+                    "the TLS handshake with the primary at {address} failed: {error}"
+                ));
+            }
+        }
+    }
+    Err(last)
+}
+
+fn secondary_hooks<S>(
+    node: &Arc<Node<S, SystemEnvironment>>,
+    bundle: BootstrapBundle,
+    key: PrivateKey,
+    activated: bool,
+) -> SecondaryHooks
+where
+    S: Storage + PinSnapshot + 'static,
+{
+    let status_node = Arc::clone(node);
+    let mut activated = activated;
+    let offer_node = Arc::clone(node);
+    SecondaryHooks {
+        on_status: Box::new(move |status| {
+            let core: &Core = status_node.core();
+            core.replication_live.set_secondary_state(status.state);
+            core.replication_live
+                .set_connection_state(if status.connected {
+                    ConnectionState::Ready
+                } else {
+                    ConnectionState::Connecting
+                });
+            if let Some(heard) = status.last_heard {
+                core.replication_live.set_last_heartbeat(heard);
+            }
+            if !activated && status.state == SecondaryState::StreamWals {
+                let mut rng = status_node.rng();
+                let marked = status_node
+                    .storage()
+                    .write(|txn| activate::mark_activated(core, txn, &mut rng));
+                match marked {
+                    Ok(()) => activated = true,
+                    Err(error) => tracing::warn!(%error, "recording the finished bootstrap failed"),
+                }
+            }
+        }),
+        on_key_offer: Box::new(move |offer| {
+            let core: &Core = offer_node.core();
+            let accepted = offer_node
+                .storage()
+                .read(|txn| activate::accept_key_offer(core, txn, &bundle, &key, &offer));
+            match accepted {
+                Ok(Ok(())) => {
+                    tracing::info!("installed the primary's keys");
+                    Ok(())
+                }
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        }),
+    }
+}
+
+/// Runs a primary's replication session for each accepted secondary.
+pub struct SessionHandler<S> {
+    node: Arc<Node<S, SystemEnvironment>>,
+    config: ReplicationConfig,
+    primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
+}
+
+impl<S> ReplicationHandler for SessionHandler<S>
+where
+    S: Storage + PinSnapshot + 'static,
+{
+    async fn serve<St: Stream>(&self, stream: TlsStream<St>, peer: ClusterPeer) {
+        let Some(credentials) = lock(&self.primary).clone() else {
+            return;
+        };
+        let secondary_id = peer.secondary.secondary_id.clone();
+        let core = self.node.core();
+        let offer_node = Arc::clone(&self.node);
+        let offer_id = secondary_id.clone();
+        let keys = SessionKeys {
+            public_key: peer.public_key,
+            offer: Box::new(move |public_key| {
+                let core = offer_node.core();
+                let mut rng = offer_node.rng();
+                offer_node.storage().read(|txn| {
+                    key_offer(core, &mut ReadOnly(txn), &mut rng, &offer_id, public_key)
+                })?
+            }),
+            rekeyed: None,
+        };
+        let params = SessionParams {
+            config: self.config.clone(),
+            cluster_id: credentials.cluster_id.clone(),
+            epoch: credentials.epoch.clone(),
+            peer_id: Some(secondary_id.clone()),
+        };
+        let status_node = Arc::clone(&self.node);
+        let status_id = secondary_id.clone();
+        let hooks = SessionHooks {
+            on_status: Box::new(move |status| {
+                status_node
+                    .core()
+                    .replication_live
+                    .update_session(&status_id, |peer| {
+                        peer.connected = true;
+                        peer.last_heartbeat = Some(status.last_heard);
+                        peer.acked = status.acked;
+                    });
+            }),
+            keys: Some(keys),
+        };
+        tracing::info!(%secondary_id, "replication session started");
+        let clock = Clock::new(self.node.environment().now());
+        let reason = serve_session(
+            stream,
+            self.node.storage_handle(),
+            self.node.commit_feed().clone(),
+            params,
+            clock,
+            hooks,
+        )
+        .await;
+        core.replication_live.update_session(&secondary_id, |peer| {
+            peer.connected = false;
+        });
+        tracing::info!(%secondary_id, %reason, "replication session ended");
+    }
+}
