@@ -1,0 +1,291 @@
+//! Replication between real processes: activation, streaming, storage classes, catch-up after a
+//! long absence and a crashed primary.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use coffer_tests::cluster::{
+    CONVERGE_TIMEOUT, ReplicaSet, last_wal, performance_status, wait_for_state, wait_until,
+};
+use coffer_tests::{ServerOptions, runtime, vault_client};
+use serde_json::{Value, json};
+
+/// A shipper and an on-disk WAL small enough that a short absence falls behind both.
+const SMALL_BUFFERS: &str = "replication {\n  logshipper_buffer_length = 8\n  wal_retain = 16\n}";
+
+fn write_secrets(set: &ReplicaSet, prefix: &str, count: usize) -> anyhow::Result<()> {
+    let api = set.primary.api(set.root())?;
+    for number in 0..count {
+        api.post(
+            &format!("secret/data/{prefix}/{number}"),
+            &json!({"data": {"number": number, "marker": format!("{prefix}-{number}")}}),
+        )?
+        .expect_status(200)?;
+    }
+    Ok(())
+}
+
+fn read_marker(
+    server: &coffer_tests::Server,
+    token: &str,
+    path: &str,
+) -> anyhow::Result<Option<String>> {
+    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    response.expect_status(200)?;
+    Ok(response.body["data"]["data"]["marker"]
+        .as_str()
+        .map(str::to_owned))
+}
+
+#[test]
+fn thousand_secrets_written_on_the_primary_appear_on_both_secondaries() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(2)?;
+    set.primary.api(set.root())?.enable_kv("secret", "2")?;
+    write_secrets(&set, "bulk", 1000)?;
+    set.wait_converged()?;
+
+    for secondary in &set.secondaries {
+        let token = &secondary.root_token;
+        for number in 0..1000 {
+            let marker = read_marker(&secondary.server, token, &format!("bulk/{number}"))?;
+            assert_eq!(marker, Some(format!("bulk-{number}")), "{}", secondary.id);
+        }
+        let rt = runtime();
+        let client = vault_client(&secondary.server, token)?;
+        let read: HashMap<String, Value> =
+            rt.block_on(vaultrs::kv2::read(&client, "secret", "bulk/999"))?;
+        assert_eq!(read["marker"], "bulk-999");
+    }
+
+    let primary = performance_status(&set.primary)?;
+    assert_eq!(primary["mode"], "primary");
+    assert_eq!(primary["known_secondaries"], json!(["s1", "s2"]));
+    let secondary = performance_status(&set.secondaries[0].server)?;
+    assert_eq!(secondary["mode"], "secondary");
+    assert_eq!(secondary["cluster_id"], primary["cluster_id"]);
+    assert_eq!(secondary["secondary_id"], "s1");
+    assert_eq!(secondary["connection_state"], "ready");
+    assert_eq!(secondary["merkle_root"], primary["merkle_root"]);
+    Ok(())
+}
+
+#[test]
+fn policy_written_on_the_primary_is_enforced_on_a_secondary() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary.enable_kv("secret", "2")?;
+    primary
+        .put(
+            "sys/policies/acl/reader",
+            &json!({"policy": "path \"secret/data/open/*\" { capabilities = [\"read\"] }"}),
+        )?
+        .expect_status(204)?;
+    primary
+        .post("secret/data/open/a", &json!({"data": {"marker": "open-a"}}))?
+        .expect_status(200)?;
+    primary
+        .post(
+            "secret/data/closed/a",
+            &json!({"data": {"marker": "closed-a"}}),
+        )?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    let secondary = &set.secondaries[0];
+    let created = secondary
+        .server
+        .api(&secondary.root_token)?
+        .post("auth/token/create", &json!({"policies": ["reader"]}))?;
+    created.expect_status(200)?;
+    let reader = created.body["auth"]["client_token"]
+        .as_str()
+        .expect("token create returns a client token")
+        .to_owned();
+    let api = secondary.server.api(&reader)?;
+    assert_eq!(api.get("secret/data/open/a")?.status, 200);
+    assert_eq!(api.get("secret/data/closed/a")?.status, 403);
+
+    primary
+        .put(
+            "sys/policies/acl/reader",
+            &json!({"policy": "path \"secret/data/other/*\" { capabilities = [\"read\"] }"}),
+        )?
+        .expect_status(204)?;
+    set.wait_converged()?;
+    assert_eq!(api.get("secret/data/open/a")?.status, 403);
+    Ok(())
+}
+
+#[test]
+fn local_mounts_and_their_data_stay_on_their_cluster() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary
+        .post("sys/mounts/here", &json!({"type": "kv", "local": true}))?
+        .expect_status(204)?;
+    primary
+        .post("here/item", &json!({"marker": "primary-local"}))?
+        .expect_status(204)?;
+    primary.enable_kv("secret", "2")?;
+    primary
+        .post("secret/data/after", &json!({"data": {"marker": "after"}}))?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    let secondary = &set.secondaries[0];
+    let api = secondary.server.api(&secondary.root_token)?;
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "after")?,
+        Some("after".to_owned())
+    );
+    let mounts = api.get("sys/mounts")?;
+    mounts.expect_status(200)?;
+    assert!(
+        mounts.body["data"].get("here/").is_none(),
+        "{}",
+        mounts.body
+    );
+    assert_ne!(api.get("here/item")?.status, 200);
+
+    api.post("sys/mounts/there", &json!({"type": "kv", "local": true}))?
+        .expect_status(204)?;
+    api.post("there/item", &json!({"marker": "secondary-local"}))?
+        .expect_status(204)?;
+    primary
+        .post("secret/data/later", &json!({"data": {"marker": "later"}}))?
+        .expect_status(200)?;
+    set.wait_converged()?;
+    assert_eq!(api.get("there/item")?.status, 200);
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "later")?,
+        Some("later".to_owned())
+    );
+    let primary_mounts = primary.get("sys/mounts")?;
+    assert!(
+        primary_mounts.body["data"].get("there/").is_none(),
+        "{}",
+        primary_mounts.body
+    );
+    Ok(())
+}
+
+#[test]
+fn a_primary_token_is_rejected_on_a_secondary() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    let secondary = &set.secondaries[0].server;
+    let response = secondary.api(set.root())?.get("sys/mounts")?;
+    assert_eq!(response.status, 403, "{}", response.text);
+    Ok(())
+}
+
+#[test]
+fn a_write_to_replicated_data_on_a_secondary_names_the_primary() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    set.primary.api(set.root())?.enable_kv("secret", "2")?;
+    set.wait_converged()?;
+    let secondary = &set.secondaries[0];
+    let response = secondary
+        .server
+        .api(&secondary.root_token)?
+        .post("secret/data/x", &json!({"data": {"a": "b"}}))?;
+    assert_eq!(response.status, 400, "{}", response.text);
+    let message = response.errors().join(" ");
+    assert!(message.contains(&set.primary.address()), "{message}");
+    Ok(())
+}
+
+#[test]
+fn a_secondary_that_fell_behind_catches_up_through_merkle_sync() -> anyhow::Result<()> {
+    let options = ServerOptions::default().extra_config(SMALL_BUFFERS);
+    let mut set = ReplicaSet::start_with(1, &options)?;
+    set.primary.api(set.root())?.enable_kv("secret", "2")?;
+    write_secrets(&set, "before", 10)?;
+    set.wait_converged()?;
+
+    set.secondaries[0].server.stop()?;
+    write_secrets(&set, "absent", 100)?;
+    let secondary = &mut set.secondaries[0];
+    secondary.server.restart()?;
+    let shares: Vec<&str> = set.keys.keys.iter().take(3).map(String::as_str).collect();
+    secondary.server.unseal(&shares)?;
+
+    let mut states = Vec::new();
+    let server = &secondary.server;
+    wait_until(CONVERGE_TIMEOUT, || {
+        let state = performance_status(server)?["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if states.last() != Some(&state) {
+            states.push(state.clone());
+        }
+        Ok(state == "stream-wals" && states.iter().any(|seen| seen == "merkle-sync"))
+    })?;
+    let log = server.log();
+    for state in ["merkle-diff", "merkle-sync", "stream-wals"] {
+        assert!(log.contains(state), "the log never shows {state}");
+    }
+    set.wait_converged()?;
+    let secondary = &set.secondaries[0];
+    for number in 0..100 {
+        let marker = read_marker(
+            &secondary.server,
+            &secondary.root_token,
+            &format!("absent/{number}"),
+        )?;
+        assert_eq!(marker, Some(format!("absent-{number}")));
+    }
+    let primary = performance_status(&set.primary)?;
+    let caught_up = performance_status(&secondary.server)?;
+    assert_eq!(caught_up["merkle_root"], primary["merkle_root"]);
+    Ok(())
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_killed_primary_and_replicates() -> anyhow::Result<()> {
+    let mut set = ReplicaSet::start(1)?;
+    set.primary.api(set.root())?.enable_kv("secret", "2")?;
+    let address = set.primary.address();
+    let root = set.root().to_owned();
+    let writer = std::thread::spawn(move || {
+        let Ok(api) = coffer_tests::Api::new(&address, &root, None) else {
+            return Vec::new();
+        };
+        let mut acknowledged = Vec::new();
+        for number in 0..10_000 {
+            let body = json!({"data": {"marker": format!("crash-{number}")}});
+            match api.post(&format!("secret/data/crash/{number}"), &body) {
+                Ok(response) if response.status == 200 => acknowledged.push(number),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    set.primary.kill_and_restart()?;
+    let acknowledged = writer.join().expect("the writer thread does not panic");
+    assert!(!acknowledged.is_empty(), "no write was acknowledged");
+    let shares: Vec<&str> = set.keys.keys.iter().take(3).map(String::as_str).collect();
+    set.primary.unseal(&shares)?;
+    for number in &acknowledged {
+        let marker = read_marker(&set.primary, set.root(), &format!("crash/{number}"))?;
+        assert_eq!(marker, Some(format!("crash-{number}")));
+    }
+
+    wait_for_state(&set.secondaries[0].server, "stream-wals", CONVERGE_TIMEOUT)?;
+    set.wait_converged()?;
+    let secondary = &set.secondaries[0];
+    for number in &acknowledged {
+        let marker = read_marker(
+            &secondary.server,
+            &secondary.root_token,
+            &format!("crash/{number}"),
+        )?;
+        assert_eq!(marker, Some(format!("crash-{number}")));
+    }
+    assert!(last_wal(&set.primary)? > 0);
+    Ok(())
+}
