@@ -79,6 +79,16 @@ fn unwrap_activation(
     let public_key = identity.signing_key.public_key();
     let claims = token::verify(&public_key, jwt, now, ACTIVATION_TOKEN_TYPE)
         .map_err(|error| Error::bad_request(error.to_string()))?;
+    // The primary checks its own token against its own clock, so the leeway for clock skew
+    // does not apply here; without this the expired wrapping token would answer first, with
+    // a message that does not say why.
+    if now.as_secs() >= claims.exp {
+        let expired = token::TokenError::Expired {
+            exp: Timestamp::from_secs(claims.exp).to_rfc3339_seconds(),
+            now: now.to_rfc3339_seconds(),
+        };
+        return Err(Error::bad_request(expired.to_string()));
+    }
     let wrapping = live_wrapping_token(&view, &claims.jti, now)?;
     if wrapping.token_path != CREATION_PATH {
         return Err(invalid());
