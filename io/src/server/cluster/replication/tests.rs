@@ -703,3 +703,72 @@ async fn secondary_replicates_over_loopback_tcp() {
     acceptor.abort();
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_frames_carry_no_plaintext_secret_or_token() {
+    let primary = Primary::start(MemStorage::new(), WriterLimits::default(), None).await;
+    let secrets: Vec<String> = (0..20)
+        .map(|number| format!("plaintext-secret-{number}-must-never-travel"))
+        .collect();
+    for (number, secret) in secrets.iter().enumerate() {
+        primary.put(&format!("app/{number}"), secret).await;
+    }
+    let mut tokens = vec![primary.root.clone()];
+    for _ in 0..5 {
+        let create = Request::new(Operation::Update, "auth/token/create")
+            .with_data(json!({"policies": ["default"]}))
+            .with_token(primary.root.clone());
+        let Ok(Response::Logical(created)) = primary.node.execute(create).await.result else {
+            panic!("token create returns an envelope");
+        };
+        let auth = created.auth.expect("token create returns an auth block");
+        tokens.push(auth.client_token.expose().to_owned());
+        tokens.push(auth.accessor.clone());
+    }
+    let cubbyhole = Request::new(Operation::Update, "cubbyhole/private")
+        .with_data(json!({"value": "cubbyhole-plaintext-must-stay-local"}))
+        .with_token(primary.root.clone());
+    primary.node.execute(cubbyhole).await.result.unwrap();
+
+    let storage = Arc::new(MemStorage::new());
+    let secondary = SecondaryTask::start(Arc::clone(&storage), primary.dialer(), "east");
+    converge(primary.storage(), &*storage).await;
+    secondary.stop().await;
+
+    let messages = primary.messages();
+    assert!(
+        messages.iter().any(|message| matches!(
+            message,
+            Message::WalBatch { .. } | Message::KeyValues { .. }
+        )),
+        "the secondary received data"
+    );
+    let sent: Vec<u8> = primary
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|buffer| buffer.lock().unwrap().clone())
+        .collect();
+    let contains = |needle: &str| {
+        sent.windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    };
+    for secret in &secrets {
+        assert!(!contains(secret), "a secret crossed in clear");
+    }
+    assert!(!contains("cubbyhole-plaintext-must-stay-local"));
+    for token in &tokens {
+        assert!(!contains(token), "a token or accessor crossed");
+    }
+    let local_keys: BTreeSet<String> = dump(primary.storage(), Partition::Local)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    for message in &messages {
+        for key in keys_of(message) {
+            assert!(!local_keys.contains(&key), "local key {key:?} was sent");
+        }
+    }
+    primary.stop();
+}
