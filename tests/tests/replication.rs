@@ -289,3 +289,41 @@ fn every_acknowledged_write_survives_a_killed_primary_and_replicates() -> anyhow
     assert!(last_wal(&set.primary)? > 0);
     Ok(())
 }
+
+#[test]
+fn a_revoked_secondary_is_cut_off_at_once_and_cannot_reconnect() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary.enable_kv("secret", "2")?;
+    primary
+        .post("secret/data/before", &json!({"data": {"marker": "before"}}))?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    primary
+        .post(
+            "sys/replication/performance/primary/revoke-secondary",
+            &json!({"id": "s1"}),
+        )?
+        .expect_status(204)?;
+    let secondary = &set.secondaries[0];
+    wait_until(CONVERGE_TIMEOUT, || {
+        Ok(performance_status(&secondary.server)?["connection_state"] != "ready")
+    })?;
+    primary
+        .post("secret/data/after", &json!({"data": {"marker": "after"}}))?
+        .expect_status(200)?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "after")?,
+        None,
+        "a revoked secondary still receives writes"
+    );
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "before")?,
+        Some("before".to_owned())
+    );
+    let status = performance_status(&secondary.server)?;
+    assert_ne!(status["connection_state"], "ready", "{status}");
+    Ok(())
+}
