@@ -23,7 +23,7 @@ use crate::storage::Transaction;
 
 /// The auth mount serving a request, as its handler needs it.
 pub(crate) struct Mount {
-    /// Where the mount's data lives.
+    /// The location of the mount's data.
     pub(crate) location: Location,
     /// The mount's table entry, for its path and TTL settings.
     pub(crate) entry: MountEntry,
@@ -53,9 +53,12 @@ impl Mount {
 }
 
 /// Whether `path` is the login path of a mounted userpass or approle method, which needs no
-/// token. Any error (a sealed barrier, an unreadable table) counts as "no", so the request
-/// goes on to the token check and gets that check's error.
+/// token. A sealed barrier or an unreadable table counts as "no", so the request goes on to
+/// the seal and token checks and gets their error.
 pub(crate) fn is_login_path(core: &Core, txn: &dyn Transaction, path: &str) -> bool {
+    if core.barrier.is_sealed() {
+        return false;
+    }
     match mounts::route_auth(core, txn, path) {
         Ok(Some(route)) => is_login(&route),
         Ok(None) | Err(_) => false,

@@ -1,8 +1,9 @@
 //! The `token_*` settings that users and roles carry, and the tokens they give at login.
 //!
-//! Vault still accepts the older names `policies`, `ttl`, `max_ttl`, `period` and
-//! `bound_cidrs`. A write with an older name sets the `token_*` value and remembers that the
-//! older name is in use, so reads return it too; a write with the `token_*` name drops it.
+//! Vault still accepts the older names `policies`, `ttl`, `max_ttl` and `period`. A write with an older name sets the `token_*` value and remembers that the
+//! older name is in use, so reads return it too. A write with the `token_*` name drops it.
+//! `token_bound_cidrs` and the older `bound_cidrs` are accepted only when empty, because the
+//! token store cannot bind tokens to addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

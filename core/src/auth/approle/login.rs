@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::request::{Logical, Response, Secret};
 use crate::time::Timestamp;
 
-/// The one message for a wrong role-id and a wrong secret-id, so that neither can be told
-/// from the other.
+/// The one message for a wrong role-id and a wrong secret-id, so that a client cannot
+/// distinguish them.
 const INVALID_CREDENTIALS: &str = "invalid role or secret ID";
 
 /// Logs in with `role_id` and `secret_id` from `data`, from `remote_addr`.

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::request::{Response, Secret};
 use crate::time::Timestamp;
 
-/// What Vault reports as the expiration time of a secret-id that never expires: Go's zero time.
+/// The expiration time Vault reports for a secret-id that never expires: Go's zero time.
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
 /// A stored secret-id, kept under the HMAC of the secret-id itself.

@@ -20,8 +20,8 @@ use crate::handler::Ctx;
 use crate::request::{Logical, Operation, Request, Response, Secret};
 use crate::storage::Transaction;
 
-/// The one message for a wrong user name and a wrong password, so that neither can be told
-/// from the other.
+/// The one message for a wrong user name and a wrong password, so that a client cannot
+/// distinguish them.
 const INVALID_CREDENTIALS: &str = "invalid username or password";
 
 /// A stored user.

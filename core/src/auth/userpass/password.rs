@@ -59,7 +59,7 @@ pub(crate) fn hash(password: &Secret, rng: &mut dyn CryptoRngCore) -> Result<Str
 }
 
 /// Checks `password` against a stored PHC hash in constant time. `None` stands for a user that
-/// does not exist: the password is then hashed at the current cost anyway and the answer is
+/// does not exist: the password is then hashed at the current cost anyway and the result is
 /// `false`, so a wrong user name takes as long as a wrong password.
 pub(crate) fn verify(password: &Secret, stored: Option<&str>) -> Result<bool, Error> {
     let Some(stored) = stored else {
