@@ -205,13 +205,16 @@ fn a_secondary_that_fell_behind_catches_up_through_merkle_sync() -> anyhow::Resu
     write_secrets(&set, "before", 10)?;
     set.wait_converged()?;
 
+    let transitions = |log: &str, state: &str| log.matches(&format!("to=\"{state}\"")).count();
     set.secondaries[0].server.stop()?;
+    let before = set.secondaries[0].server.log();
     write_secrets(&set, "absent", 100)?;
     let secondary = &mut set.secondaries[0];
     secondary.server.restart()?;
     let shares: Vec<&str> = set.keys.keys.iter().take(3).map(String::as_str).collect();
     secondary.server.unseal(&shares)?;
 
+    // Status is polled, so it may miss a short state; the log records every transition once.
     let mut states = Vec::new();
     let server = &secondary.server;
     wait_until(CONVERGE_TIMEOUT, || {
@@ -222,11 +225,17 @@ fn a_secondary_that_fell_behind_catches_up_through_merkle_sync() -> anyhow::Resu
         if states.last() != Some(&state) {
             states.push(state.clone());
         }
-        Ok(state == "stream-wals" && states.iter().any(|seen| seen == "merkle-sync"))
-    })?;
+        let log = server.log();
+        Ok(state == "stream-wals"
+            && transitions(&log, "merkle-sync") > transitions(&before, "merkle-sync"))
+    })
+    .map_err(|error| error.context(format!("states seen in status: {states:?}")))?;
     let log = server.log();
     for state in ["merkle-diff", "merkle-sync", "stream-wals"] {
-        assert!(log.contains(state), "the log never shows {state}");
+        assert!(
+            transitions(&log, state) > transitions(&before, state),
+            "after the restart the log never shows {state}"
+        );
     }
     set.wait_converged()?;
     let secondary = &set.secondaries[0];
@@ -325,5 +334,70 @@ fn a_revoked_secondary_is_cut_off_at_once_and_cannot_reconnect() -> anyhow::Resu
     );
     let status = performance_status(&secondary.server)?;
     assert_ne!(status["connection_state"], "ready", "{status}");
+    Ok(())
+}
+
+#[test]
+fn a_secondary_reads_new_secrets_after_the_primary_rekeys_and_rotates() -> anyhow::Result<()> {
+    let mut set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary.enable_kv("secret", "2")?;
+    primary
+        .post("secret/data/old", &json!({"data": {"marker": "old"}}))?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    let unauthenticated = set.primary.api("")?;
+    let started = unauthenticated.put(
+        "sys/rekey/init",
+        &json!({"secret_shares": 3, "secret_threshold": 2, "rotate_root_key": true}),
+    )?;
+    started.expect_status(200)?;
+    let nonce = started.body["nonce"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut new_keys = Vec::new();
+    for key in set.keys.keys.iter().take(3) {
+        let update =
+            unauthenticated.put("sys/rekey/update", &json!({"key": key, "nonce": nonce}))?;
+        update.expect_status(200)?;
+        if update.body["complete"] == true {
+            new_keys = update.body["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|key| key.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            break;
+        }
+    }
+    assert_eq!(new_keys.len(), 3, "the rekey completed with three new keys");
+    primary.put("sys/rotate", &json!({}))?.expect_status(204)?;
+    primary
+        .post("secret/data/new", &json!({"data": {"marker": "new"}}))?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    let secondary = &set.secondaries[0];
+    for (path, marker) in [("old", "old"), ("new", "new")] {
+        let read = read_marker(&secondary.server, &secondary.root_token, path)?;
+        assert_eq!(read.as_deref(), Some(marker), "{path}");
+    }
+
+    // After a restart the secondary unseals with the primary's new keys.
+    set.secondaries[0].server.restart()?;
+    let shares: Vec<&str> = new_keys.iter().take(2).map(String::as_str).collect();
+    let status = set.secondaries[0].server.unseal(&shares)?;
+    assert_eq!(status["sealed"], false, "{status}");
+    set.keys.keys = new_keys;
+    set.wait_converged()?;
+    let secondary = &set.secondaries[0];
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "new")?.as_deref(),
+        Some("new")
+    );
     Ok(())
 }
