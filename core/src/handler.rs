@@ -11,9 +11,9 @@ use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
 use crate::replication::live::LiveStatus;
-use crate::replication::role::{SecondaryGuard, refused_shared_write};
+use crate::replication::role::refused_shared_write;
 use crate::request::{Caller, Request, Response};
-use crate::storage::{Partition, StorageError, Transaction};
+use crate::storage::{Guarded, Partition, StorageError, Transaction};
 use crate::time::Timestamp;
 use crate::token::TokenStore;
 
@@ -179,7 +179,7 @@ impl Core {
         let Some(primary) = self.secondary_primary_addr() else {
             return self.dispatch_unguarded(ctx, request, caller, txn);
         };
-        let mut guarded = SecondaryGuard::new(txn);
+        let mut guarded = Guarded::new(txn, &[Partition::Shared]);
         let result = self.dispatch_unguarded(ctx, request, caller, &mut guarded);
         if guarded.refused() {
             return Err(refused_shared_write(&primary));

@@ -265,20 +265,32 @@ fn check_key(key: &str) -> Result<(), StorageError> {
 }
 
 /// A transaction wrapper that rejects writes to some partitions with
-/// [`StorageError::ReadOnly`].
+/// [`StorageError::ReadOnly`], and remembers that it did, so a caller can tell the refusal
+/// apart however the handler treated the error.
 pub struct Guarded<'t> {
     inner: &'t mut dyn Transaction,
     read_only: &'static [Partition],
+    refused: bool,
 }
 
 impl<'t> Guarded<'t> {
     /// Wraps `inner` so that writes to any partition in `read_only` fail.
     pub fn new(inner: &'t mut dyn Transaction, read_only: &'static [Partition]) -> Guarded<'t> {
-        Guarded { inner, read_only }
+        Guarded {
+            inner,
+            read_only,
+            refused: false,
+        }
     }
 
-    fn check(&self, partition: Partition) -> Result<(), StorageError> {
+    /// Returns whether a write to a guarded partition was attempted.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    fn check(&mut self, partition: Partition) -> Result<(), StorageError> {
         if self.read_only.contains(&partition) {
+            self.refused = true;
             return Err(StorageError::ReadOnly { partition });
         }
         Ok(())

@@ -207,62 +207,6 @@ pub(crate) fn secondary_primary_addr(
     Ok(Some(record.bundle.primary_api_addr.clone()))
 }
 
-/// A transaction on a secondary: writes to the shared partition fail and are remembered, so
-/// the request fails with [`refused_shared_write`] however the handler treats the error.
-pub(crate) struct SecondaryGuard<'t> {
-    inner: &'t mut dyn Transaction,
-    refused: bool,
-}
-
-impl<'t> SecondaryGuard<'t> {
-    /// Wraps `inner`.
-    pub(crate) fn new(inner: &'t mut dyn Transaction) -> SecondaryGuard<'t> {
-        SecondaryGuard {
-            inner,
-            refused: false,
-        }
-    }
-
-    /// Returns whether a write to the shared partition was attempted.
-    pub(crate) fn refused(&self) -> bool {
-        self.refused
-    }
-
-    fn check(&mut self, partition: Partition) -> Result<(), StorageError> {
-        if partition == Partition::Shared {
-            self.refused = true;
-            return Err(StorageError::ReadOnly { partition });
-        }
-        Ok(())
-    }
-}
-
-impl Transaction for SecondaryGuard<'_> {
-    fn get(&self, partition: Partition, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(partition, key)
-    }
-
-    fn put(&mut self, partition: Partition, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.check(partition)?;
-        self.inner.put(partition, key, value)
-    }
-
-    fn delete(&mut self, partition: Partition, key: &str) -> Result<(), StorageError> {
-        self.check(partition)?;
-        self.inner.delete(partition, key)
-    }
-
-    fn scan(
-        &self,
-        partition: Partition,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>, StorageError> {
-        self.inner.scan(partition, prefix, start_after, limit)
-    }
-}
-
 /// Returns the 400 for a request that writes replicated data on a secondary.
 pub fn refused_shared_write(primary_api_addr: &str) -> Error {
     let target = if primary_api_addr.is_empty() {
