@@ -412,30 +412,25 @@ fn ca_key_never_stored_or_returned() {
 fn plain_wrapping_token_unwraps_once() {
     let mut node = Node::new();
     let (core, rng, now) = (&node.core, &mut node.rng, node.now);
-    let auth = node
+    let token = node
         .storage
         .write(|txn| {
             let mut view = core.barrier.view(txn, rng)?;
-            let params = crate::token::TokenParams {
-                policies: vec![crate::acl::RESPONSE_WRAPPING_POLICY.to_owned()],
-                no_default_policy: true,
-                path: "sys/wrapping/wrap".to_owned(),
-                ttl: Some(Duration::from_secs(300)),
-                num_uses: 1,
-                ..Default::default()
-            };
-            let auth = crate::token::issue_token(core, &mut view, now, &params)?;
-            let info = crate::token::token_info(&view, auth.client_token.expose(), now)?.unwrap();
-            let data = json!({"secret": "wrapped-value"});
-            super::unwrap::store_response(
+            let wrapping = crate::wrapping::issue(
+                core,
                 &mut view,
-                &info.caller.token_hash,
-                data.as_object().unwrap().clone(),
+                now,
+                Duration::from_secs(300),
+                "sys/wrapping/wrap",
             )?;
-            Ok::<_, Error>(auth)
+            let data = json!({"secret": "wrapped-value"});
+            let response =
+                crate::wrapping::WrappedResponse::data(data.as_object().unwrap().clone())?;
+            crate::wrapping::store(&mut view, &wrapping, &response)?;
+            Ok::<_, Error>(wrapping.token)
         })
         .unwrap();
-    let token = auth.client_token.expose().to_owned();
+    let token = token.expose().to_owned();
     let root = node.root.clone();
     let request = Request::new(Operation::Update, UNWRAP)
         .with_data(json!({ "token": token }))
