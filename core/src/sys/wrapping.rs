@@ -1,8 +1,8 @@
 //! `sys/wrapping/...`: wrap arbitrary data, and unwrap, look up and rewrap wrapping tokens.
 //!
 //! An activation JWT sent to `sys/wrapping/unwrap` goes to replication, which checks its
-//! signature and spends it; every other token is a plain wrapping token. The token comes from
-//! the body's `token`, or else is the client token.
+//! signature and spends it. Every other token is a plain wrapping token, taken from the body's
+//! `token` or else the client token.
 
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub(super) fn route(
 }
 
 /// Rejects an unwrap or rewrap whose wrapping token is not valid, before the token is checked
-/// as a client token. A spent wrapping token sent as the client token so gets Vault's 400
+/// as a client token, so a spent wrapping token sent as the client token gets Vault's 400
 /// rather than a 403.
 pub(super) fn check_wrapping_token(
     core: &Core,
@@ -166,19 +166,19 @@ fn rewrap(
     Ok(wrapping::wrapped(&new, String::new(), Vec::new()))
 }
 
-/// The body's `token`; an empty one counts as absent.
+/// Returns the body's `token`. An empty one counts as absent.
 fn body_token(request: &Request) -> Result<Option<&str>, Error> {
     match request.data.get("token") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(token)) if token.is_empty() => Ok(None),
         Some(Value::String(token)) => Ok(Some(token)),
         Some(_) => Err(Error::bad_request(
-            "invalid token: \"token\" must be a string holding the wrapping token",
+            "invalid token: \"token\" must be a string containing the wrapping token",
         )),
     }
 }
 
-/// The client token as the wrapping token, for a call that sends no `token` in its body.
+/// Returns the caller as the wrapping token, for a call with no `token` in its body.
 fn own_token(caller: &Caller) -> Result<Caller, Error> {
     wrapping::check_policy(caller)?;
     Ok(caller.clone())

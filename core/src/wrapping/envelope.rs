@@ -11,8 +11,8 @@ use crate::request::{Auth, Logical, Secret};
 
 /// A response serialised as Vault's envelope, as it is stored in a wrapping token's cubbyhole.
 ///
-/// It holds whatever the response held (secrets, tokens), so `Debug` prints only the type
-/// name and the text is zeroed on drop.
+/// It contains whatever the response contained (secrets, tokens), so `Debug` prints only the
+/// type name and the text is zeroed on drop.
 pub(crate) struct WrappedResponse(Zeroizing<String>);
 
 impl WrappedResponse {
@@ -34,7 +34,7 @@ impl WrappedResponse {
         )?)))
     }
 
-    /// A response whose only content is `data`.
+    /// Serialises a response whose only content is `data`.
     pub(crate) fn data(data: Map<String, Value>) -> Result<WrappedResponse, Error> {
         WrappedResponse::of("", &Logical::with_data(data))
     }
@@ -44,7 +44,7 @@ impl WrappedResponse {
         WrappedResponse(Zeroizing::new(text))
     }
 
-    /// The envelope as JSON text.
+    /// Returns the envelope as JSON text.
     pub(crate) fn text(&self) -> &str {
         &self.0
     }
@@ -108,7 +108,7 @@ struct EnvelopeIn {
     mount_type: String,
 }
 
-/// An `auth` block as read back. It holds a client token, so it has no `Debug`.
+/// An `auth` block as read back. It contains a client token, so it has no `Debug`.
 #[derive(Deserialize)]
 struct StoredAuth {
     client_token: String,
@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn envelope_sends_null_warnings_and_no_mount_type_when_empty() {
+    fn envelope_nulls_empty_fields() {
         let wrapped = WrappedResponse::data(Map::new()).unwrap();
         let text: Value = serde_json::from_str(wrapped.text()).unwrap();
         assert_eq!(text["warnings"], Value::Null);

@@ -33,7 +33,7 @@ use crate::storage::{Partition, Transaction};
 use crate::time::{Timestamp, format_go_duration};
 use crate::token::{TokenParams, issue_token, revoke_accessor, token_info};
 
-/// Vault's answer for a wrapping token that is unknown, spent, expired or not a wrapping token.
+/// Vault's message for a wrapping token that is unknown, spent, expired or not a wrapping token.
 pub(crate) const INVALID_TOKEN: &str = "wrapping token is not valid or does not exist";
 
 /// The shortest wrap TTL accepted: a wrapping token must outlive the response that carries it.
@@ -64,7 +64,7 @@ pub(crate) struct WrappingToken {
     pub(crate) accessor: String,
     /// Its salted hash, which names its cubbyhole.
     pub(crate) token_hash: String,
-    /// What `sys/wrapping/lookup` reports about it.
+    /// Its creation record, which `sys/wrapping/lookup` returns.
     pub(crate) creation: Creation,
 }
 
@@ -80,7 +80,7 @@ pub(crate) struct Creation {
 }
 
 impl Creation {
-    /// The `data` of `sys/wrapping/lookup`.
+    /// Builds the `data` of `sys/wrapping/lookup`.
     pub(crate) fn lookup_data(&self) -> Map<String, Value> {
         let mut data = Map::new();
         data.insert("creation_ttl".into(), json!(self.ttl));
@@ -90,7 +90,7 @@ impl Creation {
     }
 }
 
-/// The wrap TTL `request` asks for, or `None` when its response is not to be wrapped.
+/// Returns the wrap TTL of `request`, or `None` when its response is not to be wrapped.
 ///
 /// Fails with 400 for a TTL under one second or over the server's maximum TTL.
 pub(crate) fn requested_ttl(core: &Core, request: &Request) -> Result<Option<Duration>, Error> {
@@ -154,15 +154,15 @@ pub(crate) fn wrap_response(
             if other.is_ok() {
                 revoke_accessor(&mut view, &token.accessor)?;
             } else {
-                // The error is what the caller must see; the writer drops this request's
-                // writes anyway, the token with them.
+                // The caller must see the handler's error. The writer drops a failed
+                // request's writes anyway, the token's included.
                 let _ = revoke_accessor(&mut view, &token.accessor);
             }
             return other;
         }
     };
     if request.operation == Operation::List && !has_entries(&logical) {
-        // Vault answers an empty list with 404 rather than a token that unwraps to nothing.
+        // Vault returns 404 for an empty list rather than a token that unwraps to nothing.
         revoke_accessor(&mut view, &token.accessor)?;
         return Err(Error::not_found());
     }
@@ -234,7 +234,7 @@ pub(crate) fn store(
     )
 }
 
-/// The `wrap_info` of `token`.
+/// Builds the `wrap_info` of `token`.
 pub(crate) fn wrap_info(token: &WrappingToken, wrapped_accessor: String) -> WrapInfo {
     WrapInfo {
         token: token.token.clone(),
@@ -246,7 +246,7 @@ pub(crate) fn wrap_info(token: &WrappingToken, wrapped_accessor: String) -> Wrap
     }
 }
 
-/// The reply that stands in for a wrapped response: only `wrap_info`, and the warnings.
+/// Builds the response returned in place of a wrapped one: `wrap_info` and the warnings.
 pub(crate) fn wrapped(
     token: &WrappingToken,
     wrapped_accessor: String,
@@ -260,8 +260,8 @@ pub(crate) fn wrapped(
     })
 }
 
-/// The live wrapping token `token`, or 400 [`INVALID_TOKEN`] when it is unknown, spent,
-/// expired or has any policy but `response-wrapping`.
+/// Finds the live wrapping token `token`. Fails with 400 [`INVALID_TOKEN`] when it is
+/// unknown, spent, expired or has any policy but `response-wrapping`.
 pub(crate) fn find(view: &SecureView<'_>, token: &str, now: Timestamp) -> Result<Caller, Error> {
     let info = token_info(view, token, now)?.ok_or_else(invalid)?;
     check_policy(&info.caller)?;
@@ -306,7 +306,7 @@ struct StoredResponse<'a> {
     response: &'a str,
 }
 
-/// `cubbyhole/response` as read back. It holds the response, so it has no `Debug`.
+/// `cubbyhole/response` as read back. It contains the response, so it has no `Debug`.
 #[derive(Deserialize)]
 struct StoredResponseIn {
     response: String,
@@ -327,8 +327,8 @@ fn has_entries(logical: &Logical) -> bool {
     }
 }
 
-/// A key in the cubbyhole of the token whose hash is `token_hash`, in the cubbyhole engine's
-/// layout.
+/// Returns the key `name` in the cubbyhole of the token whose hash is `token_hash`, in the
+/// cubbyhole engine's layout.
 fn cubbyhole_key(token_hash: &str, name: &str) -> Result<String, Error> {
     // An empty or slash-bearing hash would name another token's cubbyhole.
     if token_hash.is_empty() || token_hash.contains('/') {

@@ -442,3 +442,21 @@ fn plain_wrapping_token_unwraps_once() {
         "wrapping token is not valid or does not exist"
     );
 }
+
+#[test]
+fn raw_activation_wrapping_token_is_not_a_plain_token() {
+    let mut node = Node::new();
+    enable(&mut node);
+    let jwt = jwt_of(&mut node, "east");
+    let raw = claims_of(&jwt).jti;
+    for path in [UNWRAP, "sys/wrapping/rewrap"] {
+        let request = node.root_request(Operation::Update, path, json!({ "token": raw }));
+        let error = node.fail(request);
+        assert_eq!(error.status(), 400, "{path}");
+        assert!(message(&error).contains("JWT form"), "{path}");
+    }
+    let bundle = data_of(node.ok(unwrap_request(&jwt)));
+    let bytes = serde_json::to_vec(&bundle).unwrap();
+    let checked = check_unwrapped_bundle(&jwt, &bytes, None).unwrap();
+    assert_eq!(checked.secondary_id, "east");
+}
