@@ -162,10 +162,13 @@ impl Core {
         if crate::sys::is_activation_unwrap(request) {
             return Ok(None);
         }
+        crate::sys::check_wrapping_token(self, ctx, request, txn)?;
         crate::token::authenticate(self, ctx, request, txn).map(Some)
     }
 
-    /// Authorises the caller for the request and runs its handler.
+    /// Authorises the caller for the request and runs its handler. With `X-Vault-Wrap-TTL`,
+    /// a successful response is stored under a new wrapping token and only its `wrap_info`
+    /// returned; errors are never wrapped.
     ///
     /// On a secondary a write to the shared partition fails the request with a 400 that names
     /// the primary, because only the primary writes replicated data.
@@ -203,17 +206,27 @@ impl Core {
         caller: Option<&Caller>,
         txn: &mut dyn Transaction,
     ) -> Result<Response, Error> {
-        if request.wrap_ttl.is_some() {
-            // Answering in clear when the client asked for a wrapped response would hand out
-            // the secret it meant to protect.
-            return Err(Error::bad_request(
-                "response wrapping (X-Vault-Wrap-TTL) is not supported by this server yet; \
-                 send the request without the header",
-            ));
-        }
+        let wrap_ttl = crate::wrapping::requested_ttl(self, request)?;
         if let Some(caller) = caller {
             crate::acl::authorize(self, caller, request, txn)?;
         }
+        match wrap_ttl {
+            None => self.route(ctx, request, caller, txn),
+            Some(ttl) => {
+                crate::wrapping::wrap_response(self, ctx, request, ttl, txn, |ctx, txn| {
+                    self.route(ctx, request, caller, txn)
+                })
+            }
+        }
+    }
+
+    fn route(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        caller: Option<&Caller>,
+        txn: &mut dyn Transaction,
+    ) -> Result<Response, Error> {
         let path = request.path.as_str();
         if path == "sys" || path.starts_with("sys/") {
             return crate::sys::handle(self, ctx, request, caller, txn);

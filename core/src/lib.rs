@@ -39,6 +39,7 @@ pub mod storage;
 pub mod sys;
 pub mod time;
 pub mod token;
+mod wrapping;
 
 pub use error::Error;
 pub use handler::{Core, CoreConfig, Ctx, Outcome};

@@ -12,6 +12,7 @@ mod mounts;
 mod policy;
 pub(crate) mod replication;
 mod seal;
+mod wrapping;
 
 /// Paths under `sys/` that need no token, as in Vault.
 const UNAUTHENTICATED: &[&str] = &[
@@ -42,6 +43,17 @@ pub fn is_activation_unwrap(request: &Request) -> bool {
     replication::is_activation_unwrap(request)
 }
 
+/// Rejects an unwrap or rewrap whose wrapping token is not valid, with Vault's 400, before the
+/// token is checked as a client token.
+pub(crate) fn check_wrapping_token(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    txn: &mut dyn Transaction,
+) -> Result<(), Error> {
+    wrapping::check_wrapping_token(core, ctx, request, txn)
+}
+
 /// Handles a `sys/` request. `caller` is `None` only for unauthenticated paths.
 pub fn handle(
     core: &Core,
@@ -55,6 +67,7 @@ pub fn handle(
         policy::route,
         mounts::route,
         replication::route,
+        wrapping::route,
     ];
     for route in routes {
         if let Some(result) = route(core, ctx, request, caller, txn) {

@@ -1,5 +1,5 @@
-//! Replication control and status, `sys/replication/...`, and `sys/wrapping/unwrap`, where a
-//! secondary unwraps its activation bundle.
+//! Replication control and status, `sys/replication/...`, and the unwrap of the activation
+//! bundle a secondary fetches from `sys/wrapping/unwrap`.
 //!
 //! Everything the primary keeps (its replication identity, the CA and signing keys, the list of
 //! secondaries) is written through the barrier to `Partition::Local`, so none of it replicates.
@@ -28,6 +28,8 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
+pub(super) use unwrap::{is_activation_wrapping, jwt_of as activation_jwt, unwrap_activation};
+
 /// The unwrap path, which serves activation tokens and plain wrapping tokens.
 const UNWRAP_PATH: &str = "sys/wrapping/unwrap";
 
@@ -39,18 +41,15 @@ pub(super) fn is_activation_unwrap(request: &Request) -> bool {
         && unwrap::jwt_of(request).is_some()
 }
 
-/// Serves `sys/replication/...` and `sys/wrapping/unwrap`, or returns `None` for other paths.
+/// Serves `sys/replication/...`, or returns `None` for other paths.
 pub(super) fn route(
     core: &Core,
     ctx: &mut Ctx<'_>,
     request: &Request,
-    caller: Option<&Caller>,
+    _caller: Option<&Caller>,
     txn: &mut dyn Transaction,
 ) -> Option<Result<Response, Error>> {
     let path = request.path.trim_end_matches('/');
-    if path == UNWRAP_PATH {
-        return Some(unwrap::handle(core, ctx, request, caller, txn));
-    }
     let rest = path.strip_prefix("sys/replication/")?;
     Some(dispatch(core, ctx, request, &canonical(rest), txn))
 }

@@ -412,30 +412,25 @@ fn ca_key_never_stored_or_returned() {
 fn plain_wrapping_token_unwraps_once() {
     let mut node = Node::new();
     let (core, rng, now) = (&node.core, &mut node.rng, node.now);
-    let auth = node
+    let token = node
         .storage
         .write(|txn| {
             let mut view = core.barrier.view(txn, rng)?;
-            let params = crate::token::TokenParams {
-                policies: vec![crate::acl::RESPONSE_WRAPPING_POLICY.to_owned()],
-                no_default_policy: true,
-                path: "sys/wrapping/wrap".to_owned(),
-                ttl: Some(Duration::from_secs(300)),
-                num_uses: 1,
-                ..Default::default()
-            };
-            let auth = crate::token::issue_token(core, &mut view, now, &params)?;
-            let info = crate::token::token_info(&view, auth.client_token.expose(), now)?.unwrap();
-            let data = json!({"secret": "wrapped-value"});
-            super::unwrap::store_response(
+            let wrapping = crate::wrapping::issue(
+                core,
                 &mut view,
-                &info.caller.token_hash,
-                data.as_object().unwrap().clone(),
+                now,
+                Duration::from_secs(300),
+                "sys/wrapping/wrap",
             )?;
-            Ok::<_, Error>(auth)
+            let data = json!({"secret": "wrapped-value"});
+            let response =
+                crate::wrapping::WrappedResponse::data(data.as_object().unwrap().clone())?;
+            crate::wrapping::store(&mut view, &wrapping, &response)?;
+            Ok::<_, Error>(wrapping.token)
         })
         .unwrap();
-    let token = auth.client_token.expose().to_owned();
+    let token = token.expose().to_owned();
     let root = node.root.clone();
     let request = Request::new(Operation::Update, UNWRAP)
         .with_data(json!({ "token": token }))
@@ -446,4 +441,22 @@ fn plain_wrapping_token_unwraps_once() {
         message(&error),
         "wrapping token is not valid or does not exist"
     );
+}
+
+#[test]
+fn raw_activation_wrapping_token_is_not_a_plain_token() {
+    let mut node = Node::new();
+    enable(&mut node);
+    let jwt = jwt_of(&mut node, "east");
+    let raw = claims_of(&jwt).jti;
+    for path in [UNWRAP, "sys/wrapping/rewrap"] {
+        let request = node.root_request(Operation::Update, path, json!({ "token": raw }));
+        let error = node.fail(request);
+        assert_eq!(error.status(), 400, "{path}");
+        assert!(message(&error).contains("JWT form"), "{path}");
+    }
+    let bundle = data_of(node.ok(unwrap_request(&jwt)));
+    let bytes = serde_json::to_vec(&bundle).unwrap();
+    let checked = check_unwrapped_bundle(&jwt, &bytes, None).unwrap();
+    assert_eq!(checked.secondary_id, "east");
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::Core;
-use crate::acl::RESPONSE_WRAPPING_POLICY;
 use crate::barrier::SecureView;
 use crate::engines::params;
 use crate::error::Error;
@@ -15,14 +14,14 @@ use crate::replication::activation::{
     BootstrapBundle, IssuedActivation, PublicKey, SecondaryRegistry, SecondaryTokenRequest,
     issue_secondary_token,
 };
-use crate::request::{Auth, Logical, Request, Response, WrapInfo};
+use crate::request::{Logical, Request, Response, WrapInfo};
 use crate::storage::Transaction;
 use crate::time::Timestamp;
-use crate::token::{TokenParams, issue_token, revoke_accessor, token_info};
+use crate::token::revoke_accessor;
+use crate::wrapping::{self, WrappedResponse, WrappingToken};
 
 use super::params::{optional_string, secondary_id};
 use super::state::{self, PrimaryIdentity};
-use super::unwrap;
 
 /// The path recorded on activation wrapping tokens and in `wrap_info.creation_path`.
 pub(super) const CREATION_PATH: &str = "sys/replication/performance/primary/secondary-token";
@@ -53,14 +52,14 @@ pub(super) fn secondary_token(
     let mut registry = state::load_registry(&view)?;
     registry.prune(now);
     reject_active(&registry, &args.id)?;
-    let auth = issue_token(core, &mut view, now, &wrapping_params(args.ttl))?;
-    let issued = issue(&identity, &registry, &mut view, now, &args, &auth)?;
-    store_bundle(&mut view, &auth, now, &issued.bundle)?;
+    let wrapping = wrapping::issue(core, &mut view, now, args.ttl, CREATION_PATH)?;
+    let issued = issue(&identity, &registry, &mut view, now, &args, &wrapping)?;
+    store_bundle(&mut view, &wrapping, &issued.bundle)?;
     state::save_registry(&mut view, &issued.registry)?;
     for accessor in &issued.voided.tokens {
         revoke_accessor(&mut view, accessor)?;
     }
-    Ok(response(&identity, issued, auth, args.ttl, now))
+    Ok(response(&identity, issued, wrapping))
 }
 
 fn token_args(core: &Core, data: &Map<String, Value>) -> Result<TokenArgs, Error> {
@@ -94,32 +93,20 @@ fn reject_active(registry: &SecondaryRegistry, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn wrapping_params(ttl: Duration) -> TokenParams {
-    TokenParams {
-        policies: vec![RESPONSE_WRAPPING_POLICY.to_owned()],
-        no_default_policy: true,
-        path: CREATION_PATH.to_owned(),
-        ttl: Some(ttl),
-        explicit_max_ttl: ttl,
-        num_uses: 1,
-        ..TokenParams::default()
-    }
-}
-
 fn issue(
     identity: &PrimaryIdentity,
     registry: &SecondaryRegistry,
     view: &mut SecureView<'_>,
     now: Timestamp,
     args: &TokenArgs,
-    auth: &Auth,
+    wrapping: &WrappingToken,
 ) -> Result<IssuedActivation, Error> {
     let request = SecondaryTokenRequest {
         secondary_id: &args.id,
         ttl: args.ttl,
         secondary_public_key: args.public_key,
-        wrapping_token: &auth.client_token,
-        wrapping_accessor: &auth.accessor,
+        wrapping_token: &wrapping.token,
+        wrapping_accessor: &wrapping.accessor,
         primary_api_addr: identity.api_addr.as_deref(),
         primary_cluster_addrs: &identity.cluster_addrs,
         primary_cert_der: &identity.primary_cert.cert_der,
@@ -139,12 +126,9 @@ fn issue(
 
 fn store_bundle(
     view: &mut SecureView<'_>,
-    auth: &Auth,
-    now: Timestamp,
+    wrapping: &WrappingToken,
     bundle: &BootstrapBundle,
 ) -> Result<(), Error> {
-    let info = token_info(view, auth.client_token.expose(), now)?
-        .ok_or_else(|| Error::internal("the new wrapping token could not be read back"))?;
     let data = match serde_json::to_value(bundle)? {
         Value::Object(data) => data,
         _ => {
@@ -153,32 +137,26 @@ fn store_bundle(
             ));
         }
     };
-    unwrap::store_response(view, &info.caller.token_hash, data)
+    wrapping::store(view, wrapping, &WrappedResponse::data(data)?)
 }
 
 fn response(
     identity: &PrimaryIdentity,
     issued: IssuedActivation,
-    auth: Auth,
-    ttl: Duration,
-    now: Timestamp,
+    wrapping: WrappingToken,
 ) -> Response {
     let warnings = match identity.api_addr {
         Some(_) => Vec::new(),
         None => vec![NO_API_ADDR_WARNING.to_owned()],
     };
+    let mut wrap_info: WrapInfo = wrapping::wrap_info(&wrapping, String::new());
+    // The client gets the signed JWT, which names the wrapping token in its `jti` claim.
+    wrap_info.token = issued.token;
     Response::logical(Logical {
         status: 200,
         data: None,
         warnings,
-        wrap_info: Some(WrapInfo {
-            token: issued.token,
-            accessor: auth.accessor,
-            ttl: ttl.as_secs(),
-            creation_time: now.to_rfc3339(),
-            creation_path: CREATION_PATH.to_owned(),
-            wrapped_accessor: String::new(),
-        }),
+        wrap_info: Some(wrap_info),
         ..Logical::default()
     })
 }
