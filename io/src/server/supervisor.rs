@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use coffer_core::Core;
-use coffer_core::barrier::seal::KEYRING_KEY;
 use coffer_core::replication::ReplicationConfig;
 use coffer_core::replication::activate;
 use coffer_core::replication::activation::{BootstrapBundle, PrivateKey};
@@ -20,7 +19,7 @@ use coffer_core::replication::keys::key_offer;
 use coffer_core::replication::live::ConnectionState;
 use coffer_core::replication::role::{self, PrimaryCredentials, Role, SecondaryCredentials};
 use coffer_core::replication::secondary::SecondaryState;
-use coffer_core::storage::{Partition, ReadOnly, Storage};
+use coffer_core::storage::{ReadOnly, Storage};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
@@ -68,10 +67,6 @@ pub struct Supervisor<S, N> {
     secondary_task: Option<JoinHandle<()>>,
     running: Option<Running>,
     generation: u64,
-    /// Raised whenever the stored keyring record changes (a rotation or a rekey), so open
-    /// sessions offer the keys again.
-    keys_changed: Arc<watch::Sender<u64>>,
-    keyring_record: Option<Vec<u8>>,
 }
 
 impl<S, N> Supervisor<S, N>
@@ -97,8 +92,6 @@ where
             secondary_task: None,
             running: None,
             generation: u64::MAX,
-            keys_changed: Arc::new(watch::channel(0).0),
-            keyring_record: None,
         };
         (supervisor, receiver)
     }
@@ -109,7 +102,6 @@ where
             node: Arc::clone(&self.node),
             config: self.config.clone(),
             primary: Arc::clone(&self.primary),
-            keys_changed: Arc::clone(&self.keys_changed),
         })
     }
 
@@ -131,9 +123,6 @@ where
         if core.barrier.is_sealed() {
             self.apply(Running::Sealed, None);
             return;
-        }
-        if matches!(self.running, Some(Running::Primary { .. })) {
-            self.watch_keyring();
         }
         let generation = core.replication_generation();
         if generation == self.generation && !matches!(self.running, Some(Running::Sealed) | None) {
@@ -157,22 +146,6 @@ where
                 tracing::warn!(%error, "reading the replication role failed; retrying");
             }
         }
-    }
-
-    /// Raises `keys_changed` when the stored keyring record differs from the last one seen.
-    fn watch_keyring(&mut self) {
-        let record = self
-            .node
-            .storage()
-            .read(|txn| txn.get(Partition::Shared, KEYRING_KEY));
-        let Ok(Ok(record)) = record else {
-            return;
-        };
-        if self.keyring_record.is_some() && self.keyring_record != record {
-            self.keys_changed
-                .send_modify(|count| *count = count.wrapping_add(1));
-        }
-        self.keyring_record = record;
     }
 
     fn apply(&mut self, running: Running, role: Option<Role>) {
@@ -423,7 +396,6 @@ pub struct SessionHandler<S> {
     node: Arc<Node<S, SystemEnvironment>>,
     config: ReplicationConfig,
     primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
-    keys_changed: Arc<watch::Sender<u64>>,
 }
 
 impl<S> ReplicationHandler for SessionHandler<S>
@@ -447,7 +419,8 @@ where
                     key_offer(core, &mut ReadOnly(txn), &mut rng, &offer_id, public_key)
                 })?
             }),
-            rekeyed: Some(self.keys_changed.subscribe()),
+            // The session offers the keys again itself before it ships a changed keyring.
+            rekeyed: None,
         };
         let params = SessionParams {
             config: self.config.clone(),

@@ -3,13 +3,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_core::Timestamp;
+use coffer_core::barrier::seal::KEYRING_KEY;
 use coffer_core::error::Error;
 use coffer_core::replication::config::ReplicationConfig;
 use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::position::Epoch;
 use coffer_core::replication::primary::{PrimaryEvent, PrimarySession, PrimaryView, SessionState};
 use coffer_core::replication::shipper::LogShipper;
-use coffer_core::storage::Transaction;
+use coffer_core::storage::{Partition, Transaction};
 use tokio::sync::watch;
 
 use super::io::{Connection, Transfer};
@@ -121,6 +122,9 @@ where
     let mut head = feed.subscribe();
     head.borrow_and_update();
     let mut keys = keys;
+    // The keyring record the last offer was built from: a commit that changes it (a rotation,
+    // a rekey) is preceded by a new offer, so the secondary never holds data it cannot open.
+    let mut offered_keyring = keyring_record(&*driver.storage);
     if let Some(keys) = &mut keys {
         let offer = build_offer(keys);
         for frame in driver.offer(offer) {
@@ -152,7 +156,17 @@ where
             Wake::Commit(false) => break "the storage writer stopped".to_owned(),
             Wake::Commit(true) => {
                 head.borrow_and_update();
-                driver.input(|machine, view| machine.handle_commit(now, view))
+                let mut frames = Vec::new();
+                if let Some(keys) = &mut keys {
+                    let keyring = keyring_record(&*driver.storage);
+                    if keyring != offered_keyring {
+                        offered_keyring = keyring;
+                        let offer = build_offer(keys);
+                        frames.extend(driver.offer(offer));
+                    }
+                }
+                frames.extend(driver.input(|machine, view| machine.handle_commit(now, view)));
+                frames
             }
             Wake::Timer => driver.input(|machine, view| machine.handle_timeout(now, view)),
             Wake::Rekey => match &mut keys {
@@ -180,6 +194,15 @@ enum Wake {
     Commit(bool),
     Rekey,
     Timer,
+}
+
+/// The stored keyring record, or `None` when it cannot be read (the offer then reports why).
+fn keyring_record<S: PinSnapshot>(storage: &S) -> Option<Vec<u8>> {
+    storage
+        .read(|txn| txn.get(Partition::Shared, KEYRING_KEY))
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
 }
 
 fn build_offer(keys: &mut SessionKeys) -> Result<KeyOffer, Error> {
