@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use coffer_tests::cluster::{
-    CONVERGE_TIMEOUT, ReplicaSet, last_wal, performance_status, wait_for_state, wait_until,
+    CONVERGE_TIMEOUT, ReplicaSet, activate, generate_root, last_wal, performance_status,
+    secondary_token, wait_for_state, wait_until,
 };
 use coffer_tests::{ServerOptions, runtime, vault_client};
 use serde_json::{Value, json};
@@ -398,6 +399,94 @@ fn a_secondary_reads_new_secrets_after_the_primary_rekeys_and_rotates() -> anyho
     assert_eq!(
         read_marker(&secondary.server, &secondary.root_token, "new")?.as_deref(),
         Some("new")
+    );
+    Ok(())
+}
+
+fn seal_and_unseal_primary(set: &ReplicaSet) -> anyhow::Result<()> {
+    set.primary
+        .api(set.root())?
+        .put("sys/seal", &json!({}))?
+        .expect_status(204)?;
+    // Long enough for the node to notice the seal and close its sessions.
+    std::thread::sleep(Duration::from_millis(500));
+    let shares: Vec<&str> = set.keys.keys.iter().take(3).map(String::as_str).collect();
+    set.primary.unseal(&shares)?;
+    Ok(())
+}
+
+#[test]
+fn revocation_after_the_primary_was_resealed_still_stops_the_stream() -> anyhow::Result<()> {
+    let set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary.enable_kv("secret", "2")?;
+    set.wait_converged()?;
+    seal_and_unseal_primary(&set)?;
+    primary
+        .post(
+            "secret/data/between",
+            &json!({"data": {"marker": "between"}}),
+        )?
+        .expect_status(200)?;
+    set.wait_converged()?;
+
+    primary
+        .post(
+            "sys/replication/performance/primary/revoke-secondary",
+            &json!({"id": "s1"}),
+        )?
+        .expect_status(204)?;
+    std::thread::sleep(Duration::from_secs(1));
+    primary
+        .post("secret/data/after", &json!({"data": {"marker": "after"}}))?
+        .expect_status(200)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let secondary = &set.secondaries[0];
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "after")?,
+        None,
+        "a revoked secondary received a write made after its revocation"
+    );
+    let status = performance_status(&set.primary)?;
+    let session = status["secondaries"]
+        .as_array()
+        .and_then(|all| all.iter().find(|peer| peer["node_id"] == "s1").cloned());
+    if let Some(session) = session {
+        assert_ne!(session["connection_status"], "connected", "{status}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_revoked_secondary_rejoins_with_a_new_token_for_its_id() -> anyhow::Result<()> {
+    let mut set = ReplicaSet::start(1)?;
+    let primary = set.primary.api(set.root())?;
+    primary.enable_kv("secret", "2")?;
+    set.wait_converged()?;
+    primary
+        .post(
+            "sys/replication/performance/primary/revoke-secondary",
+            &json!({"id": "s1"}),
+        )?
+        .expect_status(204)?;
+    let token = secondary_token(&set.primary, set.root(), "s1")?;
+    let secondary = &set.secondaries[0];
+    activate(&secondary.server, &secondary.root_token, &token)?.expect_status(200)?;
+    wait_for_state(&secondary.server, "stream-wals", CONVERGE_TIMEOUT)?;
+    let root_token = generate_root(&secondary.server, &set.keys.keys)?;
+    set.secondaries[0].root_token = root_token;
+
+    primary
+        .post(
+            "secret/data/rejoined",
+            &json!({"data": {"marker": "rejoined"}}),
+        )?
+        .expect_status(200)?;
+    set.wait_converged()?;
+    let secondary = &set.secondaries[0];
+    assert_eq!(
+        read_marker(&secondary.server, &secondary.root_token, "rejoined")?.as_deref(),
+        Some("rejoined")
     );
     Ok(())
 }

@@ -54,6 +54,8 @@ enum Running {
     Secondary {
         cluster_id: String,
         secondary_id: String,
+        /// The certificate it presents: a new activation for the same id brings a new one.
+        certificate: Vec<u8>,
     },
 }
 
@@ -67,6 +69,10 @@ pub struct Supervisor<S, N> {
     secondary_task: Option<JoinHandle<()>>,
     running: Option<Running>,
     generation: u64,
+    /// The certificates the cluster port accepts, one set for the supervisor's life: every
+    /// acceptor shares it, so emptying it on a seal or replacing it on a revocation also ends
+    /// the sessions an earlier acceptor let in.
+    active: ActiveCerts,
 }
 
 impl<S, N> Supervisor<S, N>
@@ -92,6 +98,7 @@ where
             secondary_task: None,
             running: None,
             generation: u64::MAX,
+            active: ActiveCerts::new(Vec::new()),
         };
         (supervisor, receiver)
     }
@@ -172,27 +179,24 @@ where
             }
         }
         if changed {
-            tracing::info!(role = ?running, "replication role");
+            tracing::info!(role = %describe(&running), "replication role");
         }
         self.running = Some(running);
     }
 
     fn run_primary(&mut self, credentials: PrimaryCredentials, changed: bool) {
+        self.active.replace(credentials.active.clone());
         if !changed {
-            if let AcceptorState::Primary(acceptor) = &*self.acceptor.borrow() {
-                acceptor.active().replace(credentials.active.clone());
-            }
             *lock(&self.primary) = Some(Arc::new(credentials));
             return;
         }
         self.stop_secondary();
-        let active = ActiveCerts::new(credentials.active.clone());
         match ClusterAcceptor::new(
             &credentials.ca_cert_der,
             &credentials.cert_der,
             &credentials.key,
             &credentials.cluster_id,
-            active,
+            self.active.clone(),
         ) {
             Ok(acceptor) => {
                 *lock(&self.primary) = Some(Arc::new(credentials));
@@ -207,6 +211,10 @@ where
     }
 
     fn set_primary(&self, credentials: Option<Arc<PrimaryCredentials>>, reason: &str) {
+        if credentials.is_none() {
+            // Ends every open session: a sealed or demoted node serves no one.
+            self.active.replace(Vec::new());
+        }
         *lock(&self.primary) = credentials;
         self.acceptor.send_replace(AcceptorState::NotPrimary {
             reason: reason.to_owned(),
@@ -245,6 +253,21 @@ where
     }
 }
 
+fn describe(running: &Running) -> String {
+    match running {
+        Running::Sealed => "sealed".to_owned(),
+        Running::Standalone => "standalone".to_owned(),
+        Running::Primary { cluster_id, epoch } => {
+            format!("primary of {cluster_id} in epoch {epoch}")
+        }
+        Running::Secondary {
+            cluster_id,
+            secondary_id,
+            ..
+        } => format!("secondary {secondary_id} of {cluster_id}"),
+    }
+}
+
 fn running_of(role: &Role) -> Running {
     match role {
         Role::Standalone => Running::Standalone,
@@ -255,6 +278,7 @@ fn running_of(role: &Role) -> Running {
         Role::Secondary(credentials) => Running::Secondary {
             cluster_id: credentials.bundle.cluster_id.clone(),
             secondary_id: credentials.bundle.secondary_id.clone(),
+            certificate: credentials.bundle.secondary_cert_der.clone(),
         },
     }
 }
@@ -444,6 +468,12 @@ where
             keys: Some(keys),
         };
         tracing::info!(%secondary_id, "replication session started");
+        // The listener drops this future when the certificate is revoked, so the session's
+        // end is recorded on drop.
+        let _disconnected = Disconnected {
+            node: Arc::clone(&self.node),
+            secondary_id: secondary_id.clone(),
+        };
         let clock = Clock::new(self.node.environment().now());
         let reason = serve_session(
             stream,
@@ -458,5 +488,20 @@ where
             peer.connected = false;
         });
         tracing::info!(%secondary_id, %reason, "replication session ended");
+    }
+}
+
+/// Marks a secondary's session as disconnected in the live status when dropped.
+struct Disconnected<S: Storage + 'static> {
+    node: Arc<Node<S, SystemEnvironment>>,
+    secondary_id: String,
+}
+
+impl<S: Storage + 'static> Drop for Disconnected<S> {
+    fn drop(&mut self) {
+        self.node
+            .core()
+            .replication_live
+            .update_session(&self.secondary_id, |peer| peer.connected = false);
     }
 }

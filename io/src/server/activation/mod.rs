@@ -20,8 +20,8 @@ use std::path::Path;
 use std::sync::Weak;
 
 use coffer_core::error::Error;
-use coffer_core::replication::activate;
 use coffer_core::replication::activation::check_unwrapped_bundle;
+use coffer_core::replication::{activate, role};
 use coffer_core::request::{Logical, Operation, Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
 use coffer_core::{Ctx, acl};
@@ -63,6 +63,7 @@ pub struct Activator<S, E, N> {
     node: Weak<Node<S, E>>,
     network: N,
     addresses: NodeAddresses,
+    in_progress: tokio::sync::Mutex<()>,
 }
 
 impl<S, E, N> Activator<S, E, N>
@@ -77,6 +78,7 @@ where
             node,
             network,
             addresses,
+            in_progress: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -109,11 +111,22 @@ where
             .node
             .upgrade()
             .ok_or_else(|| Error::internal("the node is shutting down"))?;
+        // One activation at a time: a second one would wipe what the first adopted.
+        let Ok(_running) = self.in_progress.try_lock() else {
+            return Err(Error::bad_request(
+                "another secondary/enable is in progress on this node; wait for its answer",
+            ));
+        };
         authorize(&node, request)?;
         let enable = activate::parse_enable(request)?;
+        refuse_before_unwrap(&node, &enable)?;
         let primary = PrimaryApi::parse(&enable.primary_api_addr)
             .map_err(|error| failed(1, "reading the primary's address", error))?;
-        let ca_pem = read_ca_file(enable.ca_file.as_deref())?;
+        let ca_pem = if primary.uses_tls() {
+            read_ca_file(enable.ca_file.as_deref()).await?
+        } else {
+            None
+        };
 
         let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
             .await
@@ -201,15 +214,65 @@ fn authorize<S: Storage + 'static, E: Environment>(
     })?
 }
 
-fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
+/// The largest `ca_file` read: a PEM bundle of a few hundred CA certificates.
+const MAX_CA_FILE_SIZE: u64 = 1 << 20;
+
+/// Reads the operator's `ca_file`: a regular file of at most [`MAX_CA_FILE_SIZE`] bytes, read
+/// without blocking the async workers.
+async fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
     let Some(path) = path else {
         return Ok(None);
     };
-    std::fs::read(Path::new(path)).map(Some).map_err(|error| {
+    let unreadable = |reason: String| {
         Error::bad_request(format!(
-            "cannot read ca_file {path}: {error}; give the path of a PEM file on this server"
+            "cannot read ca_file {path}: {reason}; give the path of a PEM file on this server"
         ))
-    })
+    };
+    let metadata = tokio::fs::metadata(Path::new(path))
+        .await
+        .map_err(|error| unreadable(error.to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreadable("it is not a regular file".to_owned()));
+    }
+    if metadata.len() > MAX_CA_FILE_SIZE {
+        return Err(unreadable(format!(
+            "it has {} bytes, more than the {MAX_CA_FILE_SIZE} a CA bundle may have",
+            metadata.len()
+        )));
+    }
+    let bytes = tokio::fs::read(Path::new(path))
+        .await
+        .map_err(|error| unreadable(error.to_string()))?;
+    Ok(Some(bytes))
+}
+
+/// Refuses what can be refused before the token is spent at the primary: a node that is a
+/// primary itself, and an operator pin that the token's own CA fingerprint contradicts.
+fn refuse_before_unwrap<S: Storage + 'static, E: Environment>(
+    node: &Node<S, E>,
+    enable: &activate::EnableRequest,
+) -> Result<(), Error> {
+    let core = node.core();
+    let mut rng = node.rng();
+    let role = node
+        .storage()
+        .read(|txn| role::load_role(core, &mut ReadOnly(txn), &mut rng))??;
+    if matches!(role, role::Role::Primary(_)) {
+        return Err(Error::bad_request(
+            "this cluster is a performance replication primary; it cannot become a secondary, \
+             and the activation token was not used",
+        ));
+    }
+    if let Some(pin) = &enable.ca_sha256 {
+        if *pin != enable.claims.ca_sha256 {
+            return Err(Error::bad_request(format!(
+                "ca_sha256 {pin} does not match the replication CA the activation token names \
+                 ({}); the token was not used, so check which primary issued it",
+                enable.claims.ca_sha256
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The 400 for a failed step, which says that nothing changed.

@@ -133,6 +133,11 @@ impl PrimaryApi {
         Ok(api)
     }
 
+    /// Whether the address uses https.
+    pub fn uses_tls(&self) -> bool {
+        self.tls
+    }
+
     /// Whether the host is a loopback address or `localhost`.
     fn is_loopback(&self) -> bool {
         match self.host.parse::<IpAddr>() {
