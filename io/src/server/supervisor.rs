@@ -7,7 +7,9 @@
 //! port refuses everyone; otherwise the cluster port refuses everyone. It reads the role again
 //! whenever the core's replication generation moves and when the seal state changes.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -109,6 +111,8 @@ where
             node: Arc::clone(&self.node),
             config: self.config.clone(),
             primary: Arc::clone(&self.primary),
+            sessions: Mutex::new(BTreeMap::new()),
+            next_session: AtomicU64::new(0),
         })
     }
 
@@ -420,6 +424,10 @@ pub struct SessionHandler<S> {
     node: Arc<Node<S, SystemEnvironment>>,
     config: ReplicationConfig,
     primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
+    /// The open session of each secondary, by a number that tells sessions apart, with the
+    /// sender that ends it.
+    sessions: Mutex<BTreeMap<String, (u64, watch::Sender<()>)>>,
+    next_session: AtomicU64,
 }
 
 impl<S> ReplicationHandler for SessionHandler<S>
@@ -431,7 +439,6 @@ where
             return;
         };
         let secondary_id = peer.secondary.secondary_id.clone();
-        let core = self.node.core();
         let offer_node = Arc::clone(&self.node);
         let offer_id = secondary_id.clone();
         let keys = SessionKeys {
@@ -475,18 +482,36 @@ where
             secondary_id: secondary_id.clone(),
         };
         let clock = Clock::new(self.node.environment().now());
-        let reason = serve_session(
+        // One session per secondary: a new connection replaces the one before it, which may
+        // be a dead peer not yet timed out, so one certificate cannot hold many sessions and
+        // their buffers.
+        let (replaced, mut superseded) = watch::channel(());
+        let number = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let previous = lock(&self.sessions).insert(secondary_id.clone(), (number, replaced));
+        if let Some((_, previous)) = previous {
+            let _ = previous.send(());
+        }
+        let session = serve_session(
             stream,
             self.node.storage_handle(),
             self.node.commit_feed().clone(),
             params,
             clock,
             hooks,
-        )
-        .await;
-        core.replication_live.update_session(&secondary_id, |peer| {
-            peer.connected = false;
-        });
+        );
+        let reason = tokio::select! {
+            reason = session => reason,
+            _ = superseded.changed() => "a newer connection of the same secondary replaced it".to_owned(),
+        };
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions
+                .get(&secondary_id)
+                .is_some_and(|(current, _)| *current == number)
+            {
+                sessions.remove(&secondary_id);
+            }
+        }
         tracing::info!(%secondary_id, %reason, "replication session ended");
     }
 }
