@@ -43,6 +43,9 @@ pub fn is_activation_unwrap(request: &Request) -> bool {
     replication::is_activation_unwrap(request)
 }
 
+/// The creation path of the wrapping tokens that hold activation bundles.
+pub(crate) const ACTIVATION_TOKEN_PATH: &str = replication::ACTIVATION_TOKEN_PATH;
+
 /// Rejects an unwrap or rewrap whose wrapping token is not valid, with Vault's 400, before the
 /// token is checked as a client token.
 pub(crate) fn check_wrapping_token(

@@ -28,6 +28,7 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
+pub(crate) use token::CREATION_PATH as ACTIVATION_TOKEN_PATH;
 pub(super) use unwrap::{is_activation_wrapping, jwt_of as activation_jwt, unwrap_activation};
 
 /// The unwrap path, which serves activation tokens and plain wrapping tokens.

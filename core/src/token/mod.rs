@@ -69,6 +69,11 @@ pub fn authenticate(
     if store::live_ancestors(&view, &entry, ctx.now)?.is_none() {
         return Err(Error::permission_denied());
     }
+    if entry.path == crate::sys::ACTIVATION_TOKEN_PATH {
+        // The raw token behind an activation JWT never authenticates a request, so it can
+        // neither read its cubbyhole past the JWT unwrap's checks nor spend its single use.
+        return Err(Error::permission_denied());
+    }
     if entry.num_uses > 0 {
         entry.num_uses -= 1;
         entry.revoke_pending = entry.num_uses == 0;

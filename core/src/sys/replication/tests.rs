@@ -460,3 +460,16 @@ fn raw_activation_wrapping_token_is_not_a_plain_token() {
     let checked = check_unwrapped_bundle(&jwt, &bytes, None).unwrap();
     assert_eq!(checked.secondary_id, "east");
 }
+
+#[test]
+fn raw_activation_wrapping_token_cannot_read_its_cubbyhole() {
+    let mut node = Node::new();
+    enable(&mut node);
+    let jwt = jwt_of(&mut node, "east");
+    let raw = claims_of(&jwt).jti;
+    let read = Request::new(Operation::Read, "cubbyhole/response").with_token(raw);
+    let error = node.fail(read);
+    assert_eq!(error.status(), 403, "{error}");
+    let bundle = data_of(node.ok(unwrap_request(&jwt)));
+    assert_eq!(bundle["secondary_id"], "east");
+}

@@ -24,7 +24,7 @@ use super::params::{optional_string, secondary_id};
 use super::state::{self, PrimaryIdentity};
 
 /// The path recorded on activation wrapping tokens and in `wrap_info.creation_path`.
-pub(super) const CREATION_PATH: &str = "sys/replication/performance/primary/secondary-token";
+pub(crate) const CREATION_PATH: &str = "sys/replication/performance/primary/secondary-token";
 
 const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 
