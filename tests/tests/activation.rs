@@ -54,7 +54,7 @@ fn start_primary() -> anyhow::Result<(Server, InitKeys)> {
 }
 
 #[test]
-fn a_used_token_fails_and_changes_nothing() -> anyhow::Result<()> {
+fn used_token_changes_nothing() -> anyhow::Result<()> {
     let (primary, keys) = start_primary()?;
     let token = secondary_token(&primary, &keys.root_token, "east")?;
     let first = Bystander::start()?;
@@ -72,7 +72,7 @@ fn a_used_token_fails_and_changes_nothing() -> anyhow::Result<()> {
 }
 
 #[test]
-fn an_expired_token_fails_and_changes_nothing() -> anyhow::Result<()> {
+fn expired_token_changes_nothing() -> anyhow::Result<()> {
     let (primary, keys) = start_primary()?;
     let response = primary.api(&keys.root_token)?.post(
         "sys/replication/performance/primary/secondary-token",
@@ -93,7 +93,7 @@ fn an_expired_token_fails_and_changes_nothing() -> anyhow::Result<()> {
 }
 
 #[test]
-fn a_token_with_a_changed_signature_fails_and_changes_nothing() -> anyhow::Result<()> {
+fn changed_signature_changes_nothing() -> anyhow::Result<()> {
     let (primary, keys) = start_primary()?;
     let token = secondary_token(&primary, &keys.root_token, "east")?;
     let (head, signature) = token.rsplit_once('.').expect("a JWT has three parts");
@@ -117,7 +117,7 @@ fn a_token_with_a_changed_signature_fails_and_changes_nothing() -> anyhow::Resul
 }
 
 #[test]
-fn a_token_from_another_primary_fails_and_changes_nothing() -> anyhow::Result<()> {
+fn foreign_primary_token_changes_nothing() -> anyhow::Result<()> {
     let (primary, _) = start_primary()?;
     let (other, other_keys) = start_primary()?;
     let token = secondary_token(&other, &other_keys.root_token, "east")?;
@@ -134,7 +134,7 @@ fn a_token_from_another_primary_fails_and_changes_nothing() -> anyhow::Result<()
 }
 
 #[test]
-fn a_stolen_public_key_token_activates_nothing() -> anyhow::Result<()> {
+fn stolen_public_key_token_activates_nothing() -> anyhow::Result<()> {
     let (primary, keys) = start_primary()?;
     let owner = Bystander::start()?;
     let generated = owner.server.api(&owner.keys.root_token)?.post(

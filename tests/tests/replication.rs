@@ -42,7 +42,7 @@ fn read_marker(
 }
 
 #[test]
-fn thousand_secrets_written_on_the_primary_appear_on_both_secondaries() -> anyhow::Result<()> {
+fn secrets_reach_both_secondaries() -> anyhow::Result<()> {
     let set = ReplicaSet::start(2)?;
     set.primary.api(set.root())?.enable_kv("secret", "2")?;
     write_secrets(&set, "bulk", 1000)?;
@@ -74,7 +74,7 @@ fn thousand_secrets_written_on_the_primary_appear_on_both_secondaries() -> anyho
 }
 
 #[test]
-fn policy_written_on_the_primary_is_enforced_on_a_secondary() -> anyhow::Result<()> {
+fn primary_policy_enforced_on_secondary() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary.enable_kv("secret", "2")?;
@@ -121,7 +121,7 @@ fn policy_written_on_the_primary_is_enforced_on_a_secondary() -> anyhow::Result<
 }
 
 #[test]
-fn local_mounts_and_their_data_stay_on_their_cluster() -> anyhow::Result<()> {
+fn local_mounts_stay_on_their_cluster() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary
@@ -174,7 +174,7 @@ fn local_mounts_and_their_data_stay_on_their_cluster() -> anyhow::Result<()> {
 }
 
 #[test]
-fn a_primary_token_is_rejected_on_a_secondary() -> anyhow::Result<()> {
+fn primary_token_rejected_on_secondary() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let secondary = &set.secondaries[0].server;
     let response = secondary.api(set.root())?.get("sys/mounts")?;
@@ -183,7 +183,7 @@ fn a_primary_token_is_rejected_on_a_secondary() -> anyhow::Result<()> {
 }
 
 #[test]
-fn a_write_to_replicated_data_on_a_secondary_names_the_primary() -> anyhow::Result<()> {
+fn secondary_write_names_the_primary() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     set.primary.api(set.root())?.enable_kv("secret", "2")?;
     set.wait_converged()?;
@@ -199,7 +199,7 @@ fn a_write_to_replicated_data_on_a_secondary_names_the_primary() -> anyhow::Resu
 }
 
 #[test]
-fn a_secondary_that_fell_behind_catches_up_through_merkle_sync() -> anyhow::Result<()> {
+fn lagging_secondary_catches_up_by_merkle_sync() -> anyhow::Result<()> {
     let options = ServerOptions::default().extra_config(SMALL_BUFFERS);
     let mut set = ReplicaSet::start_with(1, &options)?;
     set.primary.api(set.root())?.enable_kv("secret", "2")?;
@@ -255,7 +255,7 @@ fn a_secondary_that_fell_behind_catches_up_through_merkle_sync() -> anyhow::Resu
 }
 
 #[test]
-fn every_acknowledged_write_survives_a_killed_primary_and_replicates() -> anyhow::Result<()> {
+fn killed_primary_keeps_acknowledged_writes() -> anyhow::Result<()> {
     let mut set = ReplicaSet::start(1)?;
     set.primary.api(set.root())?.enable_kv("secret", "2")?;
     let address = set.primary.address();
@@ -301,7 +301,7 @@ fn every_acknowledged_write_survives_a_killed_primary_and_replicates() -> anyhow
 }
 
 #[test]
-fn a_revoked_secondary_is_cut_off_at_once_and_cannot_reconnect() -> anyhow::Result<()> {
+fn revoked_secondary_is_cut_off() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary.enable_kv("secret", "2")?;
@@ -339,7 +339,7 @@ fn a_revoked_secondary_is_cut_off_at_once_and_cannot_reconnect() -> anyhow::Resu
 }
 
 #[test]
-fn a_secondary_reads_new_secrets_after_the_primary_rekeys_and_rotates() -> anyhow::Result<()> {
+fn secondary_reads_after_rekey_and_rotate() -> anyhow::Result<()> {
     let mut set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary.enable_kv("secret", "2")?;
@@ -416,7 +416,7 @@ fn seal_and_unseal_primary(set: &ReplicaSet) -> anyhow::Result<()> {
 }
 
 #[test]
-fn revocation_after_the_primary_was_resealed_still_stops_the_stream() -> anyhow::Result<()> {
+fn revocation_after_reseal_stops_stream() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary.enable_kv("secret", "2")?;
@@ -458,7 +458,7 @@ fn revocation_after_the_primary_was_resealed_still_stops_the_stream() -> anyhow:
 }
 
 #[test]
-fn a_revoked_secondary_rejoins_with_a_new_token_for_its_id() -> anyhow::Result<()> {
+fn revoked_secondary_rejoins_with_new_token() -> anyhow::Result<()> {
     let mut set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     primary.enable_kv("secret", "2")?;

@@ -72,11 +72,29 @@ pub(crate) fn write(args: WriteArgs) -> Result<ExitCode, CliError> {
         session.client.write(&args.path, &Value::Object(data))?,
         &args.path,
     )?;
-    match &response.body {
-        None if args.field.is_none() => {
-            print_line(&format!("Success! Data written to: {}", args.path));
+    let empty = response
+        .body
+        .as_ref()
+        .is_none_or(|body| secret_rows(body).is_empty());
+    if empty && args.field.is_none() && session.format == Format::Table {
+        // An answer with nothing but warnings prints them, then the line Vault prints.
+        if let Some(warnings) = response.body.as_ref().and_then(|body| body.get("warnings")) {
+            let warnings: Vec<&str> = warnings
+                .as_array()
+                .map(|all| all.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !warnings.is_empty() {
+                let listed: Vec<String> =
+                    warnings.iter().map(|text| format!("  * {text}")).collect();
+                print_line(&format!(
+                    "WARNING! The following warnings were returned from Vault:\n\n{}\n",
+                    listed.join("\n\n")
+                ));
+            }
         }
-        _ => print_secret(&session, response.body(), args.field.as_deref())?,
+        print_line(&format!("Success! Data written to: {}", args.path));
+    } else {
+        print_secret(&session, response.body(), args.field.as_deref())?;
     }
     Ok(ExitCode::SUCCESS)
 }

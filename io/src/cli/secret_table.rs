@@ -5,9 +5,12 @@ use serde_json::Value;
 use super::error::CliError;
 use super::output::{human_duration, object_rows, value_cell};
 
-/// Returns the rows of a response envelope: lease fields first, then the token of an `auth`
-/// block, then the fields of `data` sorted by key.
+/// Returns the rows of a response envelope: a wrapped response's `wrapping_*` fields, or lease
+/// fields first, then the token of an `auth` block, then the fields of `data` sorted by key.
 pub(crate) fn secret_rows(body: &Value) -> Vec<(String, String)> {
+    if let Some(wrap) = body.get("wrap_info").filter(|wrap| wrap.is_object()) {
+        return wrap_rows(wrap);
+    }
     let mut rows = lease_rows(body);
     if let Some(auth) = body.get("auth").filter(|auth| auth.is_object()) {
         rows.extend(auth_rows(auth));
@@ -18,12 +21,42 @@ pub(crate) fn secret_rows(body: &Value) -> Vec<(String, String)> {
 
 /// Returns the value of one row, for `-field`.
 pub(crate) fn field_value(rows: &[(String, String)], field: &str) -> Result<String, CliError> {
-    let found = rows.iter().find(|(key, _)| key == field);
+    // Wrapped responses label their rows `wrapping_token:` and so on, as Vault does.
+    let found = rows
+        .iter()
+        .find(|(key, _)| key.trim_end_matches(':') == field);
     found.map(|(_, value)| value.clone()).ok_or_else(|| {
         CliError::Local(format!(
             "field {field:?} not present in the response: drop -field to see every field"
         ))
     })
+}
+
+/// The rows the Vault CLI prints for a wrapped response.
+fn wrap_rows(wrap: &Value) -> Vec<(String, String)> {
+    let field = |name: &str| value_cell(wrap.get(name).unwrap_or(&Value::Null));
+    let ttl = wrap.get("ttl").and_then(Value::as_u64).unwrap_or(0);
+    let mut rows = vec![
+        ("wrapping_token:".to_owned(), field("token")),
+        ("wrapping_accessor:".to_owned(), field("accessor")),
+        ("wrapping_token_ttl:".to_owned(), human_duration(ttl)),
+        (
+            "wrapping_token_creation_time:".to_owned(),
+            field("creation_time"),
+        ),
+        (
+            "wrapping_token_creation_path:".to_owned(),
+            field("creation_path"),
+        ),
+    ];
+    if wrap
+        .get("wrapped_accessor")
+        .and_then(Value::as_str)
+        .is_some_and(|accessor| !accessor.is_empty())
+    {
+        rows.push(("wrapped_accessor:".to_owned(), field("wrapped_accessor")));
+    }
+    rows
 }
 
 fn lease_rows(body: &Value) -> Vec<(String, String)> {
@@ -82,6 +115,27 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn wrapped_response_shows_wrapping_rows() {
+        let body = json!({"data": null, "wrap_info": {"token": "eyJ.a.b", "accessor": "acc",
+                          "ttl": 1800, "creation_time": "2026-12-04T00:00:00Z",
+                          "creation_path": "sys/x"}});
+        let rows = secret_rows(&body);
+        let keys: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "wrapping_token:",
+                "wrapping_accessor:",
+                "wrapping_token_ttl:",
+                "wrapping_token_creation_time:",
+                "wrapping_token_creation_path:"
+            ]
+        );
+        assert_eq!(field_value(&rows, "wrapping_token").unwrap(), "eyJ.a.b");
+        assert_eq!(field_value(&rows, "wrapping_token_ttl").unwrap(), "30m");
+    }
 
     #[test]
     fn kv_read_shows_refresh_interval_then_data() {

@@ -462,7 +462,7 @@ fn raw_activation_wrapping_token_is_not_a_plain_token() {
 }
 
 #[test]
-fn raw_activation_wrapping_token_cannot_read_its_cubbyhole() {
+fn raw_activation_token_reads_no_cubbyhole() {
     let mut node = Node::new();
     enable(&mut node);
     let jwt = jwt_of(&mut node, "east");

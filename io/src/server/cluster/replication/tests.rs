@@ -705,7 +705,7 @@ async fn secondary_replicates_over_loopback_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_frames_carry_no_plaintext_secret_or_token() {
+async fn frames_carry_no_plaintext_secrets() {
     let primary = Primary::start(MemStorage::new(), WriterLimits::default(), None).await;
     let secrets: Vec<String> = (0..20)
         .map(|number| format!("plaintext-secret-{number}-must-never-travel"))
