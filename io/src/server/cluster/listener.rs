@@ -1,15 +1,17 @@
 //! The cluster listener: the accept loop of the cluster port.
 //!
-//! Each connection gets a permit from a bounded pool, then a handshake within a time limit. A
+//! Each connection gets a permit from a bounded pool, and counts against its address's
+//! unfinished handshakes until it authenticates, then a handshake within a time limit. A
 //! node that is not a primary rejects every connection with a TLS alert. A replication
 //! connection goes to the [`ReplicationHandler`] and is closed when the handler returns or the
 //! secondary's certificate leaves the active set, whichever comes first. A forwarding
 //! connection is closed, because forwarding is not supported yet.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -31,6 +33,9 @@ pub struct ClusterLimits {
     /// Maximum number of open connections, handshaking or in session. A connection beyond it
     /// is closed at once.
     pub max_connections: usize,
+    /// Maximum number of connections from one IP address that have not finished their
+    /// handshake, so one unauthenticated source cannot take every connection slot.
+    pub max_handshakes_per_ip: usize,
 }
 
 impl Default for ClusterLimits {
@@ -38,6 +43,51 @@ impl Default for ClusterLimits {
         ClusterLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: 256,
+            max_handshakes_per_ip: 16,
+        }
+    }
+}
+
+/// The connections of each IP address still in their handshake.
+#[derive(Default)]
+struct Handshakes {
+    by_ip: Mutex<BTreeMap<IpAddr, usize>>,
+}
+
+impl Handshakes {
+    /// Counts one more handshake from `ip`, or returns `None` when `ip` has `max` already.
+    fn start(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<HandshakeSlot> {
+        let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = by_ip.entry(ip).or_insert(0);
+        if *count >= max.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(HandshakeSlot {
+            handshakes: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One counted handshake, released when dropped.
+struct HandshakeSlot {
+    handshakes: Arc<Handshakes>,
+    ip: IpAddr,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut by_ip = self
+            .handshakes
+            .by_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = by_ip.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                by_ip.remove(&self.ip);
+            }
         }
     }
 }
@@ -115,6 +165,8 @@ pub async fn serve_cluster<L, A, H>(
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let over_limit = RepeatCounter::default();
+    let over_ip_limit = RepeatCounter::default();
+    let handshakes = Arc::new(Handshakes::default());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -123,6 +175,18 @@ pub async fn serve_cluster<L, A, H>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    let Some(slot) = handshakes.start(addr.ip(), limits.max_handshakes_per_ip) else {
+                        if let Some(rejected) = over_ip_limit.record() {
+                            tracing::warn!(
+                                peer = %addr,
+                                max_handshakes_per_ip = limits.max_handshakes_per_ip,
+                                rejected,
+                                "too many unfinished cluster handshakes from one address; closing a new one"
+                            );
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                         if let Some(rejected) = over_limit.record() {
                             tracing::warn!(
@@ -137,7 +201,7 @@ pub async fn serve_cluster<L, A, H>(
                     };
                     let shared = Arc::clone(&shared);
                     connections.spawn(async move {
-                        shared.run(stream, addr).await;
+                        shared.run(stream, addr, slot).await;
                         drop(permit);
                     });
                 }
@@ -165,7 +229,7 @@ struct Shared<A, H> {
 }
 
 impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
-    async fn run<S: Stream>(&self, stream: S, addr: SocketAddr) {
+    async fn run<S: Stream>(&self, stream: S, addr: SocketAddr, slot: HandshakeSlot) {
         let acceptor = match self.source.acceptor_state() {
             AcceptorState::Primary(acceptor) => acceptor,
             AcceptorState::NotPrimary { reason } => {
@@ -200,6 +264,8 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
             }
         };
 
+        // Authenticated: the connection no longer counts against its address's handshakes.
+        drop(slot);
         let peer = accepted.peer;
         let span = tracing::info_span!(
             "cluster",
@@ -473,6 +539,48 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let accepted = listener.connect(&connector, ClusterAlpn::Replication).await;
         assert!(accepted.is_ok(), "{:?}", accepted.err());
+        listener.stop().await;
+    }
+
+    /// Opens a TCP connection to `addr` from the loopback address `source`.
+    async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_hold_every_handshake() {
+        let mut cluster = TestCluster::new(109);
+        let east = secondary(&mut cluster);
+        let limits = ClusterLimits {
+            max_handshakes_per_ip: 2,
+            ..fast_limits()
+        };
+        let listener = TestListener::start(primary(&cluster), limits).await;
+        let first = connect_from("127.0.0.2", listener.addr).await;
+        let second = connect_from("127.0.0.2", listener.addr).await;
+        // Give the accept loop time to count both.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let mut third = connect_from("127.0.0.2", listener.addr).await;
+        assert_closed(&mut third).await;
+        let accepted = listener
+            .connect(&east.connector(), ClusterAlpn::Replication)
+            .await;
+        assert!(accepted.is_ok(), "{:?}", accepted.err());
+
+        drop((first, second));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = connect_from("127.0.0.2", listener.addr).await;
+        let idle =
+            tokio::time::timeout(Duration::from_millis(300), again.read(&mut [0u8; 1])).await;
+        assert!(
+            idle.is_err(),
+            "a new handshake is accepted once the others are gone"
+        );
         listener.stop().await;
     }
 
