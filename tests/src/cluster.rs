@@ -76,7 +76,7 @@ impl ReplicaSet {
         Ok(())
     }
 
-    /// The primary's root token.
+    /// Returns the primary's root token.
     pub fn root(&self) -> &str {
         &self.keys.root_token
     }
@@ -122,7 +122,7 @@ pub fn secondary_token(primary: &Server, root: &str, id: &str) -> anyhow::Result
         })
 }
 
-/// Sends `secondary/enable` with `token` to `secondary` and returns the raw answer.
+/// Sends `secondary/enable` with `token` to `secondary` and returns the raw response.
 pub fn activate(secondary: &Server, root: &str, token: &str) -> anyhow::Result<ApiResponse> {
     secondary.api(root)?.post(
         "sys/replication/performance/secondary/enable",

@@ -77,7 +77,7 @@ pub(crate) fn write(args: WriteArgs) -> Result<ExitCode, CliError> {
         .as_ref()
         .is_none_or(|body| secret_rows(body).is_empty());
     if empty && args.field.is_none() && session.format == Format::Table {
-        // An answer with nothing but warnings prints them, then the line Vault prints.
+        // A response with only warnings prints them, then the success line Vault prints.
         if let Some(warnings) = response.body.as_ref().and_then(|body| body.get("warnings")) {
             let warnings: Vec<&str> = warnings
                 .as_array()

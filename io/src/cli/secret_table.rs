@@ -32,7 +32,7 @@ pub(crate) fn field_value(rows: &[(String, String)], field: &str) -> Result<Stri
     })
 }
 
-/// The rows the Vault CLI prints for a wrapped response.
+/// Returns the rows the Vault CLI prints for a wrapped response.
 fn wrap_rows(wrap: &Value) -> Vec<(String, String)> {
     let field = |name: &str| value_cell(wrap.get(name).unwrap_or(&Value::Null));
     let ttl = wrap.get("ttl").and_then(Value::as_u64).unwrap_or(0);

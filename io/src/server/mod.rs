@@ -395,7 +395,7 @@ async fn run_dev_cluster(args: ServerArgs, config: Config) -> anyhow::Result<()>
     result
 }
 
-/// One dev cluster node's configuration: plain HTTP on `api`, the cluster port on `cluster`.
+/// Builds one dev cluster node's configuration: plain HTTP on `api`, the cluster port on `cluster`.
 fn dev_node_config(base: &Config, api: SocketAddr, cluster: SocketAddr) -> Config {
     let mut config = base.clone();
     let mut listener = dev_listener(api);

@@ -43,7 +43,7 @@ use super::storage::PinSnapshot;
 /// How often the role is checked even when nothing announced a change.
 const ROLE_POLL: Duration = Duration::from_millis(100);
 
-/// What the supervisor runs at the moment.
+/// The role the supervisor is running at the moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Running {
     /// Sealed: nothing can be read, so nothing runs.
@@ -82,7 +82,7 @@ where
     S: Storage + PinSnapshot + 'static,
     N: Network + Clone,
 {
-    /// A supervisor for `node`, and the receiver its cluster listener reads the acceptor from.
+    /// Creates a supervisor for `node` and the receiver its cluster listener reads the acceptor from.
     pub fn new(
         node: Arc<Node<S, SystemEnvironment>>,
         network: N,
@@ -424,7 +424,7 @@ pub struct SessionHandler<S> {
     node: Arc<Node<S, SystemEnvironment>>,
     config: ReplicationConfig,
     primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
-    /// The open session of each secondary, by a number that tells sessions apart, with the
+    /// The open session of each secondary: a number that identifies the session, and the
     /// sender that ends it.
     sessions: Mutex<BTreeMap<String, (u64, watch::Sender<()>)>>,
     next_session: AtomicU64,

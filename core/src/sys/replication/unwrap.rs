@@ -51,7 +51,7 @@ pub(in crate::sys) fn unwrap_activation(
     let claims = token::verify(&public_key, jwt, now, ACTIVATION_TOKEN_TYPE)
         .map_err(|error| Error::bad_request(error.to_string()))?;
     // The primary checks its own token against its own clock, so the leeway for clock skew
-    // does not apply here; without this the expired wrapping token would answer first, with
+    // does not apply here; without this the expired wrapping token would be reported first, with
     // a message that does not say why.
     if now.as_secs() >= claims.exp {
         let expired = token::TokenError::Expired {

@@ -72,7 +72,7 @@ where
     E: Environment,
     N: Network,
 {
-    /// An activator for `node`; it holds the node weakly, since the node holds it.
+    /// Creates an activator for `node`. It keeps a weak reference, because the node owns it.
     pub fn new(node: Weak<Node<S, E>>, network: N, addresses: NodeAddresses) -> Activator<S, E, N> {
         Activator {
             node,
@@ -114,7 +114,7 @@ where
         // One activation at a time: a second one would wipe what the first adopted.
         let Ok(_running) = self.in_progress.try_lock() else {
             return Err(Error::bad_request(
-                "another secondary/enable is in progress on this node; wait for its answer",
+                "another secondary/enable is in progress on this node; wait for it to finish and try again",
             ));
         };
         authorize(&node, request)?;
@@ -275,7 +275,7 @@ fn refuse_before_unwrap<S: Storage + 'static, E: Environment>(
     Ok(())
 }
 
-/// The 400 for a failed step, which says that nothing changed.
+/// Builds the 400 for a failed step, whose message states that nothing changed.
 fn failed(step: u8, what: &str, error: impl std::fmt::Display) -> Error {
     Error::bad_request(format!(
         "secondary activation failed at step {step} of 4 ({what}): {error}; this cluster was \

@@ -24,7 +24,7 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 const ROUNDS: usize = 3;
 const ROUND_PAUSE: Duration = Duration::from_millis(500);
 
-/// Why the cluster port could not be used. Each message names the address it concerns.
+/// A failure to use the cluster port. Each message names the address it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The bundle lists no address to dial.
@@ -37,7 +37,7 @@ pub enum ProbeError {
     InvalidAddress {
         /// The address as given.
         address: String,
-        /// What is wrong with it.
+        /// The problem with the address.
         reason: String,
     },
     /// Every address failed; the last failure is kept.
@@ -104,7 +104,7 @@ async fn offer_from<N: Network>(
         max_frame_payload: config.max_frame_payload,
         max_message_size: config.max_message_size,
     };
-    // The probe asks for no data, so it reports the empty position and root.
+    // The probe requests no data, so it reports the empty position and root.
     let hello = Message::Hello {
         cluster_id: bundle.cluster_id.clone(),
         secondary_id: bundle.secondary_id.clone(),

@@ -27,7 +27,7 @@ const UNWRAP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest response accepted from the primary. A bundle is a few kilobytes.
 const MAX_RESPONSE_SIZE: usize = 1 << 20;
 
-/// Why the bundle could not be fetched. Each message names the address it concerns.
+/// A failure to fetch the bundle. Each message names the address it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum UnwrapError {
     /// The primary's API address does not parse.
@@ -38,7 +38,7 @@ pub enum UnwrapError {
     InvalidAddress {
         /// The address as given.
         address: String,
-        /// What is wrong with it.
+        /// The problem with the address.
         reason: String,
     },
     /// The address uses plain HTTP and is not a loopback address.
@@ -50,7 +50,7 @@ pub enum UnwrapError {
         /// The address as given.
         address: String,
     },
-    /// The CA file holds no usable certificate.
+    /// The CA file contains no usable certificate.
     #[error("invalid ca_file: {0}")]
     CaFile(String),
     /// No connection could be opened.
@@ -69,7 +69,7 @@ pub enum UnwrapError {
         /// The handshake error.
         reason: String,
     },
-    /// The primary answered with an error.
+    /// The primary returned an error.
     #[error("the primary at {address} refused the activation token: {message}")]
     Refused {
         /// The address tried.
@@ -79,17 +79,17 @@ pub enum UnwrapError {
         /// The primary's error messages.
         message: String,
     },
-    /// The primary's answer is not a bundle.
+    /// The primary's response is not a bundle.
     #[error("the primary at {address} sent an unusable answer: {reason}")]
     BadResponse {
         /// The address tried.
         address: String,
-        /// What is wrong with the answer.
+        /// The problem with the response.
         reason: String,
     },
 }
 
-/// Where the primary's API is, parsed from its address.
+/// The primary's API endpoint, parsed from its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrimaryApi {
     address: String,
@@ -133,12 +133,12 @@ impl PrimaryApi {
         Ok(api)
     }
 
-    /// Whether the address uses https.
+    /// Returns whether the address uses https.
     pub fn uses_tls(&self) -> bool {
         self.tls
     }
 
-    /// Whether the host is a loopback address or `localhost`.
+    /// Returns whether the host is a loopback address or `localhost`.
     fn is_loopback(&self) -> bool {
         match self.host.parse::<IpAddr>() {
             Ok(ip) => ip.is_loopback(),
@@ -238,7 +238,7 @@ fn tls_connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, UnwrapError> {
             }
             if roots.is_empty() {
                 return Err(UnwrapError::CaFile(
-                    "it holds no PEM certificate".to_owned(),
+                    "it contains no PEM certificate".to_owned(),
                 ));
             }
         }
@@ -372,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn address_without_scheme_is_rejected_with_what_to_do() {
+    fn address_without_scheme_is_rejected() {
         let error = PrimaryApi::parse("127.0.0.1:8200").unwrap_err().to_string();
         assert!(error.contains("https://host:port"), "{error}");
     }

@@ -123,7 +123,7 @@ where
     head.borrow_and_update();
     let mut keys = keys;
     // The keyring record the last offer was built from: a commit that changes it (a rotation,
-    // a rekey) is preceded by a new offer, so the secondary never holds data it cannot open.
+    // a rekey) is preceded by a new offer, so the secondary never receives data it cannot open.
     let mut offered_keyring = keyring_record(&*driver.storage);
     if let Some(keys) = &mut keys {
         let offer = build_offer(keys);
@@ -196,7 +196,7 @@ enum Wake {
     Timer,
 }
 
-/// The stored keyring record, or `None` when it cannot be read (the offer then reports why).
+/// Returns the stored keyring record, or `None` when it cannot be read (the offer then reports why).
 fn keyring_record<S: PinSnapshot>(storage: &S) -> Option<Vec<u8>> {
     storage
         .read(|txn| txn.get(Partition::Shared, KEYRING_KEY))
