@@ -31,6 +31,7 @@ pub mod barrier;
 pub mod engines;
 pub mod error;
 mod handler;
+pub mod hcl_shape;
 pub mod ids;
 pub mod mounts;
 pub mod replication;

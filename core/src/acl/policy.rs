@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::hcl_shape;
 
 /// A set of capabilities, such as `["read", "list"]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -203,42 +204,10 @@ fn expand_keyword(keyword: &str) -> Result<Capabilities, PolicyError> {
     }
 }
 
-/// The deepest brace nesting an HCL policy may have. Real policies nest two levels
-/// (`path "x" { ... }`); the HCL parser backtracks exponentially on deep unclosed braces, so a
-/// short hostile text could otherwise hold a request for minutes.
-const MAX_HCL_BRACE_DEPTH: usize = 16;
-
-/// Rejects HCL text whose `{` nesting, outside double-quoted strings, exceeds
-/// [`MAX_HCL_BRACE_DEPTH`].
-fn check_brace_depth(text: &str) -> Result<(), PolicyError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for byte in text.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' => depth += 1,
-            b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        if depth > MAX_HCL_BRACE_DEPTH {
-            return Err(PolicyError::Syntax(format!(
-                "braces nest more than {MAX_HCL_BRACE_DEPTH} levels deep"
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn parse_hcl(text: &str) -> Result<Vec<(String, RawRule)>, PolicyError> {
-    check_brace_depth(text)?;
+    // A policy is a list of blocks with literal values, so operators are never needed.
+    hcl_shape::check(text, hcl_shape::MAX_NESTING, hcl_shape::Operators::Reject)
+        .map_err(|error| PolicyError::Syntax(error.to_string()))?;
     let body = hcl::parse(text).map_err(|error| PolicyError::Syntax(error.to_string()))?;
     let mut rules = Vec::new();
     for structure in body.iter() {
@@ -384,12 +353,37 @@ mod tests {
         // A fuzzer found this text: the HCL parser took 144 s on it before the depth check.
         let text =
             include_str!("../../../fuzz/regressions/policy_parser/hcl-nested-braces-backtracking");
+        // The operator check now rejects this text before its nesting is counted.
         let error = super::parse_policy("slow", text).unwrap_err();
+        assert!(matches!(error, PolicyError::Syntax(_)), "{error}");
+        let nested = format!("path \"a\" {}{}", "{".repeat(17), "}".repeat(17));
+        let error = super::parse_policy("deep", &nested).unwrap_err();
         assert!(error.to_string().contains("levels deep"), "{error}");
-        let nested = format!("{}{}", "{".repeat(17), "}".repeat(17));
-        assert!(super::parse_policy("deep", &nested).is_err());
         let quoted = r#"path "secret/{{{{{{{{{{{{{{{{{{{{" { capabilities = ["read"] }"#;
         assert!(super::parse_policy("quoted", quoted).is_ok());
+    }
+
+    #[test]
+    fn operator_chains_are_rejected_quickly() {
+        // A fuzzer found this text: unclosed parentheses around chains of `-` kept the HCL
+        // parser busy for more than a minute.
+        let text =
+            include_str!("../../../fuzz/regressions/policy_parser/hcl-operator-chain-backtracking");
+        let error = super::parse_policy("slow", text).unwrap_err();
+        assert!(error.to_string().contains("unexpected '-'"), "{error}");
+        let negated = "path \"a\" { capabilities = !true }";
+        assert!(super::parse_policy("negated", negated).is_err());
+    }
+
+    #[test]
+    fn comments_and_strings_may_hold_operators() {
+        let text = "# read-only (for apps)\n\
+                    // also: a+b\n\
+                    /* (not { an [ expression */\n\
+                    path \"secret/a-b/(x)\" {\n  capabilities = [\"read\"] # !\n}\n\
+                    path \"secret/c\" {\n  allowed_parameters = { bare-key = [] }\n}\n";
+        let policy = super::parse_policy("commented", text).unwrap();
+        assert_eq!(policy.rules.len(), 2);
     }
 
     use super::*;

@@ -33,6 +33,12 @@ pub(super) fn parse_items(text: &str) -> Result<Vec<Item>, ConfigError> {
 }
 
 fn hcl_items(text: &str) -> Result<Vec<Item>, ConfigError> {
+    // Deep nesting overflows the HCL parser's stack; a config file nests two levels.
+    use coffer_core::hcl_shape::{MAX_NESTING, Operators, check};
+    check(text, MAX_NESTING, Operators::Allow).map_err(|error| ConfigError::Syntax {
+        format: "HCL",
+        message: error.to_string(),
+    })?;
     let body = hcl::parse(text).map_err(|error| ConfigError::Syntax {
         format: "HCL",
         message: error.to_string(),

@@ -340,3 +340,13 @@ fn heartbeat_timeout_must_exceed_interval() {
         "{message}"
     );
 }
+
+#[test]
+fn deep_nesting_is_rejected_before_parsing() {
+    // A fuzzer found this text: the HCL parser's recursion overflowed a 2 MiB thread stack.
+    let text =
+        include_str!("../../../../fuzz/regressions/server_config/hcl-deep-brackets-stack-overflow");
+    let error = parse_config(text).unwrap_err();
+    assert!(matches!(error, ConfigError::Syntax { .. }), "{error}");
+    assert!(error.to_string().contains("levels deep"), "{error}");
+}
