@@ -97,6 +97,7 @@ impl TestNode {
         match first {
             Outcome::Response(response) => Ok(response),
             Outcome::Error(error) => Err(error),
+            Outcome::Forward(_) => panic!("a test node is never a secondary"),
             Outcome::ReadOnly(_) => {
                 self.storage
                     .write(|txn| match handle(core, &mut Ctx::new(now, rng), txn) {
@@ -105,6 +106,7 @@ impl TestNode {
                         Outcome::ReadOnly(partition) => {
                             Err(crate::storage::StorageError::ReadOnly { partition }.into())
                         }
+                        Outcome::Forward(_) => panic!("a test node is never a secondary"),
                     })
             }
         }
