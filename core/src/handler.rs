@@ -240,17 +240,29 @@ impl Core {
         caller: Option<&Caller>,
         txn: &mut dyn Transaction,
     ) -> Result<Response, Error> {
-        let wrap_ttl = crate::wrapping::requested_ttl(self, request)?;
+        crate::wrapping::requested_ttl(self, request)?;
         if let Some(caller) = caller {
             crate::acl::authorize(self, caller, request, txn)?;
         }
-        match wrap_ttl {
-            None => self.route(ctx, request, caller, txn),
-            Some(ttl) => {
-                crate::wrapping::wrap_response(self, ctx, request, ttl, txn, |ctx, txn| {
-                    self.route(ctx, request, caller, txn)
-                })
-            }
+        self.finish(ctx, request, txn, |ctx, txn| {
+            self.route(ctx, request, caller, txn)
+        })
+    }
+
+    /// Runs `respond` and applies the post-processing that creates local state on the node
+    /// the client talks to: response wrapping for `X-Vault-Wrap-TTL`. Local requests and
+    /// responses forwarded from the primary both pass here, so every later step of this kind
+    /// belongs here too. Errors are never wrapped.
+    pub fn finish(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        txn: &mut dyn Transaction,
+        respond: impl FnOnce(&mut Ctx<'_>, &mut dyn Transaction) -> Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        match crate::wrapping::requested_ttl(self, request)? {
+            None => respond(ctx, txn),
+            Some(ttl) => crate::wrapping::wrap_response(self, ctx, request, ttl, txn, respond),
         }
     }
 

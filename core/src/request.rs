@@ -65,6 +65,8 @@ pub struct Request {
     pub wrap_ttl: Option<Duration>,
     /// The client's address, for CIDR bindings and audit.
     pub remote_addr: Option<IpAddr>,
+    /// The `X-Vault-Index` header as sent, which names the state the request must see.
+    pub index: Option<String>,
 }
 
 impl Request {
@@ -78,6 +80,7 @@ impl Request {
             token: None,
             wrap_ttl: None,
             remote_addr: None,
+            index: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dev;
 pub mod dev_cluster;
 pub mod environment;
+pub mod forwarding;
 pub mod http;
 pub mod logging;
 pub mod net;

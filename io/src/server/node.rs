@@ -4,28 +4,57 @@
 //! Most requests finish there, in parallel. A request whose handler tries to write gets
 //! [`Outcome::ReadOnly`]; its snapshot is dropped and the request reruns on the writer, which
 //! commits it durably before the response is sent.
+//!
+//! On a secondary, a request whose handler tries to write replicated data gets
+//! [`Outcome::Forward`] on either path. The node forwards it to the primary through its
+//! [`Forwarder`], waits until it has applied the primary's write, and then runs the local
+//! post-processing (response wrapping) in [`Core::finish`] on its writer.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 use coffer_core::error::Error;
-use coffer_core::request::{Request, Response};
+use coffer_core::forwarding::{ForwardedAnswer, ForwardedRequest, ForwardedResult, IndexKey};
+use coffer_core::replication::position::Position;
+use coffer_core::replication::wal::Wal;
+use coffer_core::request::{Caller, Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
 use coffer_core::{Core, Ctx, Outcome, ids};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::environment::Environment;
-use super::writer::{CommitFeed, Writer, WriterLimits};
+use super::writer::{CommitFeed, Work, Writer, WriterLimits, Written};
 
-/// A finished request: its id, for the envelope, and its result.
+/// How often a wait for a WAL index reads the storage's head again.
+const WAL_WAIT_POLL: Duration = Duration::from_millis(10);
+
+/// The default of `best_effort_wal_wait_duration`.
+const DEFAULT_WAL_WAIT: Duration = Duration::from_secs(2);
+
+/// A finished request: its id, for the envelope, its result, and the `X-Vault-Index` of the
+/// state it changed.
 #[derive(Debug)]
 pub struct Executed {
     /// The id the request ran with.
     pub request_id: String,
     /// The response or the error.
     pub result: Result<Response, Error>,
+    /// The signed `X-Vault-Index` header value, when the request changed replicated state.
+    pub index: Option<String>,
+}
+
+/// The future a [`Forwarder`] returns.
+pub type Forwarding<'a> = Pin<Box<dyn Future<Output = Result<ForwardedAnswer, Error>> + Send + 'a>>;
+
+/// Sends a secondary's forwarded requests to its primary. The cluster port's forwarding
+/// client implements it.
+pub trait Forwarder: Send + Sync + 'static {
+    /// Sends `request` and returns the primary's answer, retrying with the same request id
+    /// on connection failures. Fails with 503 when the primary cannot be reached in time.
+    fn forward(&self, request: ForwardedRequest) -> Forwarding<'_>;
 }
 
 /// The future an [`Interceptor`] returns.
@@ -45,6 +74,8 @@ pub struct Node<S, E> {
     environment: Arc<E>,
     writer: Writer,
     interceptor: OnceLock<Arc<dyn Interceptor>>,
+    forwarder: RwLock<Option<Arc<dyn Forwarder>>>,
+    wal_wait: RwLock<Duration>,
 }
 
 impl<S, E> Node<S, E>
@@ -74,6 +105,8 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            forwarder: RwLock::new(None),
+            wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
         })
     }
 
@@ -94,6 +127,8 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            forwarder: RwLock::new(None),
+            wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
         }
     }
 
@@ -137,6 +172,23 @@ where
         &self.environment
     }
 
+    /// Installs or removes the forwarder a secondary sends its replicated writes through.
+    pub fn set_forwarder(&self, forwarder: Option<Arc<dyn Forwarder>>) {
+        *self
+            .forwarder
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = forwarder;
+    }
+
+    /// Sets `best_effort_wal_wait_duration`: how long a secondary waits for its forwarded write
+    /// to arrive, and any node for the state an `X-Vault-Index` names.
+    pub fn set_wal_wait(&self, wait: Duration) {
+        *self
+            .wal_wait
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = wait;
+    }
+
     /// Runs one request to its result. A request without an id gets a fresh UUID.
     pub async fn execute(&self, mut request: Request) -> Executed {
         let mut rng = self.rng();
@@ -147,21 +199,191 @@ where
         if let Some(interceptor) = self.interceptor.get() {
             if let Some(answer) = interceptor.intercept(&request) {
                 let result = answer.await;
-                return Executed { request_id, result };
+                return Executed {
+                    request_id,
+                    result,
+                    index: None,
+                };
             }
         }
-        let result = self.execute_in_core(request).await;
-        Executed { request_id, result }
+        if let Some(header) = request.index.clone() {
+            if let Err(error) = self.wait_for_index(&header).await {
+                return Executed {
+                    request_id,
+                    result: Err(error),
+                    index: None,
+                };
+            }
+        }
+        let (result, position) = self.run_in_core(request).await;
+        let index = match (&result, position) {
+            (Ok(_), Some(position)) => self.index_header(&position),
+            _ => None,
+        };
+        Executed {
+            request_id,
+            result,
+            index,
+        }
     }
 
     /// Runs one request in the core, past the interceptor: on a read snapshot first, then on
-    /// the writer when it writes.
+    /// the writer when it writes, and on the primary when it writes replicated data on a
+    /// secondary.
     pub async fn execute_in_core(&self, request: Request) -> Result<Response, Error> {
+        self.run_in_core(request).await.0
+    }
+
+    /// Runs a request that the secondary `secondary_id` forwarded, at most once, on the writer.
+    pub async fn execute_forwarded(
+        &self,
+        secondary_id: &str,
+        request: ForwardedRequest,
+    ) -> ForwardedAnswer {
+        let request_id = request.request_id.clone();
+        let work = Work::Forwarded {
+            secondary_id: secondary_id.to_owned(),
+            request: Box::new(request),
+        };
+        let written = self.submit(work).await;
+        ForwardedAnswer {
+            request_id,
+            result: ForwardedResult::from_result(&written.result),
+            position: written.result.is_ok().then_some(written.position).flatten(),
+        }
+    }
+
+    async fn run_in_core(&self, request: Request) -> (Result<Response, Error>, Option<Position>) {
         let mut rng = self.rng();
-        match self.execute_read(&request, &mut rng) {
-            Ok(Outcome::Response(response)) => Ok(response),
-            Ok(Outcome::Error(error)) | Err(error) => Err(error),
-            Ok(Outcome::ReadOnly(_)) => self.execute_write(request).await,
+        let caller = match self.execute_read(&request, &mut rng) {
+            Ok(Outcome::Response(response)) => return (Ok(response), None),
+            Ok(Outcome::Error(error)) | Err(error) => return (Err(error), None),
+            Ok(Outcome::Forward(caller)) => caller,
+            Ok(Outcome::ReadOnly(_)) => {
+                let written = self.submit(Work::Request(request.clone())).await;
+                match written.result {
+                    Err(error) if self.core.is_forward(&error) => written.caller,
+                    result => return (result, written.position),
+                }
+            }
+        };
+        self.forward(request, caller).await
+    }
+
+    /// Forwards `request` to the primary as `caller`, waits for the primary's write to
+    /// arrive, then runs the local post-processing.
+    async fn forward(
+        &self,
+        request: Request,
+        caller: Option<Caller>,
+    ) -> (Result<Response, Error>, Option<Position>) {
+        let Some(caller) = caller else {
+            return (
+                Err(Error::api(
+                    403,
+                    format!(
+                        "{} writes replicated data, which a performance secondary forwards to                          the primary only for an authenticated client; send a client token",
+                        request.path
+                    ),
+                )),
+                None,
+            );
+        };
+        let forwarder = self
+            .forwarder
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(forwarder) = forwarder else {
+            return (
+                Err(Error::api(
+                    503,
+                    "this performance secondary is not connected to its primary yet; retry \
+                     the write shortly",
+                )),
+                None,
+            );
+        };
+        let mut rng = self.rng();
+        let forwarded = ForwardedRequest::new(ids::uuid(&mut rng), &request, &caller);
+        let answer = match forwarder.forward(forwarded).await {
+            Ok(answer) => answer,
+            Err(error) => return (Err(error), None),
+        };
+        let response = match answer.result.into_result() {
+            Ok(response) => response,
+            Err(error) => return (Err(error), None),
+        };
+        let mut response = response;
+        if let Some(position) = &answer.position {
+            if !self.wait_for_wal(position.index).await {
+                add_stale_warning(&mut response, position);
+            }
+        }
+        let written = self.submit(Work::Finish { request, response }).await;
+        (written.result, answer.position)
+    }
+
+    /// Waits until this node has applied WAL index `index`, up to the configured wait.
+    /// Returns whether it did.
+    async fn wait_for_wal(&self, index: u64) -> bool {
+        let wait = *self.wal_wait.read().unwrap_or_else(PoisonError::into_inner);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let head = self.storage.read(|txn| Wal::head(txn));
+            if let Ok(Ok(head)) = head {
+                if head.index >= index {
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(WAL_WAIT_POLL).await;
+        }
+    }
+
+    /// Checks an `X-Vault-Index` header and waits for the state it names: 400 for a header
+    /// that is invalid or from another replication set, 412 when the state does not arrive in
+    /// time.
+    async fn wait_for_index(&self, header: &str) -> Result<(), Error> {
+        let keyring = self.core.barrier.keyring()?;
+        let state = IndexKey::from_keyring(&keyring)
+            .verify(header)
+            .map_err(|error| Error::bad_request(error.to_string()))?;
+        if self.wait_for_wal(state.replicated_index).await {
+            return Ok(());
+        }
+        Err(Error::api(
+            412,
+            format!(
+                "this node has not yet applied the state of X-Vault-Index (replicated index \
+                 {}); retry the request, or send it to the primary",
+                state.replicated_index
+            ),
+        ))
+    }
+
+    fn index_header(&self, position: &Position) -> Option<String> {
+        let keyring = self.core.barrier.keyring().ok()?;
+        Some(IndexKey::from_keyring(&keyring).encode(0, position.index))
+    }
+
+    async fn submit(&self, work: Work) -> Written {
+        let failed = |error| Written {
+            result: Err(error),
+            caller: None,
+            position: None,
+        };
+        let receiver = match self.writer.submit_work(work) {
+            Ok(receiver) => receiver,
+            Err(error) => return failed(error),
+        };
+        match receiver.await {
+            Ok(written) => written,
+            Err(_) => failed(Error::internal(
+                "the storage writer stopped before it returned a result for the request",
+            )),
         }
     }
 
@@ -178,15 +400,17 @@ where
         })?;
         Ok(outcome)
     }
+}
 
-    async fn execute_write(&self, request: Request) -> Result<Response, Error> {
-        let receiver = self.writer.submit(request)?;
-        match receiver.await {
-            Ok(result) => result,
-            Err(_) => Err(Error::internal(
-                "the storage writer stopped before it returned a result for the request",
-            )),
-        }
+/// Adds the warning a client gets when its forwarded write had not arrived on this secondary
+/// within `best_effort_wal_wait_duration`.
+fn add_stale_warning(response: &mut Response, position: &Position) {
+    if let Response::Logical(logical) = response {
+        logical.warnings.push(format!(
+            "the write was applied on the primary at WAL index {} but has not reached this \
+             performance secondary yet; reads here may return stale data until it arrives",
+            position.index
+        ));
     }
 }
 

@@ -36,6 +36,9 @@ use super::cluster::{
     ReplicationHandler,
 };
 use super::environment::{Environment, SystemEnvironment};
+use super::forwarding::{
+    ClientLimits, ForwardClient, ForwardingLimits, NodeExecutor, serve_forwarding,
+};
 use super::net::{Network, Stream};
 use super::node::Node;
 use super::storage::PinSnapshot;
@@ -91,6 +94,7 @@ where
         let (acceptor, receiver) = watch::channel(AcceptorState::NotPrimary {
             reason: "the node is starting".to_owned(),
         });
+        node.set_wal_wait(config.best_effort_wal_wait_duration);
         let supervisor = Supervisor {
             node,
             network,
@@ -240,6 +244,18 @@ where
             .iter()
             .filter_map(|address| parse_cluster_addr(address).ok())
             .collect();
+        let limits = ClientLimits {
+            frames: ForwardingLimits::from_config(&self.config).frames,
+            max_in_flight: self.config.forwarding_max_in_flight,
+            ..ClientLimits::default()
+        };
+        let forwarder = ForwardClient::new(
+            self.network.clone(),
+            connector.clone(),
+            addresses.clone(),
+            limits,
+        );
+        self.node.set_forwarder(Some(Arc::new(forwarder)));
         let node = Arc::clone(&self.node);
         let network = self.network.clone();
         let config = self.config.clone();
@@ -250,6 +266,7 @@ where
     }
 
     fn stop_secondary(&mut self) {
+        self.node.set_forwarder(None);
         if let Some(task) = self.secondary_task.take() {
             task.abort();
             self.node.core().replication_live.clear_secondary();
@@ -513,6 +530,17 @@ where
             }
         }
         tracing::info!(%secondary_id, %reason, "replication session ended");
+    }
+
+    async fn serve_forwarding<St: Stream>(&self, stream: TlsStream<St>, peer: ClusterPeer) {
+        if lock(&self.primary).is_none() {
+            return;
+        }
+        let secondary_id = peer.secondary.secondary_id.clone();
+        let executor = Arc::new(NodeExecutor(Arc::clone(&self.node)));
+        let limits = ForwardingLimits::from_config(&self.config);
+        let reason = serve_forwarding(stream, secondary_id.clone(), executor, limits).await;
+        tracing::info!(%secondary_id, %reason, "forwarding session ended");
     }
 }
 

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use coffer_core::error::Error;
+use coffer_core::forwarding::{ForwardedRequest, execute_forwarded};
 use coffer_core::replication::apply::log_shared_writes;
 use coffer_core::replication::config::ReplicationConfig;
+use coffer_core::replication::position::Position;
 use coffer_core::replication::shipper::LogShipper;
 use coffer_core::replication::wal::{Entry, Wal};
 use coffer_core::request::{Caller, Request, Response};
@@ -127,9 +129,43 @@ impl CommitFeed {
 /// The result a write request ends with.
 pub type WriteResult = Result<Response, Error>;
 
+/// What the writer did with one job.
+#[derive(Debug)]
+pub struct Written {
+    /// The response or the error.
+    pub result: WriteResult,
+    /// The authenticated caller of a client request, which a secondary needs to forward the
+    /// request when its handler wrote replicated data.
+    pub caller: Option<Caller>,
+    /// The WAL head after the commit, when the commit logged replicated writes or the job was
+    /// a forwarded request.
+    pub position: Option<Position>,
+}
+
+/// One unit of work for the writer.
+#[derive(Debug)]
+pub enum Work {
+    /// A client request: authentication, then the handler.
+    Request(Request),
+    /// A request a secondary forwarded, run at most once by the primary's executor.
+    Forwarded {
+        /// The secondary's id, from its certificate.
+        secondary_id: String,
+        /// The request.
+        request: Box<ForwardedRequest>,
+    },
+    /// The local post-processing of a response the primary returned for a forwarded request.
+    Finish {
+        /// The client's request, with its wrap TTL.
+        request: Request,
+        /// The primary's response.
+        response: Response,
+    },
+}
+
 struct Job {
-    request: Request,
-    reply: oneshot::Sender<WriteResult>,
+    work: Work,
+    reply: oneshot::Sender<Written>,
 }
 
 /// Commits one batch on the calling thread.
@@ -218,7 +254,12 @@ impl Writer {
 
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
     /// is full or the writer has stopped.
-    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
+    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Written>, Error> {
+        self.submit_work(Work::Request(request))
+    }
+
+    /// Queues any kind of work, as [`Writer::submit`] does.
+    pub fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<Written>, Error> {
         let (reply, receiver) = oneshot::channel();
         let inline = self
             .inline
@@ -226,14 +267,14 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(commit) = inline {
-            commit(vec![Job { request, reply }]);
+            commit(vec![Job { work, reply }]);
             return Ok(receiver);
         }
         let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = guard.as_ref() else {
             return Err(Error::api(503, "the server is shutting down"));
         };
-        match sender.try_send(Job { request, reply }) {
+        match sender.try_send(Job { work, reply }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(Error::api(
                 503,
@@ -318,7 +359,7 @@ impl<S: Storage, E: Environment> Committer<S, E> {
             let mut changed = BTreeSet::new();
             let mut results = Vec::with_capacity(batch.len());
             for job in &batch {
-                results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
+                results.push(run_job(core, environment, &job.work, txn, &mut changed)?);
             }
             // The whole batch becomes one WAL entry, written with its Merkle updates in the
             // same transaction as the data.
@@ -328,20 +369,29 @@ impl<S: Storage, E: Environment> Committer<S, E> {
                 .map(|(_, key)| key.clone())
                 .collect();
             let entry = log_shared_writes(txn, &self.wal, &shared)?;
-            Ok::<_, StorageError>((results, changed, entry))
+            let head = Wal::head(txn)?;
+            Ok::<_, StorageError>((results, changed, entry, head))
         });
         // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
         // depends on a mount or policy written earlier in the same batch still reads the old
         // cache.
         match committed {
-            Ok((results, changed, entry)) => {
+            Ok((results, changed, entry, head)) => {
+                let logged = entry.is_some();
                 if let Some(entry) = entry {
                     self.feed.publish(entry);
                 }
                 reload(core, &*self.storage, changed);
-                for (job, result) in batch.into_iter().zip(results) {
+                for (job, (result, caller)) in batch.into_iter().zip(results) {
+                    let forwarded = matches!(job.work, Work::Forwarded { .. });
+                    let position = (logged || forwarded).then(|| head.clone());
+                    let written = Written {
+                        result,
+                        caller,
+                        position,
+                    };
                     // A receiver that went away (timed out, disconnected) no longer needs it.
-                    let _ = job.reply.send(result);
+                    let _ = job.reply.send(written);
                 }
             }
             Err(error) if batch.len() > 1 => {
@@ -355,37 +405,96 @@ impl<S: Storage, E: Environment> Committer<S, E> {
             Err(error) => {
                 tracing::error!(%error, "write failed to commit");
                 for job in batch {
-                    let _ = job.reply.send(Err(Error::Storage(error.clone())));
+                    let _ = job.reply.send(Written {
+                        result: Err(Error::Storage(error.clone())),
+                        caller: None,
+                        position: None,
+                    });
                 }
             }
         }
     }
 }
 
-/// Runs one request inside the batch transaction. Authentication writes (token use counts)
-/// are kept even when the handler fails; the handler's writes are kept only on success.
-fn run_one<E: Environment>(
+/// Runs one job inside the batch transaction and returns its result and caller.
+fn run_job<E: Environment>(
     core: &Core,
     environment: &E,
+    work: &Work,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<(WriteResult, Option<Caller>), StorageError> {
+    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
+    let mut ctx = Ctx::new(environment.now(), &mut rng);
+    match work {
+        Work::Request(request) => run_one(core, &mut ctx, request, txn, changed),
+        Work::Forwarded {
+            secondary_id,
+            request,
+        } => {
+            let mut overlay = Overlay::new(txn);
+            let retry_window = coffer_core::forwarding::DEFAULT_RETRY_WINDOW;
+            let result = execute_forwarded(
+                core,
+                &mut ctx,
+                secondary_id,
+                request,
+                retry_window,
+                &mut overlay,
+            );
+            let writes = overlay.into_writes();
+            let result = match result {
+                Ok(forwarded) => {
+                    apply(txn, &writes, changed)?;
+                    forwarded.into_result()
+                }
+                Err(error) => Err(error),
+            };
+            Ok((
+                result.map_err(|error| unexpected_read_only(core, error)),
+                None,
+            ))
+        }
+        Work::Finish { request, response } => {
+            let mut overlay = Overlay::new(txn);
+            let response = response.clone();
+            let result = core.finish(&mut ctx, request, &mut overlay, |_, _| Ok(response));
+            let writes = overlay.into_writes();
+            if result.is_ok() {
+                apply(txn, &writes, changed)?;
+            }
+            Ok((
+                result.map_err(|error| unexpected_read_only(core, error)),
+                None,
+            ))
+        }
+    }
+}
+
+/// Runs one client request. Authentication writes (token use counts) are kept even when the
+/// handler fails; the handler's writes are kept only on success.
+fn run_one(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
     request: &Request,
     txn: &mut dyn Transaction,
     changed: &mut BTreeSet<(Partition, String)>,
-) -> Result<WriteResult, StorageError> {
-    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
-    let mut ctx = Ctx::new(environment.now(), &mut rng);
-
-    let (caller, writes) = authenticate(core, &mut ctx, request, txn);
+) -> Result<(WriteResult, Option<Caller>), StorageError> {
+    let (caller, writes) = authenticate(core, ctx, request, txn);
     apply(txn, &writes, changed)?;
     let caller = match caller {
         Ok(caller) => caller,
-        Err(error) => return Ok(Err(error)),
+        Err(error) => return Ok((Err(error), None)),
     };
 
-    let (result, writes) = dispatch(core, &mut ctx, request, caller.as_ref(), txn);
+    let (result, writes) = dispatch(core, ctx, request, caller.as_ref(), txn);
     if result.is_ok() {
         apply(txn, &writes, changed)?;
     }
-    Ok(result.map_err(unexpected_read_only))
+    Ok((
+        result.map_err(|error| unexpected_read_only(core, error)),
+        caller,
+    ))
 }
 
 fn authenticate(
@@ -422,8 +531,11 @@ fn apply(
 }
 
 /// The writer's transaction is writable everywhere, so a read-only error here is a bug in the
-/// handler rather than a request to forward.
-fn unexpected_read_only(error: Error) -> Error {
+/// handler, unless it is a secondary's write to replicated data, which the node forwards.
+fn unexpected_read_only(core: &Core, error: Error) -> Error {
+    if core.is_forward(&error) {
+        return error;
+    }
     match error {
         Error::Storage(StorageError::ReadOnly { partition }) => Error::internal(format!(
             "a write to the {} partition was rejected on the writer",
@@ -524,7 +636,7 @@ mod tests {
     }
 
     /// Submits one request and waits until the writer is blocked inside `write` with it.
-    fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<WriteResult> {
+    fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<Written> {
         let receiver = harness.writer.submit(request()).unwrap();
         harness.entered.recv().unwrap();
         receiver
@@ -606,7 +718,7 @@ mod tests {
         let mut receiver = writer.submit(request()).unwrap();
         // The result is ready before `submit` returns.
         let result = receiver.try_recv().unwrap();
-        assert_eq!(result.unwrap_err().status(), 503);
+        assert_eq!(result.result.unwrap_err().status(), 503);
 
         writer.close();
         let error = writer.submit(request()).unwrap_err();

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
@@ -134,6 +133,14 @@ pub trait ReplicationHandler: Send + Sync + 'static {
     /// and with it the connection, when the secondary's certificate is revoked or the listener
     /// shuts down.
     fn serve<S: Stream>(
+        &self,
+        stream: TlsStream<S>,
+        peer: ClusterPeer,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Serves one secondary's forwarded requests until the connection ends. The listener drops
+    /// the future, and with it the connection, under the same conditions as [`Self::serve`].
+    fn serve_forwarding<S: Stream>(
         &self,
         stream: TlsStream<S>,
         peer: ClusterPeer,
@@ -273,7 +280,7 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
             secondary_id = %peer.secondary.secondary_id,
             serial = %peer.secondary.serial,
         );
-        let mut stream = accepted.stream;
+        let stream = accepted.stream;
         match accepted.alpn {
             ClusterAlpn::Replication => {
                 self.replicate(&acceptor, stream, peer)
@@ -281,12 +288,25 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
                     .await;
             }
             ClusterAlpn::Forwarding => {
-                span.in_scope(|| {
-                    tracing::warn!(
-                        "closing a forwarding connection: forwarding is not supported yet"
-                    );
-                });
-                let _ = stream.shutdown().await;
+                self.forward(&acceptor, stream, peer).instrument(span).await;
+            }
+        }
+    }
+
+    async fn forward<S: Stream>(
+        &self,
+        acceptor: &ClusterAcceptor,
+        stream: TlsStream<S>,
+        peer: ClusterPeer,
+    ) {
+        tracing::info!("forwarding session started");
+        let secondary = peer.secondary.clone();
+        tokio::select! {
+            () = self.handler.serve_forwarding(stream, peer) => {
+                tracing::info!("forwarding session ended");
+            }
+            () = acceptor.active().revoked(&secondary) => {
+                tracing::info!("closing the forwarding session: the certificate is no longer active");
             }
         }
     }
@@ -349,6 +369,10 @@ mod tests {
             let _ = self.peers.send(peer);
             let (mut reader, mut writer) = tokio::io::split(stream);
             let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+
+        async fn serve_forwarding<S: Stream>(&self, stream: TlsStream<S>, peer: ClusterPeer) {
+            self.serve(stream, peer).await;
         }
     }
 
@@ -468,7 +492,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn forwarding_connection_is_closed() {
+    async fn forwarding_session_closes_on_revocation() {
         let mut cluster = TestCluster::new(103);
         let east = secondary(&mut cluster);
         let mut listener = TestListener::start(primary(&cluster), fast_limits()).await;
@@ -477,11 +501,16 @@ mod tests {
             .connect(&east.connector(), ClusterAlpn::Forwarding)
             .await
             .unwrap();
+        assert_eq!(&echo(&mut stream).await.unwrap(), b"ping");
+        let peer = listener.peers.recv().await.unwrap();
+        assert_eq!(peer.secondary.secondary_id, "east");
+
+        cluster.active.replace([]);
         assert_closed(&mut stream).await;
-        assert!(
-            listener.peers.try_recv().is_err(),
-            "the replication handler got no forwarding connection"
-        );
+        let again = listener
+            .connect(&east.connector(), ClusterAlpn::Forwarding)
+            .await;
+        assert!(again.is_err(), "a revoked secondary cannot forward again");
         listener.stop().await;
     }
 

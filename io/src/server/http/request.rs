@@ -45,6 +45,7 @@ pub fn map_request(
         token: token(headers)?,
         wrap_ttl: wrap_ttl(headers)?,
         remote_addr: remote_addr.map(|addr| addr.ip()),
+        index: header_text(headers, "X-Vault-Index")?.map(str::to_owned),
     })
 }
 

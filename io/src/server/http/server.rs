@@ -256,7 +256,13 @@ where
     };
     let path = logical.path.clone();
     let executed = node.execute(logical).await;
-    render_result(&executed.request_id, &path, &executed.result)
+    let mut response = render_result(&executed.request_id, &path, &executed.result);
+    if let Some(index) = executed.index {
+        if let Ok(value) = http::HeaderValue::from_str(&index) {
+            response.headers_mut().insert("x-vault-index", value);
+        }
+    }
+    response
 }
 
 fn messages(message: String) -> Vec<String> {
