@@ -227,3 +227,36 @@ fn stopped_primary_fails_writes_serves_reads() -> anyhow::Result<()> {
     assert_eq!(read.body["data"]["data"]["kept"], "yes");
     Ok(())
 }
+
+#[test]
+fn forwarded_write_is_wrapped_on_secondary() -> anyhow::Result<()> {
+    let set = set_with_kv()?;
+    let secondary = &set.secondaries[0];
+    let api = secondary.server.api(&secondary.root_token)?;
+    let body = json!({"data": {"a": "b"}});
+    let wrapped = api.send_with_headers(
+        Method::POST,
+        "secret/data/wrapped",
+        &[("X-Vault-Wrap-TTL", "60s")],
+        Some(&body),
+    )?;
+    wrapped.expect_status(200)?;
+    assert_eq!(
+        wrapped.body["data"],
+        serde_json::Value::Null,
+        "{}",
+        wrapped.text
+    );
+    let token = wrapped.body["wrap_info"]["token"]
+        .as_str()
+        .expect("the response is wrapped")
+        .to_owned();
+
+    let unwrapped = api.post("sys/wrapping/unwrap", &json!({ "token": token }))?;
+    unwrapped.expect_status(200)?;
+    assert_eq!(unwrapped.body["data"]["version"], 1, "{}", unwrapped.text);
+    let on_primary = set.primary.api(set.root())?.get("secret/data/wrapped")?;
+    on_primary.expect_status(200)?;
+    assert_eq!(on_primary.body["data"]["data"]["a"], "b");
+    Ok(())
+}

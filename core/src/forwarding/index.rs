@@ -39,7 +39,7 @@ pub struct IndexState {
     pub replicated_index: u64,
 }
 
-/// Why an `X-Vault-Index` header was rejected.
+/// The reason an `X-Vault-Index` header was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
     /// The header does not decode into the expected layout.

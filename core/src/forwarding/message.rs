@@ -39,7 +39,7 @@ pub struct ForwardedRequest {
     pub identity: ForwardedIdentity,
 }
 
-/// The authenticated client of a forwarded request, as the secondary's token store knows it.
+/// The authenticated client of a forwarded request, as the secondary's token store records it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardedIdentity {
     /// The token's accessor.
@@ -136,8 +136,8 @@ impl ForwardedRequest {
         Ok(request)
     }
 
-    /// The caller the primary authorises: the claimed identity, with no token of its own on
-    /// the primary, so it has no cubbyhole there.
+    /// Returns the caller the primary authorises: the claimed identity, with no token of its
+    /// own on the primary, so it has no cubbyhole there.
     pub fn caller(&self) -> Caller {
         let mut policies = self.identity.policies.clone();
         policies.sort();

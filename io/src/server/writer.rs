@@ -129,7 +129,7 @@ impl CommitFeed {
 /// The result a write request ends with.
 pub type WriteResult = Result<Response, Error>;
 
-/// What the writer did with one job.
+/// The outcome of one job on the writer.
 #[derive(Debug)]
 pub struct Written {
     /// The response or the error.

@@ -1,9 +1,9 @@
 //! The secondary's side of forwarding: one multiplexed mTLS connection to the primary's
 //! cluster port, opened on first use and again after it fails.
 //!
-//! A forward that loses its connection is sent again with the same request id, after a short
-//! backoff, until [`ClientLimits::attempts`] or [`ClientLimits::deadline`] runs out; the
-//! primary's at-most-once executor makes the retries safe.
+//! A forward that loses its connection is sent again with the same request id after a short
+//! backoff, until [`ClientLimits::attempts`] or [`ClientLimits::deadline`] runs out. The
+//! primary's at-most-once executor makes these retries safe.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ impl Drop for Connection {
     }
 }
 
-/// Why one attempt failed.
+/// The failure of one attempt: the primary's address and the cause.
 struct AttemptError {
     address: String,
     cause: String,

@@ -1,5 +1,5 @@
 //! The primary's side of a forwarding connection: it reads forwarded requests, runs each on
-//! the node's executor and writes the answers back, in completion order.
+//! the node's executor and writes each response back as soon as it is ready.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,8 +42,9 @@ impl<S: Storage + 'static, E: Environment> ForwardExecutor for NodeExecutor<S, E
 pub struct ForwardingLimits {
     /// Frame and message size limits.
     pub frames: FrameLimits,
-    /// Maximum number of requests running at once. A request beyond it gets a 503 answer at
-    /// once, and the secondary retries it.
+    /// Maximum number of requests running at once. A request beyond it gets a 503 error at
+    /// once, which the secondary returns to its client. The secondary's own bound is the same
+    /// setting, so only a misbehaving secondary reaches it.
     pub max_in_flight: usize,
 }
 
@@ -155,9 +156,9 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(
     let frames = match encode_payload(&message, limits) {
         Ok(frames) => frames,
         Err(error) => {
-            // An answer too large for a frame still gets an answer, so the client is not left
-            // waiting for its whole timeout.
-            tracing::warn!(request_id = %answer.request_id, %error, "a forwarded answer does not fit in a message");
+            // A response too large for a message is replaced by an error, so the secondary is
+            // not left waiting for its whole deadline.
+            tracing::warn!(request_id = %answer.request_id, %error, "the response to a forwarded request does not fit in a message");
             let fallback = ForwardMessage::Answer(ForwardedAnswer {
                 request_id: answer.request_id.clone(),
                 result: ForwardedResult::Error {
