@@ -346,18 +346,27 @@ fn run<S: Storage, E: Environment>(
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
-        let mut bytes = request_size(&first.request);
+        let mut bytes = work_size(&first.work);
         let mut batch = vec![first];
         while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
                 Ok(job) => {
-                    bytes += request_size(&job.request);
+                    bytes += work_size(&job.work);
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
         committer.commit_batch(batch);
+    }
+}
+
+/// Estimates the bytes a job writes. A forwarded request counts its path and JSON data, and
+/// the post-processing of a forwarded response counts its client request, as a request does.
+fn work_size(work: &Work) -> usize {
+    match work {
+        Work::Request(request) | Work::Finish { request, .. } => request_size(request),
+        Work::Forwarded { request, .. } => request.path.len() + request.data_json.len(),
     }
 }
 
