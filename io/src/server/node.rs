@@ -565,4 +565,82 @@ mod tests {
         assert_eq!(data["cluster_id"], json!(head.epoch.cluster_id));
         node.shutdown();
     }
+
+    #[tokio::test]
+    async fn vault_index_ahead_gets_412() {
+        let node = node();
+        let root = unseal(&node).await;
+        node.set_wal_wait(Duration::from_millis(50));
+        let keyring = node.core().barrier.keyring().unwrap();
+        let key = IndexKey::from_keyring(&keyring);
+        let head = node.storage().read(|txn| Wal::head(txn)).unwrap().unwrap();
+
+        let mut current = Request::new(Operation::Read, "sys/mounts").with_token(root.clone());
+        current.index = Some(key.encode(0, head.index));
+        assert!(node.execute(current).await.result.is_ok());
+
+        let mut ahead = Request::new(Operation::Read, "sys/mounts").with_token(root.clone());
+        ahead.index = Some(key.encode(0, head.index + 100));
+        let error = node.execute(ahead).await.result.unwrap_err();
+        assert_eq!(error.status(), 412, "{error}");
+        assert!(error.to_string().contains("X-Vault-Index"), "{error}");
+
+        let foreign = IndexKey::from_bytes([9; 32], "other-set");
+        let mut other = Request::new(Operation::Read, "sys/mounts").with_token(root);
+        other.index = Some(foreign.encode(0, 1));
+        let error = node.execute(other).await.result.unwrap_err();
+        assert_eq!(error.status(), 400, "{error}");
+        assert!(error.to_string().contains("other-set"), "{error}");
+        node.shutdown();
+    }
+
+    #[tokio::test]
+    async fn shared_write_returns_vault_index() {
+        let node = node();
+        let root = unseal(&node).await;
+        let mount = Request::new(Operation::Update, "sys/mounts/kv")
+            .with_data(serde_json::json!({"type": "kv"}))
+            .with_token(root.clone());
+        let executed = node.execute(mount).await;
+        assert!(executed.result.is_ok());
+        let header = executed
+            .index
+            .expect("a shared write returns X-Vault-Index");
+        let keyring = node.core().barrier.keyring().unwrap();
+        let state = IndexKey::from_keyring(&keyring).verify(&header).unwrap();
+        let head = node.storage().read(|txn| Wal::head(txn)).unwrap().unwrap();
+        assert_eq!(state.replicated_index, head.index);
+
+        let read = Request::new(Operation::Read, "sys/mounts").with_token(root);
+        assert_eq!(
+            node.execute(read).await.index,
+            None,
+            "a read changes nothing"
+        );
+        node.shutdown();
+    }
+
+    #[test]
+    fn stale_warning_names_the_index() {
+        let mut response = Response::data(serde_json::Map::new());
+        let position = Position {
+            index: 17,
+            ..Position::default()
+        };
+        add_stale_warning(&mut response, &position);
+        let Response::Logical(logical) = response else {
+            panic!("the response stays an envelope");
+        };
+        assert_eq!(logical.warnings.len(), 1);
+        assert!(
+            logical.warnings[0].contains("WAL index 17"),
+            "{:?}",
+            logical.warnings
+        );
+        assert!(
+            logical.warnings[0].contains("stale"),
+            "{:?}",
+            logical.warnings
+        );
+    }
 }
