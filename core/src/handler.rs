@@ -237,6 +237,33 @@ impl Core {
         crate::engines::handle(self, ctx, request, caller, txn)
     }
 
+    /// Returns when the earliest lease on this node ends, or `None` when there is none or the
+    /// barrier is sealed. The io layer's timer sleeps until then and calls
+    /// [`Core::handle_timeout`].
+    pub fn poll_timeout(&self, txn: &dyn Transaction) -> Result<Option<Timestamp>, Error> {
+        if self.barrier.is_sealed() {
+            return Ok(None);
+        }
+        crate::lease::next_expiry(txn)
+    }
+
+    /// Revokes the leases that ended at or before `ctx.now`, with their tokens and the tokens'
+    /// children, and returns how many it revoked. It revokes at most
+    /// [`crate::lease::MAX_EXPIRED_PER_CALL`] per call, so the caller calls it again while
+    /// [`Core::poll_timeout`] is not later than `now`. Writes only the local partition.
+    pub fn handle_timeout(
+        &self,
+        ctx: &mut Ctx<'_>,
+        txn: &mut dyn Transaction,
+    ) -> Result<usize, Error> {
+        if self.barrier.is_sealed() {
+            return Ok(0);
+        }
+        let now = ctx.now;
+        let mut view = self.barrier.view(txn, &mut *ctx.rng)?;
+        crate::lease::expire_due(&mut view, now)
+    }
+
     /// Refreshes the caches that the changed keys feed (mount tables, policies, keyring).
     /// `None` reloads everything, as after unsealing.
     pub fn reload(

@@ -33,6 +33,7 @@ pub mod error;
 mod handler;
 pub mod hcl_shape;
 pub mod ids;
+pub mod lease;
 pub mod mounts;
 pub mod replication;
 pub mod request;

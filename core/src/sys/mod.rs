@@ -71,6 +71,7 @@ pub fn handle(
         mounts::route,
         replication::route,
         wrapping::route,
+        crate::lease::route,
     ];
     for route in routes {
         if let Some(result) = route(core, ctx, request, caller, txn) {
