@@ -165,6 +165,19 @@ where
         }
     }
 
+    /// Has the writer revoke the leases that have ended, and returns how many it revoked.
+    pub async fn expire_leases(&self) -> Result<u64, Error> {
+        let receiver = self.writer.submit_lease_expiry()?;
+        let response = match receiver.await {
+            Ok(result) => result?,
+            Err(_) => return Err(writer_stopped()),
+        };
+        match response {
+            Response::Raw { body, .. } => Ok(body.as_u64().unwrap_or_default()),
+            _ => Ok(0),
+        }
+    }
+
     /// Stops the writer after it has committed every queued request.
     pub fn shutdown(&self) {
         self.writer.close();
@@ -183,11 +196,13 @@ where
         let receiver = self.writer.submit(request)?;
         match receiver.await {
             Ok(result) => result,
-            Err(_) => Err(Error::internal(
-                "the storage writer stopped before it returned a result for the request",
-            )),
+            Err(_) => Err(writer_stopped()),
         }
     }
+}
+
+fn writer_stopped() -> Error {
+    Error::internal("the storage writer stopped before it returned a result for the request")
 }
 
 #[cfg(test)]
