@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 
 use crate::acl::PolicyStore;
+use crate::audit::AuditStatus;
 use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
@@ -97,6 +98,8 @@ pub struct Core {
     pub tokens: TokenStore,
     /// Replication status that the replication driver reports.
     pub replication_live: LiveStatus,
+    /// The audit devices the io layer failed to write to.
+    pub audit_status: AuditStatus,
     replication_generation: AtomicU64,
     // The primary's API address while this node is a secondary, refreshed by `reload`.
     secondary_of: RwLock<Option<String>>,
@@ -112,6 +115,7 @@ impl Core {
             policies: PolicyStore::new(),
             tokens: TokenStore::new(),
             replication_live: LiveStatus::new(),
+            audit_status: AuditStatus::default(),
             replication_generation: AtomicU64::new(0),
             secondary_of: RwLock::new(None),
         }

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod acl;
+pub mod audit;
 mod auth;
 pub mod barrier;
 pub mod engines;

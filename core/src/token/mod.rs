@@ -83,6 +83,11 @@ pub fn authenticate(
     Ok(entry.caller(&token_hash))
 }
 
+/// Finds the stored entry of `token`, if the token exists, without checking that it is live.
+pub(crate) fn find_entry(view: &SecureView<'_>, token: &str) -> Result<Option<TokenEntry>, Error> {
+    Ok(store::find(view, token)?.map(|(_, entry)| entry))
+}
+
 /// Revokes the token with `token_hash` and every child it has. Revoking a missing token does
 /// nothing.
 pub(crate) fn revoke_tree_by_hash(
