@@ -1,6 +1,7 @@
 //! `coffer server`: configuration, storage, the HTTP API and the node's tasks.
 
 pub mod activation;
+pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod dev;
