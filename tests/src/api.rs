@@ -78,6 +78,14 @@ impl Api {
         self.send(self.request(Method::DELETE, path))
     }
 
+    /// Sends `POST v1/<path>` with `X-Vault-Wrap-TTL: <ttl>`, so the response comes back wrapped.
+    pub fn post_wrapped(&self, path: &str, body: &Value, ttl: &str) -> anyhow::Result<ApiResponse> {
+        let request = self
+            .request(Method::POST, path)
+            .header("X-Vault-Wrap-TTL", ttl);
+        self.send(request.json(body))
+    }
+
     /// Sends a request with a raw body and content type, for malformed-input tests.
     pub fn raw(
         &self,
