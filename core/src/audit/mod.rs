@@ -124,6 +124,34 @@ impl Core {
         device::list(self, txn)
     }
 
+    /// Returns whether the request's token is valid and its policies allow the request, as the
+    /// ACL check would decide. The io layer asks it before it opens a file named by a
+    /// `sys/audit/<path>` enable request, so an unauthorised caller cannot make the server
+    /// create files. Reads only; a token use is not spent here.
+    pub fn may_run(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        txn: &mut dyn Transaction,
+    ) -> Result<bool, Error> {
+        let Some(token) = &request.token else {
+            return Ok(false);
+        };
+        if self.barrier.is_sealed() {
+            return Ok(false);
+        }
+        let now = ctx.now;
+        let view = self.barrier.view(txn, &mut *ctx.rng)?;
+        let Some(caller) = crate::token::peek_caller(&view, token.expose(), now)? else {
+            return Ok(false);
+        };
+        match crate::acl::authorize(self, &caller, request, txn) {
+            Ok(()) => Ok(true),
+            Err(Error::Api { status: 403, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Reads what the entries of `request` need: the devices and the caller's token. Returns
     /// `None` when the path is never audited, no device is enabled or the barrier is sealed.
     /// Reads only; a token use is not spent here.

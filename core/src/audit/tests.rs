@@ -366,3 +366,29 @@ fn key_debug_hides_bytes() {
     let key = super::HmacKey::new(vec![0xab; 32]);
     assert_eq!(format!("{key:?}"), "HmacKey(..)");
 }
+
+#[test]
+fn may_run_follows_token_and_policy() {
+    let mut node = Node::new();
+    let root = node.root.clone();
+    let plain = node.create_token(&root, json!({"policies": ["default"]}));
+    let enable = |token: &str| {
+        Request::new(Update, "sys/audit/file")
+            .with_data(json!({"type": "file", "options": {"file_path": "/tmp/x.log"}}))
+            .with_token(token)
+    };
+    let may_run = |node: &mut Node, request: &Request| {
+        let (core, rng, now) = (&node.core, &mut node.rng, node.now);
+        node.storage
+            .read(|txn| {
+                let mut read_only = ReadOnly(txn);
+                core.may_run(&mut Ctx::new(now, &mut *rng), request, &mut read_only)
+            })
+            .unwrap()
+            .unwrap()
+    };
+    assert!(may_run(&mut node, &enable(&root)));
+    assert!(!may_run(&mut node, &enable(plain.client_token.expose())));
+    assert!(!may_run(&mut node, &enable("unknown-token")));
+    assert!(!may_run(&mut node, &Request::new(Update, "sys/audit/file")));
+}

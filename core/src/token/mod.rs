@@ -88,6 +88,22 @@ pub(crate) fn find_entry(view: &SecureView<'_>, token: &str) -> Result<Option<To
     Ok(store::find(view, token)?.map(|(_, entry)| entry))
 }
 
+/// Returns the caller `token` authenticates at `now`, or `None` when it is unknown or no longer
+/// valid. Unlike [`authenticate`], it spends no use and writes nothing.
+pub(crate) fn peek_caller(
+    view: &SecureView<'_>,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<Caller>, Error> {
+    let Some((token_hash, entry)) = store::find(view, token)? else {
+        return Ok(None);
+    };
+    if !store::is_valid(view, &entry, now)? {
+        return Ok(None);
+    }
+    Ok(Some(entry.caller(&token_hash)))
+}
+
 /// Revokes the token with `token_hash` and every child it has. Revoking a missing token does
 /// nothing.
 pub(crate) fn revoke_tree_by_hash(

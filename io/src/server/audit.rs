@@ -10,6 +10,8 @@ use std::sync::{Mutex, PoisonError};
 use coffer_core::Core;
 use coffer_core::audit::{AuditDevice, AuditLine};
 use coffer_core::error::Error;
+use coffer_core::request::{Operation, Request};
+use serde_json::Value;
 
 /// The open audit files of one node, by file path.
 #[derive(Default)]
@@ -83,6 +85,43 @@ impl AuditFiles {
             reasons.join("; ")
         )))
     }
+}
+
+/// Returns whether `request` enables a file audit device, whose file [`check_enable`] opens.
+pub fn is_file_enable(request: &Request) -> bool {
+    request.operation == Operation::Update
+        && request.path.starts_with("sys/audit/")
+        && request.data.get("type").and_then(Value::as_str) == Some("file")
+}
+
+/// Checks that the file a `sys/audit/<path>` enable request names can be opened for appending
+/// here, creating it when missing, so a device that could never record is rejected with 400
+/// instead of refusing every later request. Call it only for an authorised caller
+/// ([`coffer_core::Core::may_run`]). Other requests, and enables the core will reject anyway,
+/// pass unchecked.
+pub fn check_enable(request: &Request) -> Result<(), Error> {
+    if !is_file_enable(request) {
+        return Ok(());
+    }
+    let Some(Value::Object(options)) = request.data.get("options") else {
+        return Ok(());
+    };
+    let path = options
+        .get("file_path")
+        .or_else(|| options.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !path.starts_with('/') {
+        return Ok(());
+    }
+    let mode = options
+        .get("mode")
+        .and_then(Value::as_str)
+        .and_then(|mode| u32::from_str_radix(mode, 8).ok())
+        .unwrap_or(0o600);
+    open(path, mode)
+        .map(drop)
+        .map_err(|reason| Error::bad_request(format!("{reason}; the audit device was not enabled")))
 }
 
 fn open(path: &str, mode: u32) -> Result<File, String> {
@@ -190,6 +229,24 @@ mod tests {
         files.write(&core, &lines).unwrap();
         let failures = core.audit_status.failures();
         assert_eq!(failures.keys().collect::<Vec<_>>(), ["bad/"]);
+    }
+
+    #[test]
+    fn enable_with_unopenable_file_is_rejected() {
+        let enable = |path: &str| {
+            Request::new(Operation::Update, "sys/audit/file")
+                .with_data(serde_json::json!({"type": "file", "options": {"file_path": path}}))
+        };
+        let error = check_enable(&enable("/nonexistent-coffer-directory/a.log")).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(error.to_string().contains("failed to open"), "{error}");
+
+        let directory = tempfile::tempdir().unwrap();
+        let good = directory.path().join("audit.log");
+        check_enable(&enable(good.to_str().unwrap())).unwrap();
+        assert!(good.exists());
+        let other = Request::new(Operation::Read, "sys/audit/file");
+        check_enable(&other).unwrap();
     }
 
     #[test]

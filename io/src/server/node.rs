@@ -22,7 +22,7 @@ use coffer_core::{Core, Ctx, Outcome, ids};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::audit::AuditFiles;
+use super::audit::{self, AuditFiles};
 use super::environment::Environment;
 use super::writer::{CommitFeed, Writer, WriterLimits};
 
@@ -199,12 +199,18 @@ where
         rng: &mut ChaCha20Rng,
     ) -> Result<Option<AuditRun>, Error> {
         let mut ctx = Ctx::new(self.environment.now(), rng);
-        let run = self.storage.read(|txn| {
+        let (run, may_enable) = self.storage.read(|txn| {
             let devices = self.core.audit_devices(txn)?;
             self.audit.sync(&self.core, &devices);
             let mut snapshot = ReadOnly(txn);
-            self.core.audit_begin(&mut ctx, request, &mut snapshot)
+            let may_enable = audit::is_file_enable(request)
+                && self.core.may_run(&mut ctx, request, &mut snapshot)?;
+            let run = self.core.audit_begin(&mut ctx, request, &mut snapshot)?;
+            Ok::<_, Error>((run, may_enable))
         })??;
+        if may_enable {
+            audit::check_enable(request)?;
+        }
         if let Some(run) = &run {
             let lines = run.request_lines(ctx.now, request);
             self.audit.write(&self.core, &lines)?;
