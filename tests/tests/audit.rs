@@ -9,30 +9,12 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use coffer_tests::cluster::{ReplicaSet, wait_until};
-use coffer_tests::{Api, ApiResponse, random_marker};
+use coffer_tests::{Api, random_marker, string_at};
 use serde_json::{Value, json};
 
-fn ok(response: ApiResponse) -> anyhow::Result<Value> {
-    if response.status != 200 && response.status != 204 {
-        anyhow::bail!(
-            "expected success, got {}: {}",
-            response.status,
-            response.text
-        );
-    }
-    Ok(response.body)
-}
-
-fn string(body: &Value, pointer: &str) -> anyhow::Result<String> {
-    body.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("no string at {pointer} in {body}"))
-}
-
 fn enable_file_device(api: &Api, file: &Path) -> anyhow::Result<()> {
-    let body = json!({"type": "file", "options": {"file_path": file.to_str().unwrap()}});
-    ok(api.post("sys/audit/file", &body)?)?;
+    let body = json!({"type": "file", "options": {"file_path": file.to_string_lossy()}});
+    api.post("sys/audit/file", &body)?.success()?;
     Ok(())
 }
 
@@ -57,41 +39,57 @@ fn audit_file_holds_no_secret_in_clear() -> anyhow::Result<()> {
     let password = format!("pw-{}", random_marker(20));
     let plaintext = format!("pt-{}", random_marker(20));
     primary.enable_kv("secret", "2")?;
-    ok(primary.post("secret/data/app", &json!({"data": {"api_key": kv_secret}}))?)?;
-    ok(primary.post("sys/auth/userpass", &json!({"type": "userpass"}))?)?;
-    ok(primary.post(
-        "auth/userpass/users/alice",
-        &json!({ "password": password }),
-    )?)?;
-    ok(primary.post("sys/mounts/transit", &json!({"type": "transit"}))?)?;
-    ok(primary.post("transit/keys/orders", &json!({}))?)?;
+    primary
+        .post("secret/data/app", &json!({"data": {"api_key": kv_secret}}))?
+        .success()?;
+    primary
+        .post("sys/auth/userpass", &json!({"type": "userpass"}))?
+        .success()?;
+    primary
+        .post(
+            "auth/userpass/users/alice",
+            &json!({ "password": password }),
+        )?
+        .success()?;
+    primary
+        .post("sys/mounts/transit", &json!({"type": "transit"}))?
+        .success()?;
+    primary.post("transit/keys/orders", &json!({}))?.success()?;
     set.wait_converged()?;
 
     let secondary = &set.secondaries[0];
     let secondary_root = secondary.root_token.clone();
     let on_secondary = secondary.server.api(&secondary_root)?;
-    let login = ok(on_secondary.with_token("").post(
-        "auth/userpass/login/alice",
-        &json!({ "password": password }),
-    )?)?;
-    let user_token = string(&login, "/auth/client_token")?;
-    let user_accessor = string(&login, "/auth/accessor")?;
-    let read = ok(on_secondary.get("secret/data/app")?)?;
+    let login = on_secondary
+        .with_token("")
+        .post(
+            "auth/userpass/login/alice",
+            &json!({ "password": password }),
+        )?
+        .success()?;
+    let user_token = string_at(&login, "/auth/client_token")?;
+    let user_accessor = string_at(&login, "/auth/accessor")?;
+    let read = on_secondary.get("secret/data/app")?.success()?;
     assert_eq!(read["data"]["data"]["api_key"], json!(kv_secret));
     let encoded = STANDARD.encode(&plaintext);
-    let encrypted =
-        ok(on_secondary.post("transit/encrypt/orders", &json!({ "plaintext": encoded }))?)?;
-    let ciphertext = string(&encrypted, "/data/ciphertext")?;
-    let wrapped =
-        ok(on_secondary.post_wrapped("sys/wrapping/wrap", &json!({"pin": kv_secret}), "1m")?)?;
-    let wrapping_token = string(&wrapped, "/wrap_info/token")?;
-    let unwrapped =
-        ok(on_secondary.post("sys/wrapping/unwrap", &json!({ "token": wrapping_token }))?)?;
+    let encrypted = on_secondary
+        .post("transit/encrypt/orders", &json!({ "plaintext": encoded }))?
+        .success()?;
+    let ciphertext = string_at(&encrypted, "/data/ciphertext")?;
+    let wrapped = on_secondary
+        .post_wrapped("sys/wrapping/wrap", &json!({"pin": kv_secret}), "1m")?
+        .success()?;
+    let wrapping_token = string_at(&wrapped, "/wrap_info/token")?;
+    let unwrapped = on_secondary
+        .post("sys/wrapping/unwrap", &json!({ "token": wrapping_token }))?
+        .success()?;
     assert_eq!(unwrapped["data"]["pin"], json!(kv_secret));
-    let decrypted = ok(primary.post(
-        "transit/decrypt/orders",
-        &json!({ "ciphertext": ciphertext }),
-    )?)?;
+    let decrypted = primary
+        .post(
+            "transit/decrypt/orders",
+            &json!({ "ciphertext": ciphertext }),
+        )?
+        .success()?;
     assert_eq!(decrypted["data"]["plaintext"], json!(encoded));
 
     let (text, entries) = read_entries(&file)?;
@@ -125,7 +123,9 @@ fn audit_file_holds_no_secret_in_clear() -> anyhow::Result<()> {
         .collect();
     assert_eq!(kinds, ["request", "response"]);
     let hashed = logins[1]["response"]["auth"]["client_token"].clone();
-    let expected = ok(primary.post("sys/audit-hash/file", &json!({ "input": user_token }))?)?;
+    let expected = primary
+        .post("sys/audit-hash/file", &json!({ "input": user_token }))?
+        .success()?;
     assert_eq!(hashed, expected["data"]["hash"], "the device key is shared");
 
     for entry in &entries {
@@ -142,10 +142,10 @@ fn secondary_refuses_requests_it_cannot_audit() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let primary = set.primary.api(set.root())?;
     enable_file_device(&primary, &file)?;
-    ok(primary.get("auth/token/lookup-self")?)?;
+    primary.get("auth/token/lookup-self")?.success()?;
 
-    // The primary keeps its open file, while a directory now stands where the secondary must
-    // open its own.
+    // The primary keeps its open file, while the secondary finds a directory at the path it
+    // must open.
     std::fs::rename(&file, directory.path().join("audit.log.primary"))?;
     std::fs::create_dir(&file)?;
 
@@ -162,9 +162,9 @@ fn secondary_refuses_requests_it_cannot_audit() -> anyhow::Result<()> {
     assert_eq!(refused.status, 500, "{}", refused.text);
     assert!(refused.text.contains("audit"), "{}", refused.text);
     assert!(secondary.server.log().contains("audit device failed"));
-    ok(primary.get("auth/token/lookup-self")?)?;
+    primary.get("auth/token/lookup-self")?.success()?;
 
-    ok(primary.delete("sys/audit/file")?)?;
+    primary.delete("sys/audit/file")?.success()?;
     let served = secondary.server.api(&secondary.root_token)?;
     wait_until(Duration::from_secs(30), || {
         Ok(served.get("auth/token/lookup-self")?.status == 200)
@@ -184,7 +184,7 @@ fn enable_rejects_unopenable_file() -> anyhow::Result<()> {
     let keys = server.init_and_unseal()?;
     let api = server.api(&keys.root_token)?;
     let missing = Path::new("/nonexistent-coffer-directory/audit.log");
-    let body = json!({"type": "file", "options": {"file_path": missing.to_str().unwrap()}});
+    let body = json!({"type": "file", "options": {"file_path": missing.to_string_lossy()}});
     let response = api.post("sys/audit/file", &body)?;
     assert_eq!(response.status, 400, "{}", response.text);
     assert!(
@@ -192,7 +192,7 @@ fn enable_rejects_unopenable_file() -> anyhow::Result<()> {
         "{}",
         response.text
     );
-    let listed = ok(api.get("sys/audit")?)?;
+    let listed = api.get("sys/audit")?.success()?;
     assert!(listed["data"].get("file/").is_none(), "{listed}");
 
     let anonymous = server.api("")?.post("sys/audit/file", &body)?;

@@ -7,44 +7,32 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use coffer_tests::cluster::{ReplicaSet, wait_until};
-use coffer_tests::{Api, ApiResponse, random_marker};
+use coffer_tests::{Api, ApiResponse, random_marker, string_at};
 use serde_json::{Value, json};
-
-fn ok(response: ApiResponse) -> anyhow::Result<Value> {
-    if response.status != 200 && response.status != 204 {
-        anyhow::bail!(
-            "expected success, got {}: {}",
-            response.status,
-            response.text
-        );
-    }
-    Ok(response.body)
-}
-
-fn string(body: &Value, pointer: &str) -> anyhow::Result<String> {
-    body.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("no string at {pointer} in {body}"))
-}
 
 fn encrypt(api: &Api, key: &str, plaintext: &str) -> anyhow::Result<String> {
     let body = json!({ "plaintext": STANDARD.encode(plaintext) });
-    let response = ok(api.post(&format!("transit/encrypt/{key}"), &body)?)?;
-    string(&response, "/data/ciphertext")
+    let response = api
+        .post(&format!("transit/encrypt/{key}"), &body)?
+        .success()?;
+    string_at(&response, "/data/ciphertext")
 }
 
 fn decrypt(api: &Api, key: &str, ciphertext: &str) -> anyhow::Result<String> {
     let body = json!({ "ciphertext": ciphertext });
-    let response = ok(api.post(&format!("transit/decrypt/{key}"), &body)?)?;
-    let plaintext = STANDARD.decode(string(&response, "/data/plaintext")?)?;
+    let response = api
+        .post(&format!("transit/decrypt/{key}"), &body)?
+        .success()?;
+    let plaintext = STANDARD.decode(string_at(&response, "/data/plaintext")?)?;
     Ok(String::from_utf8(plaintext)?)
 }
 
 fn set_up_transit(set: &ReplicaSet) -> anyhow::Result<(Api, Api)> {
     let primary = set.primary.api(set.root())?;
-    ok(primary.post("sys/mounts/transit", &json!({"type": "transit"}))?)?;
-    ok(primary.post("transit/keys/orders", &json!({}))?)?;
+    primary
+        .post("sys/mounts/transit", &json!({"type": "transit"}))?
+        .success()?;
+    primary.post("transit/keys/orders", &json!({}))?.success()?;
     set.wait_converged()?;
     let secondary = &set.secondaries[0];
     Ok((primary, secondary.server.api(&secondary.root_token)?))
@@ -64,7 +52,9 @@ fn transit_works_across_clusters() -> anyhow::Result<()> {
     let from_primary = encrypt(&primary, "orders", "iban DE89")?;
     assert_eq!(decrypt(&secondary, "orders", &from_primary)?, "iban DE89");
 
-    ok(primary.post("transit/keys/orders/rotate", &json!({}))?)?;
+    primary
+        .post("transit/keys/orders/rotate", &json!({}))?
+        .success()?;
     set.wait_converged()?;
     let rotated = encrypt(&secondary, "orders", "after rotation")?;
     assert!(rotated.starts_with("vault:v2:"), "{rotated}");
@@ -83,18 +73,22 @@ fn transit_works_across_clusters() -> anyhow::Result<()> {
 }
 
 fn enable_userpass(primary: &Api, ttl: &str) -> anyhow::Result<()> {
-    ok(primary.post("sys/auth/userpass", &json!({"type": "userpass"}))?)?;
-    ok(primary.post(
-        "auth/userpass/users/alice",
-        &json!({"password": "alice-password-7c1", "token_ttl": ttl}),
-    )?)?;
+    primary
+        .post("sys/auth/userpass", &json!({"type": "userpass"}))?
+        .success()?;
+    primary
+        .post(
+            "auth/userpass/users/alice",
+            &json!({"password": "alice-password-7c1", "token_ttl": ttl}),
+        )?
+        .success()?;
     Ok(())
 }
 
 fn login_userpass(api: &Api) -> anyhow::Result<String> {
     let body = json!({"password": "alice-password-7c1"});
-    let response = ok(api.post("auth/userpass/login/alice", &body)?)?;
-    string(&response, "/auth/client_token")
+    let response = api.post("auth/userpass/login/alice", &body)?.success()?;
+    string_at(&response, "/auth/client_token")
 }
 
 fn lookup_self_status(api: &Api, token: &str) -> anyhow::Result<u16> {
@@ -102,26 +96,36 @@ fn lookup_self_status(api: &Api, token: &str) -> anyhow::Result<u16> {
 }
 
 fn enable_approle(primary: &Api) -> anyhow::Result<()> {
-    ok(primary.post("sys/auth/approle", &json!({"type": "approle"}))?)?;
-    ok(primary.post(
-        "auth/approle/role/batch",
-        &json!({"secret_id_num_uses": 1, "token_ttl": "10m"}),
-    )?)?;
-    ok(primary.post(
-        "auth/approle/role/edge",
-        &json!({"local_secret_ids": true, "token_ttl": "10m"}),
-    )?)?;
+    primary
+        .post("sys/auth/approle", &json!({"type": "approle"}))?
+        .success()?;
+    primary
+        .post(
+            "auth/approle/role/batch",
+            &json!({"secret_id_num_uses": 1, "token_ttl": "10m"}),
+        )?
+        .success()?;
+    primary
+        .post(
+            "auth/approle/role/edge",
+            &json!({"local_secret_ids": true, "token_ttl": "10m"}),
+        )?
+        .success()?;
     Ok(())
 }
 
 fn role_id(api: &Api, role: &str) -> anyhow::Result<String> {
-    let response = ok(api.get(&format!("auth/approle/role/{role}/role-id"))?)?;
-    string(&response, "/data/role_id")
+    let response = api
+        .get(&format!("auth/approle/role/{role}/role-id"))?
+        .success()?;
+    string_at(&response, "/data/role_id")
 }
 
 fn secret_id(api: &Api, role: &str) -> anyhow::Result<String> {
-    let response = ok(api.post(&format!("auth/approle/role/{role}/secret-id"), &json!({}))?)?;
-    string(&response, "/data/secret_id")
+    let response = api
+        .post(&format!("auth/approle/role/{role}/secret-id"), &json!({}))?
+        .success()?;
+    string_at(&response, "/data/secret_id")
 }
 
 fn approle_login(api: &Api, role_id: &str, secret_id: &str) -> anyhow::Result<ApiResponse> {
@@ -149,8 +153,8 @@ fn logins_on_secondary_stay_there() -> anyhow::Result<()> {
 
     let role = role_id(&primary, "edge")?;
     let local_secret = secret_id(&secondary, "edge")?;
-    let login = ok(approle_login(&anonymous_secondary, &role, &local_secret)?)?;
-    let approle_token = string(&login, "/auth/client_token")?;
+    let login = approle_login(&anonymous_secondary, &role, &local_secret)?.success()?;
+    let approle_token = string_at(&login, "/auth/client_token")?;
     assert_eq!(lookup_self_status(&secondary, &approle_token)?, 200);
     assert_eq!(lookup_self_status(&primary, &approle_token)?, 403);
     let elsewhere = approle_login(&anonymous_primary, &role, &local_secret)?;
@@ -179,7 +183,7 @@ fn single_use_secret_id_works_once() -> anyhow::Result<()> {
         refused.text
     );
 
-    ok(approle_login(&anonymous_primary, &role, &secret)?)?;
+    approle_login(&anonymous_primary, &role, &secret)?.success()?;
     set.wait_converged()?;
     let again_primary = approle_login(&anonymous_primary, &role, &secret)?;
     assert_eq!(again_primary.status, 400, "{}", again_primary.text);
@@ -198,12 +202,14 @@ fn wrapped_response_unwraps_once() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let (primary, secondary) = set_up_transit(&set)?;
     let marker = random_marker(24);
-    let wrapped = ok(secondary.post_wrapped(
-        "transit/encrypt/orders",
-        &json!({ "plaintext": STANDARD.encode(&marker) }),
-        "5m",
-    )?)?;
-    let wrapping_token = string(&wrapped, "/wrap_info/token")?;
+    let wrapped = secondary
+        .post_wrapped(
+            "transit/encrypt/orders",
+            &json!({ "plaintext": STANDARD.encode(&marker) }),
+            "5m",
+        )?
+        .success()?;
+    let wrapping_token = string_at(&wrapped, "/wrap_info/token")?;
     assert_eq!(wrapped["data"], Value::Null);
 
     let unwrap = |api: &Api| api.post("sys/wrapping/unwrap", &json!({ "token": wrapping_token }));
@@ -213,8 +219,8 @@ fn wrapped_response_unwraps_once() -> anyhow::Result<()> {
         "wrapping tokens are local: {}",
         on_primary.text
     );
-    let first = ok(unwrap(&secondary)?)?;
-    let ciphertext = string(&first, "/data/ciphertext")?;
+    let first = unwrap(&secondary)?.success()?;
+    let ciphertext = string_at(&first, "/data/ciphertext")?;
     assert_eq!(decrypt(&primary, "orders", &ciphertext)?, marker);
     let second = unwrap(&secondary)?;
     assert_eq!(second.status, 400, "{}", second.text);
@@ -231,12 +237,16 @@ fn lease_expires_on_time() -> anyhow::Result<()> {
     let secondary = secondary.server.api(&secondary.root_token)?;
 
     let token = login_userpass(&secondary.with_token(""))?;
-    let listed = ok(secondary.list("sys/leases/lookup/auth/userpass/login/alice/")?)?;
+    let listed = secondary
+        .list("sys/leases/lookup/auth/userpass/login/alice/")?
+        .success()?;
     let lease_id = format!(
         "auth/userpass/login/alice/{}",
-        string(&listed, "/data/keys/0")?
+        string_at(&listed, "/data/keys/0")?
     );
-    let lookup = ok(secondary.put("sys/leases/lookup", &json!({ "lease_id": lease_id }))?)?;
+    let lookup = secondary
+        .put("sys/leases/lookup", &json!({ "lease_id": lease_id }))?
+        .success()?;
     let ttl = lookup["data"]["ttl"].as_u64().context("lookup has a ttl")?;
     assert!((1..=3).contains(&ttl), "{lookup}");
     assert_eq!(lookup_self_status(&secondary, &token)?, 200);

@@ -85,12 +85,12 @@ pub struct AuditDevice {
 }
 
 impl AuditDevice {
-    /// The file the io layer appends this device's entries to.
+    /// Returns the file the io layer appends this device's entries to.
     pub fn file_path(&self) -> &str {
         self.options.get("file_path").map_or("", String::as_str)
     }
 
-    /// The permission bits a new file gets, from the `mode` option (octal, default `0600`).
+    /// Returns the permission bits of a new file, from the `mode` option (octal, default `0600`).
     pub fn file_mode(&self) -> u32 {
         self.options
             .get("mode")
@@ -98,17 +98,17 @@ impl AuditDevice {
             .unwrap_or(0o600)
     }
 
-    /// The text written before every line, from the `prefix` option.
+    /// Returns the text written before every line, from the `prefix` option.
     pub fn prefix(&self) -> &str {
         self.options.get("prefix").map_or("", String::as_str)
     }
 
-    /// Whether token accessors are hashed (the `hmac_accessor` option, default true).
+    /// Returns whether token accessors are hashed (the `hmac_accessor` option, default true).
     pub fn hmac_accessor(&self) -> bool {
         self.options.get("hmac_accessor").map(String::as_str) != Some("false")
     }
 
-    /// The entry as `sys/audit` lists it. The HMAC key is left out.
+    /// Builds the entry as `sys/audit` lists it, without the HMAC key.
     pub fn to_json(&self) -> Value {
         json!({
             "type": self.kind,

@@ -33,7 +33,7 @@ pub struct AuditAuth {
     pub token_issue_time: Timestamp,
 }
 
-/// One line for one device: where it goes and what it says.
+/// One entry for one device: its file and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditLine {
     /// The device path, such as `file/`.

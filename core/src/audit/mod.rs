@@ -6,7 +6,7 @@
 //! against another device's.
 //!
 //! The core builds each entry as one JSON line, in Vault's audit format, with every sensitive
-//! value replaced by `hmac-sha256:<hex>`; the io layer writes the lines to the device files.
+//! value replaced by `hmac-sha256:<hex>`. The io layer writes the lines to the device files.
 //! The order for one request is: [`Core::audit_begin`] before the request runs,
 //! [`AuditRun::request_lines`] written, then [`AuditRun::response_lines`] written once the
 //! response exists and before it is sent.
@@ -87,7 +87,7 @@ pub struct AuditRun {
 }
 
 impl AuditRun {
-    /// The enabled devices, shared ones first.
+    /// Returns the enabled devices, shared ones first.
     pub fn devices(&self) -> &[AuditDevice] {
         &self.devices
     }
@@ -125,7 +125,7 @@ impl Core {
     }
 
     /// Returns whether the request's token is valid and its policies allow the request, as the
-    /// ACL check would decide. The io layer asks it before it opens a file named by a
+    /// ACL check would decide. The io layer calls it before it opens a file named by a
     /// `sys/audit/<path>` enable request, so an unauthorised caller cannot make the server
     /// create files. Reads only; a token use is not spent here.
     pub fn may_run(

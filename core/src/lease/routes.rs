@@ -21,7 +21,7 @@ use super::{ID_PREFIX, get, ids_with_prefix, revoke};
 /// revoking anything, so one request cannot grow into an unbounded transaction.
 const MAX_REVOKED_BY_PREFIX: usize = 10_000;
 
-/// What a path under `sys/` asks of the leases.
+/// The lease operation a path under `sys/` requests.
 enum Action<'p> {
     Lookup,
     List(&'p str),

@@ -90,6 +90,7 @@ fn enable(
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     let path = device_path(raw_path)?;
+
     let kind = params::string(&request.data, "type")?.unwrap_or_default();
     if kind != "file" {
         return Err(Error::bad_request(format!(
@@ -99,12 +100,14 @@ fn enable(
     let description = params::string(&request.data, "description")?.unwrap_or_default();
     let local = params::boolean(&request.data, "local")?.unwrap_or(false);
     let options = file_options(&request.data)?;
+
     let devices = audit::list_devices(core, txn)?;
     if devices.iter().any(|device| device.path == path) {
         return Err(Error::bad_request(format!(
             "path already in use: an audit device is enabled at {path:?}; disable it first"
         )));
     }
+
     let key_bytes = Zeroizing::new(crate::ids::bytes::<32>(&mut *ctx.rng));
     let hmac_key = HmacKey::new(key_bytes.to_vec());
     let device = AuditDevice {

@@ -162,7 +162,7 @@ fn mark_failed(core: &Core, device: &str, reason: String) {
     // Log only the change from working to failing, so a broken device does not flood the log
     // with one line per request.
     if !core.audit_status.failures().contains_key(device) {
-        tracing::error!(device, %reason, "audit device failed; requests it must record are refused");
+        tracing::error!(device, %reason, "audit device failed; requests it must record are rejected until it works");
     }
     core.audit_status.set(device, Some(reason));
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::environment::Environment;
 use super::node::Node;
 
-/// The longest the timer sleeps before it reads the next expiry again. A token created while
+/// The maximum time the timer sleeps before it reads the next expiry again. A token created while
 /// the timer sleeps may end sooner than the expiry it last read, so this bounds how late such a
 /// lease is revoked. An expired token is refused from its expiry instant on, whether or not the
 /// timer has revoked it yet.

@@ -5,10 +5,10 @@
 //! [`Outcome::ReadOnly`]; its snapshot is dropped and the request reruns on the writer, which
 //! commits it durably before the response is sent.
 //!
-//! Every response, whoever produced it (the core, an interceptor, or the primary for a
-//! forwarded request), passes through [`Node::post_process`] before it is sent. That is where
-//! the work that belongs to the node the client talks to happens: today the audit response
-//! entry.
+//! Every response passes through [`Node::post_process`] before it is sent, whether the core or
+//! an interceptor produced it, and a response that the primary returns for a forwarded request
+//! must pass through it too. It does the work that belongs to the node the client talks to,
+//! which is now the audit response entry.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -132,7 +132,7 @@ struct Job {
     reply: oneshot::Sender<WriteResult>,
 }
 
-/// What one queued job asks the writer to do.
+/// The work of one queued job.
 enum Work {
     /// Run a client request.
     Request(Request),
