@@ -323,18 +323,29 @@ fn run<S: Storage, E: Environment>(
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
-        let mut bytes = request_size(&first.request);
+        let mut bytes = first.work.size();
         let mut batch = vec![first];
         while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
                 Ok(job) => {
-                    bytes += request_size(&job.request);
+                    bytes += job.work.size();
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
         committer.commit_batch(batch);
+    }
+}
+
+impl Work {
+    /// Estimates the bytes this job writes, for the batch cap. Lease expiry counts as nothing,
+    /// because [`Core::handle_timeout`] bounds its own writes.
+    fn size(&self) -> usize {
+        match self {
+            Work::Request(request) => request_size(request),
+            Work::ExpireLeases => 0,
+        }
     }
 }
 
