@@ -178,6 +178,9 @@ where
     /// Finishes a response on this node, after it exists and before it is sent: writes the
     /// audit response entry (and fails the request with 500 when no device records it).
     /// `audit` is what [`Core::audit_begin`] returned before the request ran.
+    ///
+    /// TODO: response wrapping still happens inside `Core::dispatch`, on the node that runs the
+    /// handler. A forwarded request needs it moved here, so that the wrapping token is local.
     pub fn post_process(
         &self,
         request: &Request,
