@@ -199,3 +199,45 @@ fn enable_rejects_unopenable_file() -> anyhow::Result<()> {
     assert_eq!(anonymous.status, 403, "{}", anonymous.text);
     Ok(())
 }
+
+#[test]
+fn local_device_stays_on_its_cluster() -> anyhow::Result<()> {
+    let directory = tempfile::tempdir()?;
+    let file = directory.path().join("secondary.log");
+    let set = ReplicaSet::start(1)?;
+    let secondary = &set.secondaries[0];
+    let on_secondary = secondary.server.api(&secondary.root_token)?;
+    let path = file.to_string_lossy();
+
+    let shared = on_secondary.post(
+        "sys/audit/file",
+        &json!({"type": "file", "options": {"file_path": path}}),
+    )?;
+    assert_eq!(shared.status, 400, "{}", shared.text);
+    assert!(
+        shared.text.contains(&set.primary.address()),
+        "{}",
+        shared.text
+    );
+    on_secondary
+        .post(
+            "sys/audit/here",
+            &json!({"type": "file", "local": true, "options": {"file_path": path}}),
+        )?
+        .success()?;
+
+    let listed = on_secondary.get("sys/audit")?.success()?;
+    assert_eq!(listed["data"]["here/"]["local"], json!(true));
+    let primary = set.primary.api(set.root())?;
+    let on_primary = primary.get("sys/audit")?.success()?;
+    assert!(on_primary["data"].get("here/").is_none(), "{on_primary}");
+
+    on_secondary.get("auth/token/lookup-self")?.success()?;
+    let (_, entries) = read_entries(&file)?;
+    let paths: Vec<&str> = entries
+        .iter()
+        .filter_map(|entry| entry["request"]["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"auth/token/lookup-self"), "{paths:?}");
+    Ok(())
+}
