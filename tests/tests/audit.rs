@@ -155,12 +155,12 @@ fn secondary_refuses_requests_it_cannot_audit() -> anyhow::Result<()> {
         let response = health.get("sys/health")?;
         Ok(response.body["audit_device_failures"]["file/"].is_string())
     })?;
-    let refused = secondary
+    let rejected = secondary
         .server
         .api(&secondary.root_token)?
         .get("auth/token/lookup-self")?;
-    assert_eq!(refused.status, 500, "{}", refused.text);
-    assert!(refused.text.contains("audit"), "{}", refused.text);
+    assert_eq!(rejected.status, 500, "{}", rejected.text);
+    assert!(rejected.text.contains("audit"), "{}", rejected.text);
     assert!(secondary.server.log().contains("audit device failed"));
     primary.get("auth/token/lookup-self")?.success()?;
 

@@ -175,12 +175,12 @@ fn single_use_secret_id_works_once() -> anyhow::Result<()> {
 
     // NOTE: the secondary cannot spend a replicated use itself; once requests are forwarded,
     // this login succeeds there instead.
-    let refused = approle_login(secondary, &role, &secret)?;
-    assert_eq!(refused.status, 400, "{}", refused.text);
+    let rejected = approle_login(secondary, &role, &secret)?;
+    assert_eq!(rejected.status, 400, "{}", rejected.text);
     assert!(
-        refused.text.contains(&set.primary.address()),
+        rejected.text.contains(&set.primary.address()),
         "{}",
-        refused.text
+        rejected.text
     );
 
     approle_login(&anonymous_primary, &role, &secret)?.success()?;
