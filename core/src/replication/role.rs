@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Core;
 use crate::error::Error;
 use crate::replication::activation::{BootstrapBundle, PrivateKey};
+use crate::replication::failover::{DEMOTED_KEY, DemotedRecord, load_demoted};
 use crate::replication::position::Epoch;
 use crate::storage::{Partition, StorageError, Transaction};
 use crate::sys::replication::state;
@@ -28,6 +29,9 @@ pub enum Role {
     Primary(PrimaryCredentials),
     /// A secondary, activated or with its activation pending.
     Secondary(SecondaryCredentials),
+    /// A demoted primary: a secondary with no primary, read-only for shared data, until
+    /// `update-primary` gives it one or `promote` makes it a primary again.
+    Demoted(DemotedRecord),
 }
 
 /// The identity and keys a primary's cluster port needs. `Debug` hides the key.
@@ -96,6 +100,9 @@ pub fn load_role(
             activated: record.activated,
         }));
     }
+    if let Some(record) = load_demoted(&view)? {
+        return Ok(Role::Demoted(record));
+    }
     let Some(identity) = state::load_primary(&view)? else {
         return Ok(Role::Standalone);
     };
@@ -129,7 +136,7 @@ pub fn mode_name(role: &Role) -> &'static str {
     match role {
         Role::Standalone => "disabled",
         Role::Primary(_) => "primary",
-        Role::Secondary(_) => "secondary",
+        Role::Secondary(_) | Role::Demoted(_) => "secondary",
     }
 }
 
@@ -178,6 +185,9 @@ pub fn stored_mode(txn: &dyn Transaction) -> Result<&'static str, Error> {
     {
         return Ok("secondary");
     }
+    if txn.get(Partition::Local, DEMOTED_KEY)?.is_some() {
+        return Ok("secondary");
+    }
     if txn.get(Partition::Local, state::PRIMARY_KEY)?.is_some() {
         return Ok("primary");
     }
@@ -185,13 +195,15 @@ pub fn stored_mode(txn: &dyn Transaction) -> Result<&'static str, Error> {
 }
 
 /// Reads the primary's API address from the secondary's activation record without writing,
-/// or `None` when this node is not a secondary. Fails with 503 while sealed.
+/// `Some("")` on a demoted primary, which has no primary but is read-only all the same, or
+/// `None` when this node is neither. Fails with 503 while sealed.
 pub(crate) fn secondary_primary_addr(
     core: &Core,
     txn: &dyn Transaction,
 ) -> Result<Option<String>, Error> {
     let Some(ciphertext) = txn.get(Partition::Local, state::SECONDARY_STATE_KEY)? else {
-        return Ok(None);
+        let demoted = txn.get(Partition::Local, DEMOTED_KEY)?.is_some();
+        return Ok(demoted.then(String::new));
     };
     let keyring = core.barrier.keyring()?;
     let corrupt = |reason: String| StorageError::Corrupt {

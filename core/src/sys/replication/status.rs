@@ -13,6 +13,7 @@ use crate::Core;
 use crate::Timestamp;
 use crate::error::Error;
 use crate::handler::Ctx;
+use crate::replication::failover::{DemotedRecord, load_demoted};
 use crate::replication::live::{ConnectionState, PeerStatus, SecondaryLive};
 use crate::replication::merkle::Merkle;
 use crate::replication::role::{SecondaryRecord, load_secondary};
@@ -86,6 +87,12 @@ fn performance_status(
             last_wal,
             merkle_root,
         ));
+    }
+    if let Some(record) = load_demoted(&view)? {
+        drop(view);
+        let head = Wal::head(txn)?;
+        let merkle_root = merkle_root_prefix(&Merkle::root(txn)?);
+        return Ok(demoted_fields(&record, &head, merkle_root));
     }
     let Some(identity) = state::load_primary(&view)? else {
         return Ok(disabled());
@@ -167,6 +174,39 @@ fn secondary_fields(
     if let Some(start) = live.last_start {
         status["last_start"] = json!(start.to_rfc3339_seconds());
     }
+    if let Some(error) = &live.last_error {
+        status["last_error"] = json!(error);
+    }
+    match status {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A demoted primary: a secondary with no primary, reporting its final position.
+fn demoted_fields(
+    record: &DemotedRecord,
+    head: &crate::replication::position::Position,
+    merkle_root: String,
+) -> Map<String, Value> {
+    let status = json!({
+        "cluster_id": record.cluster_id,
+        "mode": "secondary",
+        "state": "idle",
+        "connection_state": "idle",
+        "demoted": true,
+        "final_position": super::failover::position_json(&record.final_position),
+        "primaries": [],
+        "known_primary_cluster_addrs": [],
+        "primary_cluster_addr": "",
+        "last_remote_wal": head.index,
+        "last_wal": head.index,
+        "merkle_root": merkle_root,
+        "corrupted_merkle_tree": false,
+        "last_reindex_epoch": "0",
+        "last_corruption_check_epoch": NEVER_CHECKED,
+        "ssct_generation_counter": 0,
+    });
     match status {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -217,6 +257,7 @@ fn primary_fields(
         "last_dr_wal": 0,
         "merkle_root": merkle_root,
         "known_secondaries": known_secondaries,
+        "epoch": identity.epoch.number,
         "secondaries": [],
         "primary_cluster_addr": identity.primary_cluster_addr,
         "corrupted_merkle_tree": false,
