@@ -251,7 +251,7 @@ pub(crate) fn follower_cluster_id(view: &SecureView<'_>) -> Result<String, Error
 }
 
 /// Returns the 400 for a token of another replication set.
-pub(crate) fn require_same_set(own: &str, token: &str) -> Result<(), Error> {
+pub fn require_same_set(own: &str, token: &str) -> Result<(), Error> {
     if own == token {
         return Ok(());
     }

@@ -13,6 +13,7 @@
 //!
 //! Replication then starts from the stored activation, as it does after a restart.
 
+mod failover;
 pub mod probe;
 pub mod unwrap;
 
@@ -82,8 +83,8 @@ where
         }
     }
 
-    /// Runs `primary/enable` in the core with the configured `api_addr` and `cluster_addr`
-    /// added to the body, unless the body gives its own.
+    /// Runs `primary/enable` or `secondary/promote` in the core with the configured `api_addr`
+    /// and `cluster_addr` added to the body, unless the body gives its own.
     async fn enable_primary(&self, request: &Request) -> Result<Response, Error> {
         let node = self
             .node
@@ -121,7 +122,7 @@ where
         let enable = activate::parse_enable(request)?;
         refuse_before_unwrap(&node, &enable)?;
         let primary = PrimaryApi::parse(&enable.primary_api_addr)
-            .map_err(|error| failed(1, "reading the primary's address", error))?;
+            .map_err(|error| failed("secondary activation", 1, "reading the primary's address", error))?;
         let ca_pem = if primary.uses_tls() {
             read_ca_file(enable.ca_file.as_deref()).await?
         } else {
@@ -130,13 +131,13 @@ where
 
         let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
             .await
-            .map_err(|error| failed(1, "unwrapping the activation token at the primary", error))?;
+            .map_err(|error| failed("secondary activation", 1, "unwrapping the activation token at the primary", error))?;
         let bundle = check_unwrapped_bundle(
             enable.token.expose(),
             &bundle_bytes,
             enable.ca_sha256.as_deref(),
         )
-        .map_err(|error| failed(2, "checking the bootstrap bundle", error))?;
+        .map_err(|error| failed("secondary activation", 2, "checking the bootstrap bundle", error))?;
         let key = {
             let core = node.core();
             let mut rng = node.rng();
@@ -146,7 +147,7 @@ where
         };
         let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
             .await
-            .map_err(|error| failed(3, "connecting to the primary's cluster port", error))?;
+            .map_err(|error| failed("secondary activation", 3, "connecting to the primary's cluster port", error))?;
 
         let core = node.core();
         let now = node.environment().now();
@@ -185,6 +186,12 @@ where
         }
         if PRIMARY_ENABLE_PATHS.contains(&path) {
             return Some(Box::pin(self.enable_primary(request)));
+        }
+        if failover::UPDATE_PRIMARY_PATHS.contains(&path) {
+            return Some(Box::pin(self.update_primary(request)));
+        }
+        if failover::PROMOTE_PATHS.contains(&path) {
+            return Some(Box::pin(self.promote(request)));
         }
         None
     }
@@ -275,10 +282,10 @@ fn refuse_before_unwrap<S: Storage + 'static, E: Environment>(
     Ok(())
 }
 
-/// Builds the 400 for a failed step, whose message states that nothing changed.
-fn failed(step: u8, what: &str, error: impl std::fmt::Display) -> Error {
+/// Builds the 400 for a failed step of `operation`, whose message states that nothing changed.
+fn failed(operation: &str, step: u8, what: &str, error: impl std::fmt::Display) -> Error {
     Error::bad_request(format!(
-        "secondary activation failed at step {step} of 4 ({what}): {error}; this cluster was \
-         not changed"
+        "{operation} failed at step {step} of 4 ({what}): {error}; this cluster was not \
+         changed"
     ))
 }

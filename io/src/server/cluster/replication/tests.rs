@@ -291,6 +291,7 @@ impl SecondaryTask {
             config: config(),
             cluster_id: CLUSTER.into(),
             secondary_id: secondary_id.into(),
+            epoch_fence: 0,
         };
         let core = Arc::new(Core::new(CoreConfig::default()));
         let task = tokio::spawn(run_secondary(
