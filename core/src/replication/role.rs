@@ -20,6 +20,9 @@ use crate::time::Timestamp;
 /// Prefix of every local key that contains replication state.
 pub const ROLE_KEY_PREFIX: &str = "core/replication/";
 
+/// Local key of a secondary's activation record, encrypted by the barrier.
+pub const SECONDARY_RECORD_KEY: &str = "core/replication/performance/secondary";
+
 /// This node's role in performance replication.
 #[derive(Debug)]
 pub enum Role {
@@ -192,6 +195,15 @@ pub fn stored_mode(txn: &dyn Transaction) -> Result<&'static str, Error> {
         return Ok("primary");
     }
     Ok("disabled")
+}
+
+/// Returns whether this node has a secondary activation record, without decrypting it. A
+/// secondary's driver checks it in each transaction that applies replicated data, so nothing
+/// is applied after a `promote` or `disable` committed, even before the driver stops.
+pub fn is_following(txn: &dyn Transaction) -> Result<bool, StorageError> {
+    Ok(txn
+        .get(Partition::Local, state::SECONDARY_STATE_KEY)?
+        .is_some())
 }
 
 /// Reads the primary's API address from the secondary's activation record without writing,

@@ -502,9 +502,9 @@ impl Secondary {
         let own = &self.position.epoch;
         let fence = self.fence;
         let reason = format!(
-            "primary is at epoch {epoch}, older than this node's epoch {own} (minimum epoch \
-             number {fence}); it may be a demoted or isolated old primary, so this node does not \
-             follow it"
+            "primary is at epoch {epoch}, but this node has applied epoch {own} and follows \
+             only a primary of epoch number {fence} or newer; it may be a demoted or isolated \
+             old primary, so this node does not follow it"
         );
         self.reject(reason.clone());
         self.send(&Message::Goodbye {

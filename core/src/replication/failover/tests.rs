@@ -361,7 +361,7 @@ fn fenced_secondary_rejects_older_primary() {
         }
     }
     let reason = rejected.expect("the stream start is rejected");
-    assert!(reason.contains("older than this node's epoch"), "{reason}");
+    assert!(reason.contains("epoch number 2 or newer"), "{reason}");
     assert_eq!(secondary.state(), SecondaryState::Idle);
 }
 

@@ -19,7 +19,7 @@ pub(crate) const REGISTRY_KEY: &str = "core/replication/performance/secondaries"
 pub(crate) const SECONDARY_KEY_KEY: &str = "core/replication/performance/secondary-key";
 /// Local key of a secondary's activation state. Secondary activation writes it, and enabling a
 /// primary is rejected while it exists.
-pub(crate) const SECONDARY_STATE_KEY: &str = "core/replication/performance/secondary";
+pub(crate) const SECONDARY_STATE_KEY: &str = crate::replication::role::SECONDARY_RECORD_KEY;
 
 /// The primary's replication identity, created by `primary/enable`.
 #[derive(Debug, Serialize, Deserialize)]

@@ -79,7 +79,14 @@ where
         };
         let bundle_bytes = unwrap_bundle(&self.network, &primary, &update.token, ca_pem.as_deref())
             .await
-            .map_err(|error| failed("update-primary", 1, "unwrapping the activation token at the primary", error))?;
+            .map_err(|error| {
+                failed(
+                    "update-primary",
+                    1,
+                    "unwrapping the activation token at the primary",
+                    error,
+                )
+            })?;
         let bundle = check_unwrapped_bundle(
             update.token.expose(),
             &bundle_bytes,
@@ -95,7 +102,14 @@ where
         };
         let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
             .await
-            .map_err(|error| failed("update-primary", 3, "connecting to the primary's cluster port", error))?;
+            .map_err(|error| {
+                failed(
+                    "update-primary",
+                    3,
+                    "connecting to the primary's cluster port",
+                    error,
+                )
+            })?;
 
         let core = node.core();
         let now = node.environment().now();

@@ -121,8 +121,14 @@ where
         authorize(&node, request)?;
         let enable = activate::parse_enable(request)?;
         refuse_before_unwrap(&node, &enable)?;
-        let primary = PrimaryApi::parse(&enable.primary_api_addr)
-            .map_err(|error| failed("secondary activation", 1, "reading the primary's address", error))?;
+        let primary = PrimaryApi::parse(&enable.primary_api_addr).map_err(|error| {
+            failed(
+                "secondary activation",
+                1,
+                "reading the primary's address",
+                error,
+            )
+        })?;
         let ca_pem = if primary.uses_tls() {
             read_ca_file(enable.ca_file.as_deref()).await?
         } else {
@@ -131,13 +137,27 @@ where
 
         let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
             .await
-            .map_err(|error| failed("secondary activation", 1, "unwrapping the activation token at the primary", error))?;
+            .map_err(|error| {
+                failed(
+                    "secondary activation",
+                    1,
+                    "unwrapping the activation token at the primary",
+                    error,
+                )
+            })?;
         let bundle = check_unwrapped_bundle(
             enable.token.expose(),
             &bundle_bytes,
             enable.ca_sha256.as_deref(),
         )
-        .map_err(|error| failed("secondary activation", 2, "checking the bootstrap bundle", error))?;
+        .map_err(|error| {
+            failed(
+                "secondary activation",
+                2,
+                "checking the bootstrap bundle",
+                error,
+            )
+        })?;
         let key = {
             let core = node.core();
             let mut rng = node.rng();
@@ -147,7 +167,14 @@ where
         };
         let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
             .await
-            .map_err(|error| failed("secondary activation", 3, "connecting to the primary's cluster port", error))?;
+            .map_err(|error| {
+                failed(
+                    "secondary activation",
+                    3,
+                    "connecting to the primary's cluster port",
+                    error,
+                )
+            })?;
 
         let core = node.core();
         let now = node.environment().now();

@@ -7,6 +7,7 @@ use coffer_core::replication::config::ReplicationConfig;
 use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::live::SyncCounts;
 use coffer_core::replication::position::Position;
+use coffer_core::replication::role;
 use coffer_core::replication::secondary::{Guard, Secondary, SecondaryEvent, SecondaryState};
 use coffer_core::storage::{Partition, Storage, StorageError};
 use coffer_core::{Core, Timestamp};
@@ -187,15 +188,27 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
         };
         let bytes = conn.received(count);
         let machine = &mut self.machine;
-        let applied = self
-            .storage
-            .write(|txn| machine.handle_bytes(now, bytes, txn));
+        let applied = self.storage.write(|txn| {
+            if !role::is_following(txn)? {
+                return Ok(false);
+            }
+            machine.handle_bytes(now, bytes, txn).map(|()| true)
+        });
         self.status.last_heard = Some(now);
         self.status.sync_progress = self.machine.sync_counts();
         self.status.primary_head = self.machine.primary_head().cloned();
         match applied {
-            Ok(()) => {
+            Ok(true) => {
                 self.report();
+                Ok(())
+            }
+            Ok(false) => {
+                // Promoted or disabled: the supervisor stops this driver shortly.
+                if let Some(conn) = self.set_connection(None) {
+                    conn.close().await;
+                }
+                let reason = "this node is no longer a secondary; nothing more is applied";
+                self.machine.handle_disconnected(now, reason);
                 Ok(())
             }
             Err(error) => self.restart(error).await,
