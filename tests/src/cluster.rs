@@ -254,3 +254,16 @@ pub fn wait_caught_up(follower: &Server, primary: &Server) -> anyhow::Result<()>
         format!("the follower did not reach WAL {target}; last status: {status}")
     })
 }
+
+/// Reads the `marker` field of the KV v2 secret `secret/<path>` on `server`, or `None` when the
+/// secret does not exist.
+pub fn read_marker(server: &Server, token: &str, path: &str) -> anyhow::Result<Option<String>> {
+    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    response.expect_status(200)?;
+    Ok(response.body["data"]["data"]["marker"]
+        .as_str()
+        .map(str::to_owned))
+}

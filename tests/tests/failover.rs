@@ -3,7 +3,7 @@
 
 use coffer_tests::Server;
 use coffer_tests::cluster::{
-    ReplicaSet, demote, enable_primary, performance_status, promote, secondary_token,
+    ReplicaSet, demote, enable_primary, performance_status, promote, read_marker, secondary_token,
     update_primary, wait_caught_up,
 };
 use serde_json::{Value, json};
@@ -18,17 +18,6 @@ fn write_markers(server: &Server, token: &str, prefix: &str, count: usize) -> an
         .expect_status(200)?;
     }
     Ok(())
-}
-
-fn read_marker(server: &Server, token: &str, path: &str) -> anyhow::Result<Option<String>> {
-    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    response.expect_status(200)?;
-    Ok(response.body["data"]["data"]["marker"]
-        .as_str()
-        .map(str::to_owned))
 }
 
 /// Checks that every marker `prefix/0..count` reads back on `server`.

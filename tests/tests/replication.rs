@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use coffer_tests::cluster::{
     CONVERGE_TIMEOUT, ReplicaSet, activate, generate_root, last_wal, performance_status,
-    secondary_token, update_primary, wait_for_state, wait_until,
+    read_marker, secondary_token, update_primary, wait_for_state, wait_until,
 };
 use coffer_tests::{ServerOptions, runtime, vault_client};
 use serde_json::{Value, json};
@@ -26,21 +26,6 @@ fn write_secrets(set: &ReplicaSet, prefix: &str, count: usize) -> anyhow::Result
         .expect_status(200)?;
     }
     Ok(())
-}
-
-fn read_marker(
-    server: &coffer_tests::Server,
-    token: &str,
-    path: &str,
-) -> anyhow::Result<Option<String>> {
-    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    response.expect_status(200)?;
-    Ok(response.body["data"]["data"]["marker"]
-        .as_str()
-        .map(str::to_owned))
 }
 
 #[test]

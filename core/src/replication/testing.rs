@@ -589,6 +589,25 @@ pub(crate) fn copy_storage(source: &MemStorage) -> MemStorage {
     copy
 }
 
+/// A configuration with small frames and fetch batches, so tests cross those bounds.
+pub(crate) fn small_config() -> ReplicationConfig {
+    ReplicationConfig {
+        max_frame_payload: 512,
+        fetch_batch_keys: 8,
+        ..ReplicationConfig::default()
+    }
+}
+
+/// Writes `logical/k{n}` = `v{n}` on the primary for each `n` in `range`, one entry each.
+pub(crate) fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
+    for number in range {
+        cluster.write(vec![put(
+            &format!("logical/k{number}"),
+            &format!("v{number}"),
+        )]);
+    }
+}
+
 pub(crate) fn put(key: &str, value: &str) -> Op {
     Op::Put {
         key: key.to_owned(),

@@ -12,26 +12,11 @@ use crate::replication::position::{Epoch, Position};
 use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
 use crate::replication::shipper::LogShipper;
-use crate::replication::testing::{CLUSTER, Cluster, Faults, copy_storage, delete, put};
+use crate::replication::testing::{
+    CLUSTER, Cluster, Faults, copy_storage, delete, put, small_config, write_numbered,
+};
 use crate::replication::wal::{Entry, Op, Wal};
 use crate::storage::{MemStorage, Partition, Storage};
-
-fn small_config() -> ReplicationConfig {
-    ReplicationConfig {
-        max_frame_payload: 512,
-        fetch_batch_keys: 8,
-        ..ReplicationConfig::default()
-    }
-}
-
-fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
-    for number in range {
-        cluster.write(vec![put(
-            &format!("logical/k{number}"),
-            &format!("v{number}"),
-        )]);
-    }
-}
 
 #[test]
 fn secondary_bootstraps_and_streams() {

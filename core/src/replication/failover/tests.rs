@@ -4,27 +4,14 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::replication::apply::commit_primary_write;
-use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameLimits, encode_message};
 use crate::replication::merkle::Merkle;
 use crate::replication::message::Message;
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
-use crate::replication::testing::{CLUSTER, Cluster, copy_storage, delete, put};
+use crate::replication::testing::{
+    CLUSTER, Cluster, copy_storage, delete, put, small_config, write_numbered,
+};
 use crate::storage::{MemStorage, Storage};
-
-fn small_config() -> ReplicationConfig {
-    ReplicationConfig {
-        max_frame_payload: 512,
-        fetch_batch_keys: 8,
-        ..ReplicationConfig::default()
-    }
-}
-
-fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
-    for number in range {
-        cluster.write(vec![put(&format!("logical/k{number}"), "v")]);
-    }
-}
 
 /// Writes `ops` as a primary in `epoch` on `storage`, one entry per op.
 fn commit_each(storage: &MemStorage, epoch: &Epoch, ops: Vec<Op>) {

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use coffer_core::error::Error;
-use coffer_core::replication::activation::check_unwrapped_bundle;
 use coffer_core::replication::failover::{self, Reconciled};
 use coffer_core::replication::wal::Wal;
 use coffer_core::replication::{activate, role};
@@ -14,8 +13,7 @@ use coffer_core::request::{Logical, Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
 use serde_json::{Map, json};
 
-use super::unwrap::{PrimaryApi, unwrap_bundle};
-use super::{Activator, authorize, failed, probe, read_ca_file};
+use super::{Activator, authorize};
 use crate::server::environment::Environment;
 use crate::server::net::Network;
 
@@ -70,46 +68,7 @@ where
         // Checked before the token is spent, so a token of another set stays usable.
         failover::require_same_set(&own_set, &update.claims.cluster_id)?;
 
-        let primary = PrimaryApi::parse(&update.primary_api_addr)
-            .map_err(|error| failed("update-primary", 1, "reading the primary's address", error))?;
-        let ca_pem = if primary.uses_tls() {
-            read_ca_file(update.ca_file.as_deref()).await?
-        } else {
-            None
-        };
-        let bundle_bytes = unwrap_bundle(&self.network, &primary, &update.token, ca_pem.as_deref())
-            .await
-            .map_err(|error| {
-                failed(
-                    "update-primary",
-                    1,
-                    "unwrapping the activation token at the primary",
-                    error,
-                )
-            })?;
-        let bundle = check_unwrapped_bundle(
-            update.token.expose(),
-            &bundle_bytes,
-            update.ca_sha256.as_deref(),
-        )
-        .map_err(|error| failed("update-primary", 2, "checking the bootstrap bundle", error))?;
-        let key = {
-            let core = node.core();
-            let mut rng = node.rng();
-            node.storage().read(|txn| {
-                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
-            })??
-        };
-        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
-            .await
-            .map_err(|error| {
-                failed(
-                    "update-primary",
-                    3,
-                    "connecting to the primary's cluster port",
-                    error,
-                )
-            })?;
+        let (bundle, key, offer) = self.prove_primary(&node, &update, "update-primary").await?;
 
         let core = node.core();
         let now = node.environment().now();

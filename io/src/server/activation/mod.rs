@@ -21,7 +21,8 @@ use std::path::Path;
 use std::sync::Weak;
 
 use coffer_core::error::Error;
-use coffer_core::replication::activation::check_unwrapped_bundle;
+use coffer_core::replication::activation::{BootstrapBundle, PrivateKey, check_unwrapped_bundle};
+use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::{activate, role};
 use coffer_core::request::{Logical, Operation, Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
@@ -121,60 +122,9 @@ where
         authorize(&node, request)?;
         let enable = activate::parse_enable(request)?;
         refuse_before_unwrap(&node, &enable)?;
-        let primary = PrimaryApi::parse(&enable.primary_api_addr).map_err(|error| {
-            failed(
-                "secondary activation",
-                1,
-                "reading the primary's address",
-                error,
-            )
-        })?;
-        let ca_pem = if primary.uses_tls() {
-            read_ca_file(enable.ca_file.as_deref()).await?
-        } else {
-            None
-        };
-
-        let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
-            .await
-            .map_err(|error| {
-                failed(
-                    "secondary activation",
-                    1,
-                    "unwrapping the activation token at the primary",
-                    error,
-                )
-            })?;
-        let bundle = check_unwrapped_bundle(
-            enable.token.expose(),
-            &bundle_bytes,
-            enable.ca_sha256.as_deref(),
-        )
-        .map_err(|error| {
-            failed(
-                "secondary activation",
-                2,
-                "checking the bootstrap bundle",
-                error,
-            )
-        })?;
-        let key = {
-            let core = node.core();
-            let mut rng = node.rng();
-            node.storage().read(|txn| {
-                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
-            })??
-        };
-        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
-            .await
-            .map_err(|error| {
-                failed(
-                    "secondary activation",
-                    3,
-                    "connecting to the primary's cluster port",
-                    error,
-                )
-            })?;
+        let (bundle, key, offer) = self
+            .prove_primary(&node, &enable, "secondary activation")
+            .await?;
 
         let core = node.core();
         let now = node.environment().now();
@@ -194,6 +144,51 @@ where
             warnings: vec![ACTIVATED_WARNING.to_owned()],
             ..Logical::default()
         }))
+    }
+
+    /// Runs the three steps that change nothing: unwraps the token at the primary's API,
+    /// checks the bundle, and proves the primary's cluster port, which returns the key offer.
+    /// A failure names `operation` and its step.
+    async fn prove_primary(
+        &self,
+        node: &Node<S, E>,
+        request: &activate::EnableRequest,
+        operation: &str,
+    ) -> Result<(BootstrapBundle, PrivateKey, KeyOffer), Error> {
+        let primary = PrimaryApi::parse(&request.primary_api_addr)
+            .map_err(|error| failed(operation, 1, "reading the primary's address", error))?;
+        let ca_pem = if primary.uses_tls() {
+            read_ca_file(request.ca_file.as_deref()).await?
+        } else {
+            None
+        };
+        let bundle_bytes =
+            unwrap_bundle(&self.network, &primary, &request.token, ca_pem.as_deref())
+                .await
+                .map_err(|error| {
+                    let what = "unwrapping the activation token at the primary";
+                    failed(operation, 1, what, error)
+                })?;
+        let bundle = check_unwrapped_bundle(
+            request.token.expose(),
+            &bundle_bytes,
+            request.ca_sha256.as_deref(),
+        )
+        .map_err(|error| failed(operation, 2, "checking the bootstrap bundle", error))?;
+        let key = {
+            let core = node.core();
+            let mut rng = node.rng();
+            node.storage().read(|txn| {
+                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
+            })??
+        };
+        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
+            .await
+            .map_err(|error| {
+                let what = "connecting to the primary's cluster port";
+                failed(operation, 3, what, error)
+            })?;
+        Ok((bundle, key, offer))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::replication::role::{Role, load_role};
 use crate::replication::wal::{Entry, Wal};
 use crate::request::{Logical, Operation, Request, Response};
 use crate::storage::{Partition, ReadOnly, Storage};
-use crate::sys::replication::state::{self, PrimaryIdentity};
+use crate::sys::replication::tests::identity;
 use crate::token::testing::{Node, data_of, logical};
 use crate::{Core, CoreConfig, Timestamp};
 
@@ -51,16 +51,6 @@ fn log_write(node: &mut Node, key: &str) -> Entry {
             log_shared_writes(txn, &Wal::new(100), &[key.to_owned()])
         })
         .unwrap()
-        .unwrap()
-}
-
-fn identity(node: &mut Node) -> PrimaryIdentity {
-    let (core, rng) = (&node.core, &mut node.rng);
-    node.storage
-        .write(|txn| {
-            let view = core.barrier.view(txn, rng)?;
-            state::require_primary(&view)
-        })
         .unwrap()
 }
 
