@@ -4,12 +4,11 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::replication::apply::commit_primary_write;
-use crate::replication::frame::{FrameLimits, encode_message};
 use crate::replication::merkle::Merkle;
 use crate::replication::message::Message;
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
 use crate::replication::testing::{
-    CLUSTER, Cluster, copy_storage, delete, put, small_config, write_numbered,
+    CLUSTER, Cluster, copy_storage, delete, feed, put, small_config, write_numbered,
 };
 use crate::storage::{MemStorage, Storage};
 
@@ -302,19 +301,6 @@ fn concurrent_promotions_get_distinct_epochs() {
     let (epoch_b, _) = promote(&b, "cluster-c");
     assert_eq!(epoch_a.number, epoch_b.number);
     assert_ne!(epoch_a, epoch_b);
-}
-
-fn feed(secondary: &mut Secondary, storage: &MemStorage, message: &Message) {
-    let limits = FrameLimits {
-        max_frame_payload: 512,
-        max_message_size: 1 << 20,
-    };
-    for frame in encode_message(message, limits).unwrap() {
-        let now = Timestamp::from_secs(2);
-        storage
-            .write(|txn| secondary.handle_bytes(now, &frame, txn))
-            .unwrap();
-    }
 }
 
 #[test]
