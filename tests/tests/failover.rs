@@ -180,7 +180,7 @@ fn old_primary_writes_go_to_quarantine() -> anyhow::Result<()> {
     }
     assert!(set.primary.log().contains("quarantined write"));
 
-    // P now holds the new primary's state: the split write is gone from its data.
+    // P now has the new primary's state: the split write is gone from its data.
     wait_caught_up(&set.primary, &s1.server)?;
     assert_eq!(read_marker(&set.primary, &p_root, "split/0")?, None);
     assert_markers(&set.primary, &p_root, "P", "new", 2)?;

@@ -308,7 +308,7 @@ fn revoked_secondary_is_cut_off() -> anyhow::Result<()> {
         Ok(performance_status(&secondary.server)?["connection_state"] != "ready")
     })
     .context("the revoked secondary was still connected a second after its revocation")?;
-    // Each reconnect fails, and status and log say why.
+    // Each reconnect fails, and status and log give the reason.
     wait_until(CONVERGE_TIMEOUT, || {
         let status = performance_status(&secondary.server)?;
         Ok(status["last_error"]

@@ -1,6 +1,6 @@
-//! Failover on the core side: the demoted primary's record, the quarantine of writes a node
-//! has that a newly promoted primary lacks, and the switch of a secondary or demoted primary to
-//! a new primary of the same replication set without a wipe (`update-primary`).
+//! Failover on the core side. This module keeps the demoted primary's record and the quarantine
+//! of writes that a newly promoted primary lacks. It also switches a secondary or demoted primary
+//! to a new primary of the same replication set without a wipe (`update-primary`).
 //!
 //! A promoted secondary starts its epoch at the position it had applied (the fork point) and
 //! continues the chain from there, so a follower whose own entries after the fork point are in an
@@ -36,7 +36,7 @@ pub const QUARANTINE_PREFIX: &str = "core/replication-quarantine/";
 /// this bound only matters for a configuration with a larger `wal_retain`.
 pub const MAX_QUARANTINE_ENTRIES: usize = 65_536;
 
-/// What a demoted primary keeps about its replication role.
+/// The replication state a demoted primary keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DemotedRecord {
     /// The replication set's cluster id, kept so the node can rejoin the set.
@@ -134,8 +134,8 @@ pub fn quarantined_writes(
 /// `new_epoch_number` starts at `fork`. Returns `None` when the node has nothing the new
 /// primary lacks: its head is at or before the fork point.
 ///
-/// NOTE: a node whose head is before the fork point but off the new chain (it diverged in an
-/// older epoch) is not detected here; the Merkle diff replaces those writes.
+/// NOTE: a node whose head is before the fork point but off the new chain, because it diverged
+/// in an older epoch, is not detected here. The Merkle diff replaces those writes unlisted.
 pub fn plan_quarantine(
     txn: &dyn Transaction,
     fork: &Position,
@@ -164,7 +164,7 @@ pub fn plan_quarantine(
     }))
 }
 
-/// What [`adopt_new_primary`] did, for the response and the log.
+/// The outcome of [`adopt_new_primary`], for the response and the log.
 #[derive(Debug)]
 pub struct Reconciled {
     /// The quarantine it stored, if this node had writes the new primary lacks.
@@ -175,9 +175,9 @@ pub struct Reconciled {
 }
 
 /// Makes this secondary or demoted primary follow the primary of `bundle`, in `txn`, without
-/// a wipe: it checks the replication set, opens `offer` with `key` to prove the bundle's
-/// keys, quarantines what the new primary lacks, and stores the new activation record. The
-/// caller commits, then installs the offered keys with
+/// a wipe. It checks the replication set and opens `offer` with `key` to prove the bundle's
+/// keys. Then it quarantines what the new primary lacks and stores the new activation record.
+/// The caller commits, then installs the offered keys with
 /// [`accept_key_offer`](crate::replication::activate::accept_key_offer).
 #[allow(clippy::too_many_arguments)]
 pub fn adopt_new_primary(

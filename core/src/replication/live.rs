@@ -79,7 +79,7 @@ pub struct SecondaryLive {
     pub last_start: Option<Timestamp>,
     /// The primary's head as of its last `StreamStart` or heartbeat.
     pub primary_head: Option<Position>,
-    /// Why the last connection to the primary ended or failed, for status.
+    /// The reason the last connection to the primary ended or failed, for status.
     pub last_error: Option<String>,
 }
 

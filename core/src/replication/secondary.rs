@@ -194,8 +194,8 @@ impl Secondary {
         self
     }
 
-    /// Returns the primary's head as of its last `StreamStart` or heartbeat: the last position
-    /// of the primary this node knows of, which `promote` waits for.
+    /// Returns the primary's head as of its last `StreamStart` or heartbeat. `promote` waits
+    /// until this node has applied it.
     pub fn primary_head(&self) -> Option<&Position> {
         self.remote.as_ref().map(|guard| &guard.position)
     }

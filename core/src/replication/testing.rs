@@ -589,7 +589,7 @@ pub(crate) fn copy_storage(source: &MemStorage) -> MemStorage {
     copy
 }
 
-/// A configuration with small frames and fetch batches, so tests cross those bounds.
+/// Returns a configuration with small frames and fetch batches, so tests cross those bounds.
 pub(crate) fn small_config() -> ReplicationConfig {
     ReplicationConfig {
         max_frame_payload: 512,

@@ -320,7 +320,7 @@ fn fenced_secondary_rejects_older_primary() {
     while secondary.poll_transmit().is_some() {}
     while secondary.poll_event().is_some() {}
 
-    // The old primary still answers in epoch 1, which the bundle's epoch 2 fences off.
+    // The old primary still streams in epoch 1, which the bundle's epoch 2 fences off.
     let start = Message::StreamStart {
         from: head.index + 1,
         head: head.clone(),

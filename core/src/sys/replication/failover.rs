@@ -77,7 +77,7 @@ pub(super) fn demote(
 
 /// Promotes this secondary or demoted primary to primary of its replication set, with a new CA
 /// and an epoch above every one it has seen, continuing its WAL chain. Without `force` it
-/// rejects the promotion while it has not applied the old primary's last known position; the
+/// rejects the promotion while it has not applied the old primary's last known position. The
 /// server waits for that position before it calls this handler.
 pub(super) fn promote(
     core: &Core,
@@ -177,8 +177,8 @@ fn check_caught_up(core: &Core, head: &Position) -> Result<(), Error> {
     )))
 }
 
-/// Turns the primary back into a standalone cluster: the replication identity, CA and
-/// secondary registry are deleted; data, tokens and the WAL stay.
+/// Turns the primary back into a standalone cluster. The replication identity, CA and
+/// secondary registry are deleted, but data, tokens and the WAL stay.
 pub(super) fn disable_primary(
     core: &Core,
     ctx: &mut Ctx<'_>,
@@ -201,9 +201,9 @@ pub(super) fn disable_primary(
     }))
 }
 
-/// Turns a secondary or demoted primary into a standalone cluster that keeps the replicated
-/// data, the primary's keyring and seal (so the primary's unseal keys still unseal it), its own
-/// tokens and the quarantine; only the activation record goes.
+/// Turns a secondary or demoted primary into a standalone cluster by deleting its activation
+/// record. It keeps the replicated data, its own tokens, the quarantine, and the primary's
+/// keyring and seal, so the primary's unseal keys still unseal it.
 pub(super) fn disable_secondary(
     core: &Core,
     ctx: &mut Ctx<'_>,
@@ -322,6 +322,7 @@ pub(super) fn read_quarantine(
     let Some(quarantine): Option<Quarantine> = view.get_json(Partition::Local, &key)? else {
         return Err(Error::not_found());
     };
+
     let mut writes = Vec::with_capacity(quarantine.writes.len());
     for write in &quarantine.writes {
         let value = match &write.value {
@@ -346,6 +347,7 @@ pub(super) fn read_quarantine(
             "value": value,
         }));
     }
+
     let mut data = Map::new();
     data.insert("id".into(), json!(quarantine.id));
     data.insert(
@@ -363,7 +365,8 @@ pub(super) fn read_quarantine(
     Ok(Response::data(data))
 }
 
-/// A position as status and responses show it: epoch number and cluster, index and hash.
+/// Formats a position as status and responses show it: epoch number and cluster, index and
+/// hash.
 pub(super) fn position_json(position: &Position) -> Value {
     json!({
         "epoch": position.epoch.number,

@@ -183,7 +183,7 @@ fn secondary_fields(
     }
 }
 
-/// A demoted primary: a secondary with no primary, reporting its final position.
+/// Builds the status of a demoted primary: a secondary with no primary, with its final position.
 fn demoted_fields(
     record: &DemotedRecord,
     head: &crate::replication::position::Position,

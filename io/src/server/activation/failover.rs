@@ -1,7 +1,6 @@
-//! The steps of a failover that need the network or a wait: `secondary/update-primary`, which
-//! unwraps a token at the new primary and proves its cluster port before anything changes, and
-//! `secondary/promote`, which first waits until the old primary's last known position is
-//! applied.
+//! The steps of a failover that need the network or a wait. `secondary/update-primary` unwraps
+//! a token at the new primary and proves its cluster port before anything changes.
+//! `secondary/promote` first waits until the old primary's last known position is applied.
 
 use std::time::Duration;
 
@@ -103,7 +102,7 @@ where
     }
 }
 
-/// Returns whether this node has applied the old primary's last known head, or knows none.
+/// Returns whether this node has applied the old primary's last known head, or has none.
 fn caught_up<S: Storage + 'static, E: Environment>(
     node: &crate::server::node::Node<S, E>,
 ) -> Result<bool, Error> {
@@ -120,8 +119,8 @@ fn caught_up<S: Storage + 'static, E: Environment>(
     Ok(head.index >= known.index)
 }
 
-/// Returns the replication set a secondary or demoted primary belongs to, or the 400 that
-/// says what to run instead.
+/// Returns the replication set a secondary or demoted primary belongs to, or a 400 that names
+/// the call to run instead.
 fn follower_set(role: &role::Role) -> Result<String, Error> {
     match role {
         role::Role::Secondary(credentials) => Ok(credentials.bundle.cluster_id.clone()),
