@@ -192,6 +192,9 @@ pub fn adopt_new_primary(
     let mut view = core.barrier.view(txn, rng)?;
     let own_set = follower_cluster_id(&view)?;
     require_same_set(&own_set, &bundle.cluster_id)?;
+    // A secondary still in its first sync keeps that mark, so it cannot be promoted with
+    // partial data; a demoted primary has all of its data.
+    let activated = load_secondary(&view)?.is_none_or(|record| record.activated);
     open_key_offer(offer, key, &bundle.cluster_id, &bundle.secondary_id)?;
 
     let position = Wal::head(view.raw())?;
@@ -218,7 +221,7 @@ pub fn adopt_new_primary(
         &SecondaryRecord {
             bundle: bundle.clone(),
             key: key.clone(),
-            activated: true,
+            activated,
             adopted_at: now,
         },
     )?;

@@ -362,3 +362,13 @@ fn fenced_secondary_accepts_newer_primary() {
     assert_eq!(secondary.state(), SecondaryState::StreamWals);
     assert_eq!(secondary.primary_head(), Some(&head));
 }
+
+#[test]
+fn token_of_other_set_needs_wipe() {
+    assert!(require_same_set("set-a", "set-a").is_ok());
+    let message = require_same_set("set-a", "set-b").unwrap_err().to_string();
+    assert!(message.contains("set-b"), "{message}");
+    assert!(message.contains("set-a"), "{message}");
+    assert!(message.contains("secondary/enable"), "{message}");
+    assert!(message.contains("wipes"), "{message}");
+}
