@@ -3,8 +3,8 @@
 
 use coffer_tests::Server;
 use coffer_tests::cluster::{
-    ReplicaSet, demote, enable_primary, performance_status, promote, read_marker, secondary_token,
-    update_primary, wait_caught_up,
+    CONVERGE_TIMEOUT, ReplicaSet, demote, enable_primary, performance_status, promote, read_marker,
+    secondary_token, update_primary, wait_caught_up, wait_for_state, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -189,7 +189,7 @@ fn old_primary_writes_go_to_quarantine() -> anyhow::Result<()> {
 }
 
 #[test]
-fn update_primary_rejects_other_replication_set() -> anyhow::Result<()> {
+fn update_primary_rejects_other_set() -> anyhow::Result<()> {
     let set = ReplicaSet::start(1)?;
     let other = Server::start()?;
     let other_keys = other.init_and_unseal()?;
@@ -205,5 +205,21 @@ fn update_primary_rejects_other_replication_set() -> anyhow::Result<()> {
     // The secondary still follows its own primary.
     let status = performance_status(&secondary.server)?;
     assert_eq!(status["state"], "stream-wals", "{status}");
+
+    // recover closes the session and opens a new one, which the primary sees as a new session.
+    let sessions = || {
+        set.primary
+            .log()
+            .matches("replication session started")
+            .count()
+    };
+    let before = sessions();
+    secondary
+        .server
+        .api(&secondary.root_token)?
+        .post("sys/replication/recover", &json!({}))?
+        .expect_status(204)?;
+    wait_until(CONVERGE_TIMEOUT, || Ok(sessions() > before))?;
+    wait_for_state(&secondary.server, "stream-wals", CONVERGE_TIMEOUT)?;
     Ok(())
 }
