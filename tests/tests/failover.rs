@@ -66,18 +66,18 @@ fn failover_drill_keeps_data_everywhere() -> anyhow::Result<()> {
     assert_eq!(status["final_position"], demoted["final_position"]);
 
     // A write sent to the demoted P is rejected and never applied there.
-    let refused = set.primary.api(&p_root)?.post(
+    let rejected_write = set.primary.api(&p_root)?.post(
         "secret/data/after-demote",
         &json!({"data": {"marker": "after-demote"}}),
     )?;
-    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(rejected_write.status, 400, "{:?}", rejected_write.body);
     assert!(
-        refused
+        rejected_write
             .errors()
             .join(" ")
             .contains("does not accept writes"),
         "{:?}",
-        refused.errors()
+        rejected_write.errors()
     );
     assert_eq!(read_marker(&set.primary, &p_root, "after-demote")?, None);
 
@@ -206,7 +206,7 @@ fn update_primary_rejects_other_set() -> anyhow::Result<()> {
     let status = performance_status(&secondary.server)?;
     assert_eq!(status["state"], "stream-wals", "{status}");
 
-    // recover closes the session and opens a new one, which the primary sees as a new session.
+    // recover closes the session and opens a new one, which the primary logs as a new session.
     let sessions = || {
         set.primary
             .log()

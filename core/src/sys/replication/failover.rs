@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::Core;
@@ -24,6 +25,7 @@ use crate::replication::secondary::UNSYNCED_HASH;
 use crate::replication::wal::Wal;
 use crate::request::{Logical, Request, Response};
 use crate::storage::{Partition, Transaction};
+use crate::time::Timestamp;
 
 use super::enable::{addresses, generate, start_epoch};
 use super::state::{self, PRIMARY_KEY, REGISTRY_KEY, SECONDARY_STATE_KEY};
@@ -235,11 +237,15 @@ pub(super) fn disable_secondary(
 /// Rebuilds the Merkle index from the shared partition.
 pub(super) fn reindex(
     _core: &Core,
-    _ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     _request: &Request,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     let root = Merkle::reindex(txn)?;
+    let mut record = IndexChecks::load(txn)?;
+    record.last_reindex = Some(ctx.now);
+    record.corrupted = false;
+    record.save(txn)?;
     tracing::info!(root = %hex::encode(root), "rebuilt the Merkle index");
     let mut data = Map::new();
     data.insert("merkle_root".into(), json!(merkle_root_prefix(&root)));
@@ -249,12 +255,16 @@ pub(super) fn reindex(
 /// Compares the stored Merkle index with one rebuilt from the data.
 pub(super) fn merkle_check(
     _core: &Core,
-    _ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     _request: &Request,
     txn: &mut dyn Transaction,
 ) -> Result<Response, Error> {
     let check = Merkle::check(txn)?;
     let corrupted = check.is_corrupted();
+    let mut record = IndexChecks::load(txn)?;
+    record.last_check = Some(ctx.now);
+    record.corrupted = corrupted;
+    record.save(txn)?;
     if corrupted {
         tracing::warn!(
             stored = %hex::encode(check.stored_root),
@@ -366,6 +376,41 @@ pub(super) fn read_quarantine(
     data.insert("complete".into(), json!(quarantine.complete));
     data.insert("writes".into(), Value::Array(writes));
     Ok(Response::data(data))
+}
+
+/// Meta key of the times of the last reindex and Merkle check.
+const INDEX_CHECKS_KEY: &str = "replication/index-checks";
+
+/// The last reindex and Merkle check of this node, for status. Kept in the meta partition, so
+/// each node has its own.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct IndexChecks {
+    /// When `sys/replication/reindex` last ran.
+    pub(super) last_reindex: Option<Timestamp>,
+    /// When `sys/replication/merkle-check` last ran.
+    pub(super) last_check: Option<Timestamp>,
+    /// Whether the last check found the index out of step with the data.
+    pub(super) corrupted: bool,
+}
+
+impl IndexChecks {
+    /// Reads the record, or the default before the first reindex or check.
+    pub(super) fn load(txn: &dyn Transaction) -> Result<IndexChecks, Error> {
+        match txn.get(Partition::Meta, INDEX_CHECKS_KEY)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes).map_err(|error| {
+                Error::internal(format!("invalid {INDEX_CHECKS_KEY} record: {error}"))
+            })?),
+            None => Ok(IndexChecks::default()),
+        }
+    }
+
+    fn save(&self, txn: &mut dyn Transaction) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(self).map_err(|error| {
+            Error::internal(format!("cannot encode {INDEX_CHECKS_KEY}: {error}"))
+        })?;
+        txn.put(Partition::Meta, INDEX_CHECKS_KEY, &bytes)?;
+        Ok(())
+    }
 }
 
 /// Formats a position as status and responses show it: epoch number and cluster, index and

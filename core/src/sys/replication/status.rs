@@ -22,6 +22,7 @@ use crate::replication::wal::Wal;
 use crate::request::Response;
 use crate::storage::Transaction;
 
+use super::failover::IndexChecks;
 use super::state::{self, PrimaryIdentity};
 
 /// Hex digits of the Merkle root that status shows.
@@ -70,6 +71,31 @@ fn disabled() -> Map<String, Value> {
 }
 
 fn performance_status(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    txn: &mut dyn Transaction,
+) -> Result<Map<String, Value>, Error> {
+    let mut fields = role_fields(core, ctx, txn)?;
+    if fields.get("mode") != Some(&json!("disabled")) {
+        add_index_checks(&mut fields, &IndexChecks::load(txn)?);
+    }
+    Ok(fields)
+}
+
+/// Replaces the defaults of `last_reindex_epoch`, `last_corruption_check_epoch` and
+/// `corrupted_merkle_tree` with what the last reindex and Merkle check recorded.
+fn add_index_checks(fields: &mut Map<String, Value>, checks: &IndexChecks) {
+    if let Some(at) = checks.last_reindex {
+        fields.insert("last_reindex_epoch".into(), json!(at.as_secs().to_string()));
+    }
+    if let Some(at) = checks.last_check {
+        let seconds = at.as_secs().to_string();
+        fields.insert("last_corruption_check_epoch".into(), json!(seconds));
+    }
+    fields.insert("corrupted_merkle_tree".into(), json!(checks.corrupted));
+}
+
+fn role_fields(
     core: &Core,
     ctx: &mut Ctx<'_>,
     txn: &mut dyn Transaction,

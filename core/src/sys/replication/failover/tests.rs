@@ -247,6 +247,14 @@ fn merkle_check_finds_and_reindex_repairs() {
     assert_eq!(shown, json!(super::merkle_root_prefix(&root)));
     let repaired = post(&mut node, "sys/replication/merkle-check", json!({}));
     assert_eq!(repaired.data.unwrap()["corrupted_merkle_tree"], false);
+
+    // Status shows when both last ran, once replication is enabled.
+    enable(&mut node);
+    let shown = status(&mut node);
+    let seconds = json!(node.now.as_secs().to_string());
+    assert_eq!(shown["last_reindex_epoch"], seconds);
+    assert_eq!(shown["last_corruption_check_epoch"], seconds);
+    assert_eq!(shown["corrupted_merkle_tree"], false);
 }
 
 #[test]
