@@ -9,12 +9,18 @@
 //! [`Outcome::Forward`] on either path. The node forwards it to the primary through its
 //! [`Forwarder`], waits until it has applied the primary's write, and then runs the local
 //! post-processing (response wrapping) in [`Core::finish`] on its writer.
+//!
+//! Every response passes through [`Node::post_process`] before it is sent, whether the core or
+//! an interceptor produced it, and a response that the primary returns for a forwarded request
+//! passes through it too. It does the work that belongs to the node the client talks to,
+//! which is now the audit response entry.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
+use coffer_core::audit::AuditRun;
 use coffer_core::error::Error;
 use coffer_core::forwarding::{ForwardedAnswer, ForwardedRequest, ForwardedResult, IndexKey};
 use coffer_core::replication::position::Position;
@@ -25,6 +31,7 @@ use coffer_core::{Core, Ctx, Outcome, ids};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use super::audit::{self, AuditFiles};
 use super::environment::Environment;
 use super::writer::{CommitFeed, Work, Writer, WriterLimits, Written};
 
@@ -76,6 +83,7 @@ pub struct Node<S, E> {
     interceptor: OnceLock<Arc<dyn Interceptor>>,
     forwarder: RwLock<Option<Arc<dyn Forwarder>>>,
     wal_wait: RwLock<Duration>,
+    audit: AuditFiles,
 }
 
 impl<S, E> Node<S, E>
@@ -107,6 +115,7 @@ where
             interceptor: OnceLock::new(),
             forwarder: RwLock::new(None),
             wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
+            audit: AuditFiles::new(),
         })
     }
 
@@ -129,6 +138,7 @@ where
             interceptor: OnceLock::new(),
             forwarder: RwLock::new(None),
             wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
+            audit: AuditFiles::new(),
         }
     }
 
@@ -196,26 +206,25 @@ where
             request.id = ids::uuid(&mut rng);
         }
         let request_id = request.id.clone();
-        if let Some(interceptor) = self.interceptor.get() {
-            if let Some(answer) = interceptor.intercept(&request) {
-                let result = answer.await;
-                return Executed {
-                    request_id,
-                    result,
-                    index: None,
-                };
-            }
-        }
-        if let Some(header) = request.index.clone() {
-            if let Err(error) = self.wait_for_index(&header).await {
+        let audit = match self.audit_request(&request, &mut rng) {
+            Ok(audit) => audit,
+            Err(error) => {
                 return Executed {
                     request_id,
                     result: Err(error),
                     index: None,
                 };
             }
-        }
-        let (result, position) = self.run_in_core(request).await;
+        };
+        let intercepted = self
+            .interceptor
+            .get()
+            .and_then(|interceptor| interceptor.intercept(&request));
+        let (result, position) = match intercepted {
+            Some(answer) => (answer.await, None),
+            None => self.run_indexed(request.clone()).await,
+        };
+        let result = self.post_process(&request, audit.as_ref(), result);
         let index = match (&result, position) {
             (Ok(_), Some(position)) => self.index_header(&position),
             _ => None,
@@ -225,6 +234,54 @@ where
             result,
             index,
         }
+    }
+
+    /// Finishes a response on this node, after it exists and before it is sent: writes the
+    /// audit response entry (and fails the request with 500 when no device records it).
+    /// `audit` is what [`Core::audit_begin`] returned before the request ran.
+    ///
+    /// Response wrapping runs earlier, in [`Core::finish`]: inside the handler's transaction
+    /// for a local request, and on this node's writer for a response forwarded from the
+    /// primary, so the wrapping token is always local and is audited here as part of the
+    /// response.
+    pub fn post_process(
+        &self,
+        request: &Request,
+        audit: Option<&AuditRun>,
+        result: Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        if let Some(run) = audit {
+            let lines = run.response_lines(self.environment.now(), request, &result);
+            self.audit.write(&self.core, &lines)?;
+        }
+        result
+    }
+
+    /// Opens the audit files, then writes the request entry before the request runs. Fails
+    /// when the entry cannot be recorded, so the request is refused without running.
+    fn audit_request(
+        &self,
+        request: &Request,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Option<AuditRun>, Error> {
+        let mut ctx = Ctx::new(self.environment.now(), rng);
+        let (run, may_enable) = self.storage.read(|txn| {
+            let devices = self.core.audit_devices(txn)?;
+            self.audit.sync(&self.core, &devices);
+            let mut snapshot = ReadOnly(txn);
+            let may_enable = audit::is_file_enable(request)
+                && self.core.may_run(&mut ctx, request, &mut snapshot)?;
+            let run = self.core.audit_begin(&mut ctx, request, &mut snapshot)?;
+            Ok::<_, Error>((run, may_enable))
+        })??;
+        if may_enable {
+            audit::check_enable(request)?;
+        }
+        if let Some(run) = &run {
+            let lines = run.request_lines(ctx.now, request);
+            self.audit.write(&self.core, &lines)?;
+        }
+        Ok(run)
     }
 
     /// Runs one request in the core, past the interceptor: on a read snapshot first, then on
@@ -251,6 +308,16 @@ where
             result: ForwardedResult::from_result(&written.result),
             position: written.result.is_ok().then_some(written.position).flatten(),
         }
+    }
+
+    /// Waits for the state the request's `X-Vault-Index` names, if any, then runs it in the core.
+    async fn run_indexed(&self, request: Request) -> (Result<Response, Error>, Option<Position>) {
+        if let Some(header) = &request.index {
+            if let Err(error) = self.wait_for_index(header).await {
+                return (Err(error), None);
+            }
+        }
+        self.run_in_core(request).await
     }
 
     async fn run_in_core(&self, request: Request) -> (Result<Response, Error>, Option<Position>) {
@@ -381,9 +448,20 @@ where
         };
         match receiver.await {
             Ok(written) => written,
-            Err(_) => failed(Error::internal(
-                "the storage writer stopped before it returned a result for the request",
-            )),
+            Err(_) => failed(writer_stopped()),
+        }
+    }
+
+    /// Has the writer revoke the leases that have ended, and returns how many it revoked.
+    pub async fn expire_leases(&self) -> Result<u64, Error> {
+        let receiver = self.writer.submit_lease_expiry()?;
+        let response = match receiver.await {
+            Ok(written) => written.result?,
+            Err(_) => return Err(writer_stopped()),
+        };
+        match response {
+            Response::Raw { body, .. } => Ok(body.as_u64().unwrap_or_default()),
+            _ => Ok(0),
         }
     }
 
@@ -412,6 +490,10 @@ fn add_stale_warning(response: &mut Response, position: &Position) {
             position.index
         ));
     }
+}
+
+fn writer_stopped() -> Error {
+    Error::internal("the storage writer stopped before it returned a result for the request")
 }
 
 #[cfg(test)]

@@ -165,6 +165,8 @@ pub enum Work {
         /// The primary's response.
         response: Response,
     },
+    /// Revoke the leases that have ended, as [`Core::handle_timeout`] does.
+    ExpireLeases,
 }
 
 struct Job {
@@ -263,6 +265,12 @@ impl Writer {
         self.submit_work(Work::Request(request))
     }
 
+    /// Queues a revocation of the leases that have ended by the time the writer runs it. The
+    /// result is a [`Response::Raw`] whose body is the number of leases revoked.
+    pub fn submit_lease_expiry(&self) -> Result<oneshot::Receiver<Written>, Error> {
+        self.submit_work(Work::ExpireLeases)
+    }
+
     /// Queues any kind of work, as [`Writer::submit`] does.
     pub fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<Written>, Error> {
         let (reply, receiver) = oneshot::channel();
@@ -346,12 +354,12 @@ fn run<S: Storage, E: Environment>(
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
-        let mut bytes = work_size(&first.work);
+        let mut bytes = first.work.size();
         let mut batch = vec![first];
         while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
                 Ok(job) => {
-                    bytes += work_size(&job.work);
+                    bytes += job.work.size();
                     batch.push(job);
                 }
                 Err(_) => break,
@@ -361,12 +369,17 @@ fn run<S: Storage, E: Environment>(
     }
 }
 
-/// Estimates the bytes a job writes. A forwarded request counts its path and JSON data, and
-/// the post-processing of a forwarded response counts its client request, as a request does.
-fn work_size(work: &Work) -> usize {
-    match work {
-        Work::Request(request) | Work::Finish { request, .. } => request_size(request),
-        Work::Forwarded { request, .. } => request.path.len() + request.data_json.len(),
+impl Work {
+    /// Estimates the bytes this job writes, for the batch cap. A forwarded request counts its
+    /// path and JSON data, and the post-processing of a forwarded response counts its client
+    /// request. Lease expiry counts as nothing, because [`Core::handle_timeout`] bounds its own
+    /// writes.
+    fn size(&self) -> usize {
+        match self {
+            Work::Request(request) | Work::Finish { request, .. } => request_size(request),
+            Work::Forwarded { request, .. } => request.path.len() + request.data_json.len(),
+            Work::ExpireLeases => 0,
+        }
     }
 }
 
@@ -469,6 +482,7 @@ fn run_job<E: Environment>(
     let mut ctx = Ctx::new(environment.now(), &mut rng);
     match work {
         Work::Request(request) => run_one(core, &mut ctx, request, txn, changed),
+        Work::ExpireLeases => Ok((expire_leases(core, &mut ctx, txn, changed)?, None)),
         Work::Forwarded {
             secondary_id,
             request,
@@ -509,6 +523,25 @@ fn run_job<E: Environment>(
                 None,
             ))
         }
+    }
+}
+
+/// Revokes the leases that ended by `ctx.now`, keeping the writes only on success.
+fn expire_leases(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    let mut overlay = Overlay::new(txn);
+    let result = core.handle_timeout(ctx, &mut overlay);
+    let writes = overlay.into_writes();
+    match result {
+        Ok(revoked) => {
+            apply(txn, &writes, changed)?;
+            Ok(Ok(Response::raw(serde_json::Value::from(revoked))))
+        }
+        Err(error) => Ok(Err(unexpected_read_only(core, error))),
     }
 }
 
