@@ -184,7 +184,8 @@ impl Core {
     /// `StorageError::ReadOnly` for [`Partition::Shared`], which [`Core::is_forward`] recognises: only
     /// the primary writes replicated data, so the caller forwards the request there. The
     /// handler's own treatment of the error does not matter, because the guard remembers the
-    /// attempt.
+    /// attempt. On a demoted primary, which has no primary to forward to, the same write fails
+    /// with 400.
     pub fn dispatch(
         &self,
         ctx: &mut Ctx<'_>,
@@ -192,11 +193,18 @@ impl Core {
         caller: Option<&Caller>,
         txn: &mut dyn Transaction,
     ) -> Result<Response, Error> {
-        if self.secondary_primary_addr().is_none() {
+        let Some(primary) = self.secondary_primary_addr() else {
             return self.dispatch_unguarded(ctx, request, caller, txn);
-        }
+        };
         let mut guarded = Guarded::new(txn, &[Partition::Shared]);
         let result = self.dispatch_unguarded(ctx, request, caller, &mut guarded);
+        if guarded.refused() && primary.is_empty() {
+            return Err(Error::bad_request(
+                "this cluster is a demoted performance primary with no primary to forward to, \
+                 so it does not accept writes to replicated data; promote it, or point it at \
+                 the new primary with update-primary",
+            ));
+        }
         if guarded.refused() {
             return Err(Error::Storage(StorageError::ReadOnly {
                 partition: Partition::Shared,
