@@ -61,6 +61,11 @@ const UNFORWARDABLE_PREFIXES: &[(&str, &str)] = &[
         "auth/token",
         "tokens are issued by the cluster the client talks to",
     ),
+    (
+        "sys/audit",
+        "an audit device writes files on each cluster; enable a shared device on the primary, \
+         or a local one on this cluster with local=true",
+    ),
 ];
 
 /// The stored answer of one forwarded request.

@@ -248,6 +248,7 @@ fn executor_refuses_control_paths() {
         "auth/token/create",
         "auth/userpass/login/alice",
         "auth/approle/login",
+        "sys/audit/file",
     ];
     for path in paths {
         let request = forwarded("r1", Operation::Update, path, json!({}));
