@@ -345,16 +345,15 @@ where
         caller: Option<Caller>,
     ) -> (Result<Response, Error>, Option<Position>) {
         let Some(caller) = caller else {
-            return (
-                Err(Error::api(
-                    403,
-                    format!(
-                        "{} writes replicated data, which a performance secondary forwards to                          the primary only for an authenticated client; send a client token",
-                        request.path
-                    ),
-                )),
-                None,
+            // Logins and other requests without a token are never forwarded, because the
+            // primary runs a forward only as an authenticated caller.
+            let primary = self.core.secondary_primary_addr().unwrap_or_default();
+            let message = format!(
+                "{} writes replicated data, and a performance secondary forwards only requests \
+                 with a client token; send this request to the primary at {primary}",
+                request.path
             );
+            return (Err(Error::bad_request(message)), None);
         };
         let forwarder = self
             .forwarder
