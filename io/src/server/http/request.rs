@@ -48,18 +48,33 @@ pub fn map_request(
     })
 }
 
-/// Decodes the URL path, checks the `/v1/` prefix and collapses repeated slashes.
-fn logical_path(raw_path: &str) -> Result<String, MapError> {
-    let decoded = percent_encoding::percent_decode_str(raw_path)
-        .decode_utf8()
-        .map_err(|_| (400, format!("invalid URL path {raw_path:?}: not UTF-8")))?;
-    let mut collapsed = String::with_capacity(decoded.len());
-    for c in decoded.chars() {
+/// Returns the URL path as the request log shows it: decoded and with repeated slashes
+/// collapsed as [`map_request`] routes it, then with a token in the path replaced by
+/// `<redacted>`. Redacting the raw path instead would miss `auth//token/lookup/<token>` and
+/// `auth/token/lookup%2F<token>`, which route to the same endpoint.
+pub fn log_path(raw_path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+    let collapsed = collapse_slashes(&decoded);
+    coffer_core::token::redact_path(&collapsed).into_owned()
+}
+
+fn collapse_slashes(path: &str) -> String {
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
         if c == '/' && collapsed.ends_with('/') {
             continue;
         }
         collapsed.push(c);
     }
+    collapsed
+}
+
+/// Decodes the URL path, checks the `/v1/` prefix and collapses repeated slashes.
+fn logical_path(raw_path: &str) -> Result<String, MapError> {
+    let decoded = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| (400, format!("invalid URL path {raw_path:?}: not UTF-8")))?;
+    let collapsed = collapse_slashes(&decoded);
     let Some(rest) = collapsed.strip_prefix("/v1/") else {
         return Err((404, String::new()));
     };

@@ -18,7 +18,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::request::map_request;
+use super::request::{log_path, map_request};
 use super::response::{render_errors, render_result};
 use crate::server::environment::Environment;
 use crate::server::net::{Listener, Stream};
@@ -198,7 +198,7 @@ where
     let started = Instant::now();
     let method = request.method().clone();
     // Old token endpoints carry the token in the path (`auth/token/lookup/<token>`).
-    let path = coffer_core::token::redact_path(request.uri().path()).into_owned();
+    let path = log_path(request.uri().path());
     let respond = respond(node, request, peer, limits);
     let mut response = match tokio::time::timeout(limits.request_timeout, respond).await {
         Ok(response) => response,
@@ -582,8 +582,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn request_log_omits_token_and_body() {
+    /// Runs `send` against a test server while capturing every log line at TRACE level.
+    fn capture_log<F>(send: F) -> String
+    where
+        F: AsyncFnOnce(&mut hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    {
         let buffer = LogBuffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -603,32 +606,61 @@ mod tests {
                         .await
                         .unwrap();
                 tokio::spawn(connection);
-                let request = http::Request::builder()
-                    .method(Method::POST)
-                    .uri("/v1/secret/foo?q=1")
-                    .header(http::header::HOST, "127.0.0.1")
-                    .header("X-Vault-Token", "hvs.known-token-value")
-                    .body(Full::new(Bytes::from(
-                        r#"{"password": "known-body-value"}"#,
-                    )))
-                    .unwrap();
-                sender.send_request(request).await.unwrap();
-                let lookup = http::Request::builder()
-                    .method(Method::GET)
-                    .uri("/v1/auth/token/lookup/hvs.token-in-the-path")
-                    .header(http::header::HOST, "127.0.0.1")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                sender.send_request(lookup).await.unwrap();
+                send(&mut sender).await;
                 server.stop().await;
             });
         });
-        let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn get(uri: &str) -> http::Request<Full<Bytes>> {
+        http::Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(http::header::HOST, "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[test]
+    fn request_log_omits_token_and_body() {
+        let log = capture_log(async |sender| {
+            let request = http::Request::builder()
+                .method(Method::POST)
+                .uri("/v1/secret/foo?q=1")
+                .header(http::header::HOST, "127.0.0.1")
+                .header("X-Vault-Token", "hvs.known-token-value")
+                .body(Full::new(Bytes::from(
+                    r#"{"password": "known-body-value"}"#,
+                )))
+                .unwrap();
+            sender.send_request(request).await.unwrap();
+            let lookup = get("/v1/auth/token/lookup/hvs.token-in-the-path");
+            sender.send_request(lookup).await.unwrap();
+        });
         assert!(log.contains("/v1/secret/foo"), "{log}");
         assert!(log.contains("/v1/auth/token/lookup/<redacted>"), "{log}");
         assert!(!log.contains("token-in-the-path"), "{log}");
         assert!(!log.contains("known-token-value"), "{log}");
         assert!(!log.contains("known-body-value"), "{log}");
         assert!(!log.contains("q=1"), "{log}");
+    }
+
+    #[test]
+    fn request_log_redacts_unnormalised_token_paths() {
+        let uris = [
+            "/v1/auth//token/lookup/hvs.double-slash-token",
+            "/v1/auth/token/lookup%2Fhvs.encoded-slash-token",
+            "/v1/auth/token/lookup%2fhvs.lower-hex-token",
+        ];
+        let log = capture_log(async |sender| {
+            for uri in uris {
+                sender.send_request(get(uri)).await.unwrap();
+            }
+        });
+        assert!(log.contains("/v1/auth/token/lookup/<redacted>"), "{log}");
+        assert!(!log.contains("double-slash-token"), "{log}");
+        assert!(!log.contains("encoded-slash-token"), "{log}");
+        assert!(!log.contains("lower-hex-token"), "{log}");
     }
 }
