@@ -32,6 +32,47 @@ pub(crate) fn evaluate<'a>(
         .effective()
 }
 
+/// Reports whether `policies` grant any capability on `mount_path` or on some path under it, as
+/// Vault decides which mounts `sys/internal/ui/mounts` shows a token. A rule that denies grants
+/// nothing.
+pub(crate) fn grants_under<'a>(
+    policies: impl IntoIterator<Item = &'a Policy> + Clone,
+    mount_path: &str,
+) -> bool {
+    let on_mount = evaluate(policies.clone(), mount_path);
+    if !on_mount.is_empty() && !on_mount.contains(Capabilities::DENY) {
+        return true;
+    }
+    policies
+        .into_iter()
+        .flat_map(|policy| policy.rules.iter())
+        .filter(|(_, capabilities)| {
+            !capabilities.is_empty() && !capabilities.contains(Capabilities::DENY)
+        })
+        .any(|(pattern, _)| reaches_under(pattern, mount_path))
+}
+
+/// Reports whether `pattern` can match a path under `mount_path`: each segment of the mount
+/// path equals the pattern's segment, is matched by a `+` segment, or starts with the prefix of
+/// a trailing `*`.
+fn reaches_under(pattern: &str, mount_path: &str) -> bool {
+    let pattern_segments: Vec<&str> = pattern.split('/').collect();
+    let mount_segments = mount_path.trim_end_matches('/').split('/');
+    for (index, mount_segment) in mount_segments.enumerate() {
+        let Some(segment) = pattern_segments.get(index) else {
+            return false;
+        };
+        let is_last = index == pattern_segments.len() - 1;
+        if is_last && segment.ends_with('*') {
+            return mount_segment.starts_with(segment.trim_end_matches('*'));
+        }
+        if *segment != "+" && segment != &mount_segment {
+            return false;
+        }
+    }
+    pattern_segments.len() > mount_path.trim_end_matches('/').split('/').count()
+}
+
 fn union_for<'a>(
     policies: impl IntoIterator<Item = &'a Policy>,
     selects: impl Fn(&str) -> bool,
