@@ -12,26 +12,11 @@ use crate::replication::position::{Epoch, Position};
 use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
 use crate::replication::shipper::LogShipper;
-use crate::replication::testing::{CLUSTER, Cluster, Faults, copy_storage, delete, put};
+use crate::replication::testing::{
+    CLUSTER, Cluster, Faults, copy_storage, delete, feed, put, small_config, write_numbered,
+};
 use crate::replication::wal::{Entry, Op, Wal};
 use crate::storage::{MemStorage, Partition, Storage};
-
-fn small_config() -> ReplicationConfig {
-    ReplicationConfig {
-        max_frame_payload: 512,
-        fetch_batch_keys: 8,
-        ..ReplicationConfig::default()
-    }
-}
-
-fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
-    for number in range {
-        cluster.write(vec![put(
-            &format!("logical/k{number}"),
-            &format!("v{number}"),
-        )]);
-    }
-}
 
 #[test]
 fn secondary_bootstraps_and_streams() {
@@ -216,19 +201,6 @@ fn streaming_secondary(storage: &MemStorage, position: &Position) -> Secondary {
     drain(&mut secondary);
     assert_eq!(secondary.state(), SecondaryState::StreamWals);
     secondary
-}
-
-fn feed(secondary: &mut Secondary, storage: &MemStorage, message: &Message) {
-    let limits = FrameLimits {
-        max_frame_payload: 512,
-        max_message_size: 1 << 20,
-    };
-    for frame in encode_message(message, limits).unwrap() {
-        let now = Timestamp::from_secs(2);
-        storage
-            .write(|txn| secondary.handle_bytes(now, &frame, txn))
-            .unwrap();
-    }
 }
 
 fn drain(secondary: &mut Secondary) -> (Vec<Message>, Vec<SecondaryEvent>) {
@@ -783,6 +755,29 @@ fn large_values_sync_in_bounded_messages() {
         pages.unwrap_or(0) >= 2,
         "page hashes were not split: {pages:?}"
     );
+}
+
+#[test]
+fn oversized_entry_falls_back_to_sync() {
+    let config = ReplicationConfig {
+        max_message_size: 32 * 1024,
+        ..small_config()
+    };
+    let mut cluster = Cluster::new(config, 1, 17);
+    cluster.start();
+    assert!(cluster.drive());
+    // One entry of two 20,000-byte values cannot travel in a 32 KiB message.
+    let value = "v".repeat(20_000);
+    cluster.write(vec![
+        put("logical/big-a", &value),
+        put("logical/big-b", &value),
+    ]);
+    assert!(cluster.drive());
+    write_numbered(&mut cluster, 0..5);
+    assert!(cluster.drive());
+    let states = &cluster.secondaries[0].states;
+    assert!(states.contains(&SecondaryState::MerkleSync));
+    assert_eq!(states.last(), Some(&SecondaryState::StreamWals));
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub struct WriterLimits {
     pub queue_length: usize,
     /// Maximum number of requests committed together in one transaction.
     pub batch_size: usize,
+    /// Request bytes after which a batch takes no more requests. It keeps one WAL entry, which
+    /// replicates as one message, well below the message size limit.
+    pub batch_bytes: usize,
     /// Newest WAL entries kept on disk; each commit trims the older ones.
     pub wal_retain: u64,
     /// Maximum number of entries the log shipper keeps in memory.
@@ -63,6 +66,7 @@ impl Default for WriterLimits {
         WriterLimits {
             queue_length: 1024,
             batch_size: 128,
+            batch_bytes: 8 << 20,
             wal_retain: replication.wal_retain,
             logshipper_buffer_length: replication.logshipper_buffer_length,
             logshipper_buffer_size: replication.logshipper_buffer_size,
@@ -128,8 +132,16 @@ impl CommitFeed {
 pub type WriteResult = Result<Response, Error>;
 
 struct Job {
-    request: Request,
+    work: Work,
     reply: oneshot::Sender<WriteResult>,
+}
+
+/// The work of one queued job.
+enum Work {
+    /// Run a client request.
+    Request(Request),
+    /// Revoke the leases that have ended, as [`Core::handle_timeout`] does.
+    ExpireLeases,
 }
 
 /// Commits one batch on the calling thread.
@@ -158,6 +170,7 @@ impl Writer {
     {
         let (sender, receiver) = mpsc::sync_channel(limits.queue_length.max(1));
         let batch_size = limits.batch_size.max(1);
+        let batch_bytes = limits.batch_bytes;
         let wal = Wal::new(limits.wal_retain);
         let feed = CommitFeed::from_limits(&limits);
         let committer = Committer {
@@ -169,7 +182,7 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("coffer-writer".into())
-            .spawn(move || run(&committer, &receiver, batch_size))?;
+            .spawn(move || run(&committer, &receiver, batch_size, batch_bytes))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
@@ -219,6 +232,16 @@ impl Writer {
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
     /// is full or the writer has stopped.
     pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
+        self.submit_work(Work::Request(request))
+    }
+
+    /// Queues a revocation of the leases that have ended by the time the writer runs it. The
+    /// result is a [`Response::Raw`] whose body is the number of leases revoked.
+    pub fn submit_lease_expiry(&self) -> Result<oneshot::Receiver<WriteResult>, Error> {
+        self.submit_work(Work::ExpireLeases)
+    }
+
+    fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<WriteResult>, Error> {
         let (reply, receiver) = oneshot::channel();
         let inline = self
             .inline
@@ -226,14 +249,14 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(commit) = inline {
-            commit(vec![Job { request, reply }]);
+            commit(vec![Job { work, reply }]);
             return Ok(receiver);
         }
         let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = guard.as_ref() else {
             return Err(Error::api(503, "the server is shutting down"));
         };
-        match sender.try_send(Job { request, reply }) {
+        match sender.try_send(Job { work, reply }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(Error::api(
                 503,
@@ -295,19 +318,57 @@ fn run<S: Storage, E: Environment>(
     committer: &Committer<S, E>,
     receiver: &Receiver<Job>,
     batch_size: usize,
+    batch_bytes: usize,
 ) {
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
+        let mut bytes = first.work.size();
         let mut batch = vec![first];
-        while batch.len() < batch_size {
+        while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    bytes += job.work.size();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         committer.commit_batch(batch);
     }
+}
+
+impl Work {
+    /// Estimates the bytes this job writes, for the batch cap. Lease expiry counts as nothing,
+    /// because [`Core::handle_timeout`] bounds its own writes.
+    fn size(&self) -> usize {
+        match self {
+            Work::Request(request) => request_size(request),
+            Work::ExpireLeases => 0,
+        }
+    }
+}
+
+/// Estimates the bytes a request writes: its path and the lengths of the keys and strings in
+/// its data. Structure and numbers count a few bytes each.
+fn request_size(request: &Request) -> usize {
+    fn value_size(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::String(text) => text.len(),
+            serde_json::Value::Array(items) => items.iter().map(|item| 1 + value_size(item)).sum(),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(key, item)| key.len() + value_size(item))
+                .sum(),
+            _ => 8,
+        }
+    }
+    let data: usize = request
+        .data
+        .iter()
+        .map(|(key, value)| key.len() + value_size(value))
+        .sum();
+    request.path.len() + data
 }
 
 impl<S: Storage, E: Environment> Committer<S, E> {
@@ -318,7 +379,7 @@ impl<S: Storage, E: Environment> Committer<S, E> {
             let mut changed = BTreeSet::new();
             let mut results = Vec::with_capacity(batch.len());
             for job in &batch {
-                results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
+                results.push(run_job(core, environment, &job.work, txn, &mut changed)?);
             }
             // The whole batch becomes one WAL entry, written with its Merkle updates in the
             // same transaction as the data.
@@ -359,6 +420,41 @@ impl<S: Storage, E: Environment> Committer<S, E> {
                 }
             }
         }
+    }
+}
+
+fn run_job<E: Environment>(
+    core: &Core,
+    environment: &E,
+    work: &Work,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    match work {
+        Work::Request(request) => run_one(core, environment, request, txn, changed),
+        Work::ExpireLeases => expire_leases(core, environment, txn, changed),
+    }
+}
+
+/// Revokes the leases that ended by the environment's `now`, keeping the writes only on
+/// success.
+fn expire_leases<E: Environment>(
+    core: &Core,
+    environment: &E,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
+    let mut ctx = Ctx::new(environment.now(), &mut rng);
+    let mut overlay = Overlay::new(txn);
+    let result = core.handle_timeout(&mut ctx, &mut overlay);
+    let writes = overlay.into_writes();
+    match result {
+        Ok(revoked) => {
+            apply(txn, &writes, changed)?;
+            Ok(Ok(Response::raw(serde_json::Value::from(revoked))))
+        }
+        Err(error) => Ok(Err(unexpected_read_only(error))),
     }
 }
 
@@ -576,6 +672,33 @@ mod tests {
         for receiver in queued {
             assert!(receiver.blocking_recv().is_ok());
         }
+        assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn batch_bytes_cap_one_commit() {
+        let limits = WriterLimits {
+            queue_length: 16,
+            batch_size: 16,
+            batch_bytes: 1000,
+            ..WriterLimits::default()
+        };
+        let harness = harness(MemStorage::new(), limits);
+        let first = occupy_writer(&harness);
+        let mut large = request();
+        large
+            .data
+            .insert("value".into(), serde_json::Value::String("x".repeat(600)));
+        let queued: Vec<_> = (0..4)
+            .map(|_| harness.writer.submit(large.clone()).unwrap())
+            .collect();
+        release_all(&harness);
+
+        assert!(first.blocking_recv().is_ok());
+        for receiver in queued {
+            assert!(receiver.blocking_recv().is_ok());
+        }
+        // Two requests of about 600 bytes pass the 1000-byte cap, so four take two commits.
         assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 3);
     }
 
