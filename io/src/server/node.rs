@@ -78,8 +78,14 @@ where
     }
 
     /// Starts a node whose writes commit on the submitting thread instead of a writer thread,
-    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`].
-    pub fn start_inline(core: Core, storage: S, environment: E) -> Node<S, E> {
+    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`]. Of `limits`,
+    /// only the WAL and log shipper bounds apply.
+    pub fn start_inline(
+        core: Core,
+        storage: S,
+        environment: E,
+        limits: WriterLimits,
+    ) -> Node<S, E> {
         let core = Arc::new(core);
         let storage = Arc::new(storage);
         let environment = Arc::new(environment);
@@ -87,6 +93,7 @@ where
             Arc::clone(&core),
             Arc::clone(&storage),
             Arc::clone(&environment),
+            limits,
         );
         Node {
             core,
