@@ -109,9 +109,19 @@ impl ApiClient {
         body: Option<&Value>,
     ) -> anyhow::Result<ApiResponse> {
         let exchange = self.exchange(method.clone(), path, body);
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .with_context(|| format!("{method} {path} on {} timed out", self.host))?
+            .with_context(|| format!("{method} {path} on {} timed out", self.host))
+            .and_then(|result| result);
+        match &result {
+            Ok(response) => {
+                tracing::info!(host = %self.host, %method, path, status = response.status, "response");
+            }
+            Err(error) => {
+                tracing::info!(host = %self.host, %method, path, error = %format!("{error:#}"), "request failed");
+            }
+        }
+        result
     }
 
     async fn exchange(

@@ -8,7 +8,7 @@
 //! after the step in which they were queued.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -31,6 +31,9 @@ use crate::trace::Trace;
 
 /// The cluster port of every simulated node.
 pub const CLUSTER_PORT: u16 = 8201;
+
+/// The maximum message latency of every link unless a fault raises it.
+pub const DEFAULT_MAX_LATENCY: Duration = Duration::from_millis(20);
 
 /// The host name of the primary.
 pub const PRIMARY: &str = "primary";
@@ -78,12 +81,22 @@ pub enum Action {
     Crash(String),
     /// Starts a crashed host's software again (a running one is restarted).
     Restart(String),
+    /// Sets the maximum message latency of the links between two hosts.
+    Latency {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// The new maximum latency.
+        max: Duration,
+    },
 }
 
 /// The scenario's handle on the simulation: the hosts, their storage and the action queue.
 #[derive(Clone)]
 pub struct Control {
     actions: Rc<RefCell<VecDeque<Action>>>,
+    crashed: Rc<RefCell<BTreeSet<String>>>,
     storages: Rc<BTreeMap<String, MemStorage>>,
     api_ca: Rc<Vec<u8>>,
     api_ca_file: Rc<String>,
@@ -123,16 +136,35 @@ impl Control {
         &self.api_ca_file
     }
 
+    /// Returns whether `host` was crashed and not restarted since.
+    pub fn is_crashed(&self, host: &str) -> bool {
+        self.crashed.borrow().contains(host)
+    }
+
     /// Crashes `host` and waits one step for the driver to apply it.
     pub async fn crash(&self, host: &str) {
         tracing::info!(host, "crash");
+        self.crashed.borrow_mut().insert(host.to_owned());
         self.queue(Action::Crash(host.to_owned())).await;
     }
 
     /// Restarts `host` and waits one step for the driver to apply it.
     pub async fn restart(&self, host: &str) {
         tracing::info!(host, "restart");
+        self.crashed.borrow_mut().remove(host);
         self.queue(Action::Restart(host.to_owned())).await;
+    }
+
+    /// Sets the maximum latency between `a` and `b` and waits one step for the driver to
+    /// apply it.
+    pub async fn set_latency(&self, a: &str, b: &str, max: Duration) {
+        tracing::info!(a, b, max_ms = max.as_millis() as u64, "link latency");
+        self.queue(Action::Latency {
+            a: a.to_owned(),
+            b: b.to_owned(),
+            max,
+        })
+        .await;
     }
 
     async fn queue(&self, action: Action) {
@@ -169,7 +201,7 @@ impl Harness {
             .simulation_duration(config.max_duration)
             .tick_duration(Duration::from_millis(5))
             .min_message_latency(Duration::from_millis(1))
-            .max_message_latency(Duration::from_millis(20))
+            .max_message_latency(DEFAULT_MAX_LATENCY)
             .tcp_capacity(4096)
             .build_with_rng(Box::new(ChaCha20Rng::seed_from_u64(config.seed)));
 
@@ -192,6 +224,7 @@ impl Harness {
         }
         let control = Control {
             actions: Rc::new(RefCell::new(VecDeque::new())),
+            crashed: Rc::new(RefCell::new(BTreeSet::new())),
             storages: Rc::new(storages),
             api_ca: Rc::new(certificate.cert_der),
             api_ca_file: Rc::new(cert_file),
@@ -254,12 +287,7 @@ impl Harness {
             "{error}\nseed {seed}; replay with: SIM_SEED={seed} cargo test -p sim --test {test}\n\
              last trace lines:\n{tail}",
             seed = self.config.seed,
-            test = std::thread::current()
-                .name()
-                .unwrap_or("TEST")
-                .split("::")
-                .next()
-                .unwrap_or("TEST"),
+            test = test_binary_name(),
         )
     }
 
@@ -269,6 +297,10 @@ impl Harness {
             match action {
                 Some(Action::Crash(host)) => self.sim.crash(host.as_str()),
                 Some(Action::Restart(host)) => self.sim.bounce(host.as_str()),
+                Some(Action::Latency { a, b, max }) => {
+                    self.sim
+                        .set_link_max_message_latency(a.as_str(), b.as_str(), max);
+                }
                 None => return,
             }
         }
@@ -323,4 +355,26 @@ replication {{
         drop(running);
         Ok(())
     }
+}
+
+/// Returns the name of the running test target: the test binary's file name without cargo's
+/// hash suffix.
+fn test_binary_name() -> String {
+    let binary = std::env::args().next().unwrap_or_default();
+    let file = std::path::Path::new(&binary)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("TARGET");
+    match file.rsplit_once('-') {
+        Some((name, _hash)) => name.to_owned(),
+        None => file.to_owned(),
+    }
+}
+
+/// Returns the seed a scenario runs with: `SIM_SEED` when set, otherwise `default`.
+pub fn seed_or(default: u64) -> u64 {
+    std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(default)
 }

@@ -8,11 +8,15 @@
 
 pub mod client;
 pub mod environment;
+pub mod faults;
 pub mod harness;
+pub mod invariants;
 pub mod network;
+pub mod oracle;
 pub mod pki;
+pub mod random;
 pub mod set;
 pub mod trace;
 
 pub use client::{ApiClient, ApiResponse};
-pub use harness::{Control, Harness, PRIMARY, SimConfig, secondary_host};
+pub use harness::{Control, Harness, PRIMARY, SimConfig, secondary_host, seed_or};

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use sim::set::{ReplicaSet, expect_ok, wait_converged};
-use sim::{Harness, PRIMARY, SimConfig};
+use sim::{Harness, PRIMARY, SimConfig, seed_or};
 
 #[test]
 fn partition_then_heal_converges() -> anyhow::Result<()> {
-    let mut harness = Harness::new(SimConfig::new(seed(), 2))?;
+    let mut harness = Harness::new(SimConfig::new(seed_or(1), 2))?;
     let control = harness.control();
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
@@ -50,11 +50,4 @@ fn partition_then_heal_converges() -> anyhow::Result<()> {
         Ok(())
     });
     harness.run()
-}
-
-fn seed() -> u64 {
-    std::env::var("SIM_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(1)
 }
