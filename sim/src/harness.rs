@@ -49,6 +49,9 @@ pub struct SimConfig {
     pub replication: String,
     /// The simulated time after which the run fails.
     pub max_duration: Duration,
+    /// Further nodes that start standalone, for scenarios that need a spare node to activate
+    /// or a second, unrelated primary.
+    pub extra_hosts: Vec<String>,
 }
 
 impl SimConfig {
@@ -59,7 +62,15 @@ impl SimConfig {
             secondaries,
             replication: "heartbeat_interval = \"1s\"\nheartbeat_timeout = \"4s\"".to_owned(),
             max_duration: Duration::from_secs(600),
+            extra_hosts: Vec::new(),
         }
+    }
+
+    /// Adds standalone nodes named `hosts`.
+    pub fn with_extra_hosts(mut self, hosts: &[&str]) -> SimConfig {
+        self.extra_hosts
+            .extend(hosts.iter().map(|host| (*host).to_owned()));
+        self
     }
 
     /// Replaces the `replication { ... }` block's body.
@@ -207,6 +218,7 @@ impl Harness {
 
         let mut hosts = vec![PRIMARY.to_owned()];
         hosts.extend((1..=config.secondaries).map(secondary_host));
+        hosts.extend(config.extra_hosts.iter().cloned());
         let mut storages = BTreeMap::new();
         for host in &hosts {
             let storage = MemStorage::new();

@@ -16,6 +16,7 @@ pub mod oracle;
 pub mod pki;
 pub mod random;
 pub mod set;
+pub mod snapshot;
 pub mod trace;
 
 pub use client::{ApiClient, ApiResponse};
