@@ -4,9 +4,12 @@ use coffer_core::storage::Partition;
 
 use crate::harness::Control;
 
+/// The committed keys and values of one partition, in key order.
+type PartitionDump = Vec<(String, Vec<u8>)>;
+
 /// Every committed key and value of one host, in every partition, in key order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeState(Vec<(Partition, Vec<(String, Vec<u8>)>)>);
+pub struct NodeState(Vec<(Partition, PartitionDump)>);
 
 impl NodeState {
     /// Takes the committed state of `host`.
