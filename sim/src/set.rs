@@ -27,6 +27,8 @@ pub struct ReplicaSet {
     pub root: String,
     /// Each secondary's root token, generated with the primary's keys.
     pub secondary_roots: BTreeMap<String, String>,
+    /// The activation token each secondary was activated with, used up since.
+    pub used_tokens: BTreeMap<String, String>,
 }
 
 impl ReplicaSet {
@@ -43,6 +45,7 @@ impl ReplicaSet {
             keys,
             root,
             secondary_roots: BTreeMap::new(),
+            used_tokens: BTreeMap::new(),
         };
         for host in control.secondaries() {
             set.activate(control, &host).await?;
@@ -61,6 +64,7 @@ impl ReplicaSet {
         wait_for_state(&secondary, "stream-wals", Duration::from_secs(60)).await?;
         let root = generate_root(&secondary, &self.keys).await?;
         self.secondary_roots.insert(host.to_owned(), root);
+        self.used_tokens.insert(host.to_owned(), token);
         Ok(())
     }
 
@@ -256,12 +260,22 @@ pub fn merkle_state(control: &Control, host: &str) -> anyhow::Result<(String, u6
 
 /// Waits until every secondary's Merkle root equals the primary's, and fails after `bound`.
 pub async fn wait_converged(control: &Control, bound: Duration) -> anyhow::Result<Duration> {
+    wait_hosts_converged(control, &control.secondaries(), bound).await
+}
+
+/// Waits until the Merkle root of each of `hosts` equals the primary's, and fails after
+/// `bound`. Returns how long it took.
+pub async fn wait_hosts_converged(
+    control: &Control,
+    hosts: &[String],
+    bound: Duration,
+) -> anyhow::Result<Duration> {
     let started = tokio::time::Instant::now();
     loop {
         let (primary, index) = merkle_state(control, PRIMARY)?;
         let mut behind = Vec::new();
-        for host in control.secondaries() {
-            let (root, head) = merkle_state(control, &host)?;
+        for host in hosts {
+            let (root, head) = merkle_state(control, host)?;
             if root != primary {
                 behind.push(format!("{host} at index {head} root {}", &root[..12]));
             }
