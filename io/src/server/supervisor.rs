@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use coffer_core::Core;
@@ -37,7 +37,7 @@ use super::cluster::{
 };
 use super::environment::Environment;
 use super::net::{Network, Stream};
-use super::node::Node;
+use super::node::{Node, RoleListener};
 use super::storage::PinSnapshot;
 
 /// How often the role is checked even when nothing announced a change.
@@ -92,6 +92,8 @@ where
         let (acceptor, receiver) = watch::channel(AcceptorState::NotPrimary {
             reason: "the node is starting".to_owned(),
         });
+        let active = ActiveCerts::new(Vec::new());
+        node.set_role_listener(active_set_refresher(Arc::downgrade(&node), active.clone()));
         let supervisor = Supervisor {
             node,
             network,
@@ -101,7 +103,7 @@ where
             secondary_task: None,
             running: None,
             generation: u64::MAX,
-            active: ActiveCerts::new(Vec::new()),
+            active,
         };
         (supervisor, receiver)
     }
@@ -259,6 +261,29 @@ where
             self.node.core().replication_live.clear_secondary();
         }
     }
+}
+
+/// Returns the role listener that replaces the active certificates as soon as a write changes
+/// them, so a revocation is in force for every handshake after `revoke-secondary` answers. The
+/// supervisor's next check does the rest (sessions, role changes).
+fn active_set_refresher<S, E>(node: Weak<Node<S, E>>, active: ActiveCerts) -> RoleListener
+where
+    S: Storage + PinSnapshot + 'static,
+    E: Environment,
+{
+    Arc::new(move || {
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let core = node.core();
+        let mut rng = node.rng();
+        let role = node
+            .storage()
+            .read(|txn| role::load_role(core, &mut ReadOnly(txn), &mut rng));
+        if let Ok(Ok(Role::Primary(credentials))) = role {
+            active.replace(credentials.active);
+        }
+    })
 }
 
 fn describe(running: &Running) -> String {
