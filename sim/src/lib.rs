@@ -6,6 +6,7 @@
 //! the Vault API from a client host, injects faults, and checks the invariants. The same seed
 //! gives the same event trace ([`trace::Trace`]).
 
+pub mod attack;
 pub mod client;
 pub mod environment;
 pub mod faults;
