@@ -22,39 +22,63 @@ pub enum Outcome {
     Unknown,
 }
 
+/// What the client did to one key: the value written and what it learned, then the delete
+/// and what it learned, if the key was deleted.
+#[derive(Clone, Debug)]
+struct KeyHistory {
+    value: String,
+    written: Outcome,
+    deleted: Option<Outcome>,
+}
+
 /// The writes of a run, by key, in key order.
 #[derive(Clone, Debug, Default)]
 pub struct Oracle {
-    writes: BTreeMap<String, (String, Outcome)>,
+    writes: BTreeMap<String, KeyHistory>,
 }
 
 impl Oracle {
     /// Records the write of `value` to `key` and what the client learned.
     pub fn record(&mut self, key: &str, value: &str, outcome: Outcome) {
-        self.writes
-            .insert(key.to_owned(), (value.to_owned(), outcome));
+        let history = KeyHistory {
+            value: value.to_owned(),
+            written: outcome,
+            deleted: None,
+        };
+        self.writes.insert(key.to_owned(), history);
     }
 
-    /// Returns the number of acknowledged writes.
+    /// Records the delete of `key`, written before, and what the client learned.
+    pub fn record_delete(&mut self, key: &str, outcome: Outcome) {
+        if let Some(history) = self.writes.get_mut(key) {
+            history.deleted = Some(outcome);
+        }
+    }
+
+    /// Returns the number of acknowledged writes and deletes.
     pub fn acknowledged(&self) -> usize {
         self.writes
             .values()
-            .filter(|(_, outcome)| *outcome == Outcome::Acknowledged)
-            .count()
+            .map(|history| {
+                usize::from(history.written == Outcome::Acknowledged)
+                    + usize::from(history.deleted == Some(Outcome::Acknowledged))
+            })
+            .sum()
     }
 
     /// Returns every written value, to look for in storage and logs.
     pub fn values(&self) -> Vec<String> {
         self.writes
             .values()
-            .map(|(value, _)| value.clone())
+            .map(|history| history.value.clone())
             .collect()
     }
 
     /// Reads every written key through `api` and fails on the first one that breaks the
-    /// oracle: an acknowledged write missing, or any key holding a value never written.
+    /// oracle: an acknowledged write missing, a key whose delete was acknowledged still there,
+    /// or any key holding a value never written.
     pub async fn check(&self, api: &ApiClient) -> anyhow::Result<()> {
-        for (key, (value, outcome)) in &self.writes {
+        for (key, history) in &self.writes {
             let read = api.get(key).await?;
             let found = match read.status {
                 200 => read.body["data"]["v"].as_str().map(str::to_owned),
@@ -65,17 +89,27 @@ impl Oracle {
                     read.errors()
                 ),
             };
-            match (found, outcome) {
-                (Some(found), _) if found == *value => {}
-                (Some(found), _) => bail!(
-                    "{key} on {} holds {found:?}, a value never written to it (wrote {value:?})",
-                    api.host()
-                ),
-                (None, Outcome::Acknowledged) => bail!(
+            if let Some(found) = &found {
+                if *found != history.value {
+                    bail!(
+                        "{key} on {} holds {found:?}, a value never written to it (wrote {:?})",
+                        api.host(),
+                        history.value
+                    );
+                }
+            }
+            match (found.is_some(), &history.written, &history.deleted) {
+                (true, _, Some(Outcome::Acknowledged)) => {
+                    bail!(
+                        "{key} is still on {} after an acknowledged delete",
+                        api.host()
+                    )
+                }
+                (false, Outcome::Acknowledged, None) => bail!(
                     "the acknowledged write of {key} is missing on {}",
                     api.host()
                 ),
-                (None, Outcome::Unknown) => {}
+                _ => {}
             }
         }
         Ok(())

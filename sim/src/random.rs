@@ -101,6 +101,12 @@ async fn scenario(
         );
         let result = primary.post(&key, &body_of(&value)).await;
         oracle.record(&key, &value, outcome_of(&result));
+        // One write in four deletes an earlier key.
+        if number > 0 && rng.gen_range(0..4) == 0 {
+            let earlier = format!("app/key-{}", rng.gen_range(0..number));
+            let result = primary.delete(&earlier).await;
+            oracle.record_delete(&earlier, outcome_of(&result));
+        }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..pause_ms * 2))).await;
     }
     faults

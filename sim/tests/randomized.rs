@@ -20,7 +20,7 @@ fn random_faults_keep_invariants() {
     for seed in seeds {
         match run_seed(seed, 2) {
             Ok(report) => println!(
-                "seed {seed}: {} faults, {} acknowledged writes, {} trace lines, trace {}",
+                "seed {seed}: {} faults, {} acknowledged writes and deletes, {} trace lines, trace {}",
                 report.faults,
                 report.acknowledged,
                 report.trace_lines,
