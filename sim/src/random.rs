@@ -56,7 +56,11 @@ pub fn run_seed(seed: u64, secondaries: usize) -> anyhow::Result<RunReport> {
         *reported.borrow_mut() = Some(finished);
         Ok(())
     });
-    harness.run()?;
+    let result = harness.run();
+    if std::env::var_os("SIM_TRACE").is_some() {
+        print_trace(harness.trace());
+    }
+    result?;
     let (acknowledged, secrets) = outcome.borrow_mut().take().unwrap_or_default();
     no_secret_in_trace(harness.trace(), &secrets)
         .map_err(|error| harness.failure(&error.to_string()))?;
@@ -125,4 +129,12 @@ async fn scenario(
     no_plaintext_in_storage(control, &hosts, &secrets)?;
     no_local_state_replicated(control, PRIMARY, &control.secondaries())?;
     Ok((oracle.acknowledged(), secrets))
+}
+
+/// Prints every line of `trace`, for `SIM_TRACE=1`.
+#[allow(clippy::print_stdout)]
+fn print_trace(trace: &crate::trace::Trace) {
+    for line in trace.lines() {
+        println!("{line}");
+    }
 }
