@@ -1,5 +1,5 @@
-//! What an attacker does with activation tokens and the cluster port: tamper with and re-sign
-//! JWTs, unwrap a bundle, and open cluster connections with chosen credentials and ALPN.
+//! Attacks on activation tokens and the cluster port: tampered and re-signed JWTs, an
+//! unwrapped bundle, and cluster connections with chosen credentials and ALPN.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ pub enum Fault {
     Hold { a: String, b: String },
     /// The host stops at once and starts again (sealed) when the fault ends.
     Crash { host: String },
-    /// The host restarts at once; `duration` is how long the scenario waits after it.
+    /// The host restarts at once, and the scenario waits for the fault's duration after it.
     Bounce { host: String },
     /// Messages between `a` and `b` take up to `max` to arrive.
     Latency { a: String, b: String, max: Duration },

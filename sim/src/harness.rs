@@ -1,6 +1,6 @@
 //! The simulation of one replica set: turmoil hosts running the real `coffer-io` server over
 //! [`MemStorage`], a scenario client, and the actions (crashes, restarts, partitions) the
-//! scenario asks for.
+//! scenario requests.
 //!
 //! A scenario runs as the turmoil client `client` (and optionally `attacker`). Crashing and
 //! restarting a host needs the [`turmoil::Sim`] itself, which only the driver loop holds, so
@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_LATENCY: Duration = Duration::from_millis(20);
 /// The host name of the primary.
 pub const PRIMARY: &str = "primary";
 
-/// How a replica set is simulated.
+/// The settings of one simulated replica set.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// The seed of every random choice: turmoil's, the nodes' and the scenario's.
@@ -55,7 +55,7 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A set of `secondaries` secondaries with fast heartbeats, for seed `seed`.
+    /// Returns the settings of `secondaries` secondaries with fast heartbeats, for seed `seed`.
     pub fn new(seed: u64, secondaries: usize) -> SimConfig {
         SimConfig {
             seed,
@@ -319,7 +319,7 @@ impl Harness {
     }
 }
 
-/// What a node host needs to start, and restart after a crash.
+/// The settings a node host starts with, and restarts with after a crash.
 #[derive(Clone)]
 struct NodeSetup {
     host: String,

@@ -6,8 +6,8 @@ use coffer_core::storage::Partition;
 use crate::harness::Control;
 use crate::trace::Trace;
 
-/// Fails when any host's storage, in any partition, holds one of `secrets` in clear: stored
-/// and replicated values must be barrier ciphertext, and a token must be stored only hashed.
+/// Fails when any host's storage, in any partition, contains one of `secrets` in clear, because
+/// stored and replicated values must be barrier ciphertext and tokens are stored only hashed.
 pub fn no_plaintext_in_storage(
     control: &Control,
     hosts: &[String],
@@ -52,8 +52,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .any(|window| window == needle)
 }
 
-/// Fails when a secondary holds any of the primary's token entries (by their salted keys) or
-/// the primary's token salt: tokens are local state and never travel to another cluster.
+/// Fails when a secondary contains any of the primary's token entries (by their salted keys)
+/// or the primary's token salt, because tokens are local state that stays on its cluster.
 pub fn no_local_state_replicated(
     control: &Control,
     primary: &str,
@@ -73,11 +73,11 @@ pub fn no_local_state_replicated(
         for partition in Partition::ALL {
             for (key, value) in control.storage(host).dump(partition) {
                 if token_keys.contains(&&key) {
-                    bail!("{host} holds the primary's token entry {key}");
+                    bail!("{host} contains the primary's token entry {key}");
                 }
                 if let Some(salt) = &salt {
                     if contains(&value, salt) {
-                        bail!("{host} holds the primary's token salt at {key}");
+                        bail!("{host} contains the primary's token salt at {key}");
                     }
                 }
             }

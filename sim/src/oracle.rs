@@ -1,5 +1,5 @@
-//! The oracle of client writes: what the client was told about each write, and what that
-//! allows the replica set to hold afterwards.
+//! The oracle of client writes: the response the client received for each write, and the
+//! state that allows the replica set to contain afterwards.
 //!
 //! Every write goes to its own key with its own value, so each key has one expected value. A
 //! write the primary acknowledged (2xx) must be there after any crash. A write that failed or
@@ -13,17 +13,17 @@ use serde_json::Value;
 
 use crate::client::ApiClient;
 
-/// What the client learned about one write.
+/// The result of one write as the client saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The primary answered 2xx.
+    /// The primary returned 2xx.
     Acknowledged,
     /// The request failed, timed out or got another status; it may or may not have committed.
     Unknown,
 }
 
-/// What the client did to one key: the value written and what it learned, then the delete
-/// and what it learned, if the key was deleted.
+/// The history of one key: the value written and the write's outcome, then the delete's
+/// outcome if the key was deleted.
 #[derive(Clone, Debug)]
 struct KeyHistory {
     value: String,
@@ -92,7 +92,7 @@ impl Oracle {
             if let Some(found) = &found {
                 if *found != history.value {
                     bail!(
-                        "{key} on {} holds {found:?}, a value never written to it (wrote {:?})",
+                        "{key} on {} contains {found:?}, a value never written to it (wrote {:?})",
                         api.host(),
                         history.value
                     );

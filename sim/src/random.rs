@@ -17,7 +17,7 @@ pub const FAULTY_PHASE: Duration = Duration::from_secs(30);
 /// How long after the faults end every secondary must reach the primary's Merkle root.
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(60);
 
-/// What a finished run reports.
+/// The figures of a finished run.
 #[derive(Clone, Debug)]
 pub struct RunReport {
     /// The seed.

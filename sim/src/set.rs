@@ -18,7 +18,7 @@ use crate::harness::{Control, PRIMARY};
 /// How often a wait polls.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A running replica set as the scenario knows it: the unseal keys and root tokens.
+/// The credentials of a running replica set: the unseal keys and root tokens.
 #[derive(Clone, Debug)]
 pub struct ReplicaSet {
     /// The primary's unseal keys, which also unseal the activated secondaries.
@@ -94,7 +94,7 @@ impl ReplicaSet {
         control.api(host).with_token(token)
     }
 
-    /// Unseals `host` with the primary's keys, retrying until its API answers.
+    /// Unseals `host` with the primary's keys, retrying until its API responds.
     pub async fn unseal(&self, control: &Control, host: &str) -> anyhow::Result<()> {
         let api = control.api(host);
         for _ in 0..100 {
@@ -133,7 +133,7 @@ pub async fn activate(
 /// Initialises `api`'s node with one key share, unseals it and returns the keys and root
 /// token.
 pub async fn init_and_unseal(api: &ApiClient) -> anyhow::Result<(Vec<String>, String)> {
-    let init = retry_until_answered(
+    let init = retry_until_reachable(
         api,
         "sys/init",
         &json!({"secret_shares": 1, "secret_threshold": 1}),
@@ -153,8 +153,8 @@ pub async fn init_and_unseal(api: &ApiClient) -> anyhow::Result<(Vec<String>, St
     Ok((vec![key], root))
 }
 
-/// Posts until the node answers at all: a node may still be binding its listener.
-async fn retry_until_answered(
+/// Posts until the node responds at all, because a node may still be binding its listener.
+async fn retry_until_reachable(
     api: &ApiClient,
     path: &str,
     body: &Value,
@@ -250,7 +250,7 @@ pub async fn generate_root(api: &ApiClient, keys: &[String]) -> anyhow::Result<S
     bail!("generate-root did not complete with {} keys", keys.len())
 }
 
-/// The Merkle root and WAL head index of `host`'s committed storage.
+/// Returns the Merkle root and WAL head index of `host`'s committed storage.
 pub fn merkle_state(control: &Control, host: &str) -> anyhow::Result<(String, u64)> {
     let (root, head) = control
         .storage(host)

@@ -1,5 +1,5 @@
 //! A partition longer than the primary's WAL buffers sends the secondary through a Merkle
-//! diff and sync, after which it holds the primary's state.
+//! diff and sync, after which it contains the primary's state.
 
 use std::time::Duration;
 

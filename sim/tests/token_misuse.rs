@@ -313,7 +313,7 @@ fn revoked_client_cert_is_rejected() -> anyhow::Result<()> {
 
         let revoked = primary.post(REVOKE, &json!({"id": "mallory"})).await?;
         expect_ok(&revoked, "revoke-secondary")?;
-        // No pause: the revocation must be in force as soon as revoke-secondary answers.
+        // No pause: the revocation must be in force as soon as revoke-secondary returns.
         let refused = without_change(&scene, connect_with_bundle(&bundle, PRIMARY)).await?;
         let error = refused.expect_err("the primary accepted a revoked certificate");
         anyhow::ensure!(

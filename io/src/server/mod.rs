@@ -242,7 +242,7 @@ async fn launch<S: Storage + PinSnapshot + 'static>(
     Ok(())
 }
 
-/// How a node commits its writes.
+/// The way a node commits its writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriterMode {
     /// A dedicated writer thread batches writes (group commit). Servers use it.
@@ -252,19 +252,19 @@ pub enum WriterMode {
     Inline,
 }
 
-/// What a server runs on: its sockets, its clock and randomness, and how it commits.
+/// The parts a server runs on: its sockets, its clock and randomness, and its writer mode.
 #[derive(Clone, Debug)]
 pub struct Platform<E, N> {
     /// The clock, the RNG seeds and the cluster port's TLS crypto.
     pub environment: E,
     /// Every listener and outgoing connection goes through it.
     pub network: N,
-    /// How writes commit.
+    /// The way writes commit.
     pub writer: WriterMode,
 }
 
 impl Platform<SystemEnvironment, TokioNetwork> {
-    /// The operating system's clock, RNG and TCP sockets, with a writer thread.
+    /// Returns the operating system's clock, RNG and TCP sockets, with a writer thread.
     pub fn system() -> Platform<SystemEnvironment, TokioNetwork> {
         Platform {
             environment: SystemEnvironment,

@@ -264,7 +264,7 @@ where
 }
 
 /// Returns the role listener that replaces the active certificates as soon as a write changes
-/// them, so a revocation is in force for every handshake after `revoke-secondary` answers. The
+/// them, so a revocation is in force for every handshake after `revoke-secondary` returns. The
 /// supervisor's next check does the rest (sessions, role changes).
 fn active_set_refresher<S, E>(node: Weak<Node<S, E>>, active: ActiveCerts) -> RoleListener
 where

@@ -189,8 +189,8 @@ impl Writer {
     /// the simulated schedule. Servers use [`Writer::spawn`], which batches commits and keeps
     /// blocking disk flushes off the async workers.
     ///
-    /// Of `limits`, only the WAL and log shipper bounds apply: there is no queue, and every
-    /// batch holds one request.
+    /// Of `limits`, only the WAL and log shipper bounds apply, because there is no queue and every
+    /// batch contains one request.
     pub fn inline<S, E>(
         core: Arc<Core>,
         storage: Arc<S>,
