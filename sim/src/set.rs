@@ -270,9 +270,20 @@ pub async fn wait_hosts_converged(
     hosts: &[String],
     bound: Duration,
 ) -> anyhow::Result<Duration> {
+    wait_converged_to(control, PRIMARY, hosts, bound).await
+}
+
+/// Waits until the Merkle root of each of `hosts` equals that of `leader`, the current
+/// primary, and fails after `bound`. Returns how long it took.
+pub async fn wait_converged_to(
+    control: &Control,
+    leader: &str,
+    hosts: &[String],
+    bound: Duration,
+) -> anyhow::Result<Duration> {
     let started = tokio::time::Instant::now();
     loop {
-        let (primary, index) = merkle_state(control, PRIMARY)?;
+        let (primary, index) = merkle_state(control, leader)?;
         let mut behind = Vec::new();
         for host in hosts {
             let (root, head) = merkle_state(control, host)?;
@@ -285,8 +296,8 @@ pub async fn wait_hosts_converged(
         }
         if started.elapsed() > bound {
             bail!(
-                "secondaries did not reach the primary's Merkle root {} (index {index}) within \
-                 {bound:?}: {}",
+                "secondaries did not reach the Merkle root {} (index {index}) of {leader} \
+                 within {bound:?}: {}",
                 &primary[..12],
                 behind.join(", ")
             );
