@@ -45,6 +45,11 @@ pub trait Interceptor: Send + Sync + 'static {
     fn intercept<'a>(&'a self, request: &'a Request) -> Option<Intercepted<'a>>;
 }
 
+/// Runs after a committed write raised the core's replication generation, before the
+/// response is sent, so that what the write changed (such as a revoked certificate) is in
+/// force when the client learns of it.
+pub type RoleListener = Arc<dyn Fn() + Send + Sync>;
+
 /// A running node: the core, its storage and the single writer.
 pub struct Node<S, E> {
     core: Arc<Core>,
@@ -52,6 +57,7 @@ pub struct Node<S, E> {
     environment: Arc<E>,
     writer: Writer,
     interceptor: OnceLock<Arc<dyn Interceptor>>,
+    role_listener: OnceLock<RoleListener>,
     audit: AuditFiles,
 }
 
@@ -82,13 +88,20 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            role_listener: OnceLock::new(),
             audit: AuditFiles::new(),
         })
     }
 
     /// Starts a node whose writes commit on the submitting thread instead of a writer thread,
-    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`].
-    pub fn start_inline(core: Core, storage: S, environment: E) -> Node<S, E> {
+    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`]. Of `limits`,
+    /// only the WAL and log shipper bounds apply.
+    pub fn start_inline(
+        core: Core,
+        storage: S,
+        environment: E,
+        limits: WriterLimits,
+    ) -> Node<S, E> {
         let core = Arc::new(core);
         let storage = Arc::new(storage);
         let environment = Arc::new(environment);
@@ -96,6 +109,7 @@ where
             Arc::clone(&core),
             Arc::clone(&storage),
             Arc::clone(&environment),
+            limits,
         );
         Node {
             core,
@@ -103,6 +117,7 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            role_listener: OnceLock::new(),
             audit: AuditFiles::new(),
         }
     }
@@ -135,6 +150,11 @@ where
     /// Installs the interceptor; only the first one installed is kept.
     pub fn set_interceptor(&self, interceptor: Arc<dyn Interceptor>) {
         let _ = self.interceptor.set(interceptor);
+    }
+
+    /// Installs the role listener; only the first one installed is kept.
+    pub fn set_role_listener(&self, listener: RoleListener) {
+        let _ = self.role_listener.set(listener);
     }
 
     /// Returns a fresh RNG seeded from the node's environment.
@@ -228,7 +248,16 @@ where
         match self.execute_read(&request, &mut rng) {
             Ok(Outcome::Response(response)) => Ok(response),
             Ok(Outcome::Error(error)) | Err(error) => Err(error),
-            Ok(Outcome::ReadOnly(_)) => self.execute_write(request).await,
+            Ok(Outcome::ReadOnly(_)) => {
+                let generation = self.core.replication_generation();
+                let result = self.execute_write(request).await;
+                if self.core.replication_generation() != generation {
+                    if let Some(listener) = self.role_listener.get() {
+                        listener();
+                    }
+                }
+                result
+            }
         }
     }
 
