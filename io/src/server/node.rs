@@ -74,6 +74,11 @@ pub trait Interceptor: Send + Sync + 'static {
     fn intercept<'a>(&'a self, request: &'a Request) -> Option<Intercepted<'a>>;
 }
 
+/// Runs after a committed write raised the core's replication generation, before the
+/// response is sent, so that what the write changed (such as a revoked certificate) is in
+/// force when the client learns of it.
+pub type RoleListener = Arc<dyn Fn() + Send + Sync>;
+
 /// A running node: the core, its storage and the single writer.
 pub struct Node<S, E> {
     core: Arc<Core>,
@@ -83,6 +88,7 @@ pub struct Node<S, E> {
     interceptor: OnceLock<Arc<dyn Interceptor>>,
     forwarder: RwLock<Option<Arc<dyn Forwarder>>>,
     wal_wait: RwLock<Duration>,
+    role_listener: OnceLock<RoleListener>,
     audit: AuditFiles,
 }
 
@@ -115,13 +121,20 @@ where
             interceptor: OnceLock::new(),
             forwarder: RwLock::new(None),
             wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
+            role_listener: OnceLock::new(),
             audit: AuditFiles::new(),
         })
     }
 
     /// Starts a node whose writes commit on the submitting thread instead of a writer thread,
-    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`].
-    pub fn start_inline(core: Core, storage: S, environment: E) -> Node<S, E> {
+    /// for single-threaded simulations over [`coffer_core::storage::MemStorage`]. Of `limits`,
+    /// only the WAL and log shipper bounds apply.
+    pub fn start_inline(
+        core: Core,
+        storage: S,
+        environment: E,
+        limits: WriterLimits,
+    ) -> Node<S, E> {
         let core = Arc::new(core);
         let storage = Arc::new(storage);
         let environment = Arc::new(environment);
@@ -129,6 +142,7 @@ where
             Arc::clone(&core),
             Arc::clone(&storage),
             Arc::clone(&environment),
+            limits,
         );
         Node {
             core,
@@ -138,6 +152,7 @@ where
             interceptor: OnceLock::new(),
             forwarder: RwLock::new(None),
             wal_wait: RwLock::new(DEFAULT_WAL_WAIT),
+            role_listener: OnceLock::new(),
             audit: AuditFiles::new(),
         }
     }
@@ -170,6 +185,11 @@ where
     /// Installs the interceptor; only the first one installed is kept.
     pub fn set_interceptor(&self, interceptor: Arc<dyn Interceptor>) {
         let _ = self.interceptor.set(interceptor);
+    }
+
+    /// Installs the role listener; only the first one installed is kept.
+    pub fn set_role_listener(&self, listener: RoleListener) {
+        let _ = self.role_listener.set(listener);
     }
 
     /// Returns a fresh RNG seeded from the node's environment.
@@ -327,7 +347,13 @@ where
             Ok(Outcome::Error(error)) | Err(error) => return (Err(error), None),
             Ok(Outcome::Forward(caller)) => caller,
             Ok(Outcome::ReadOnly(_)) => {
+                let generation = self.core.replication_generation();
                 let written = self.submit(Work::Request(request.clone())).await;
+                if self.core.replication_generation() != generation {
+                    if let Some(listener) = self.role_listener.get() {
+                        listener();
+                    }
+                }
                 match written.result {
                     Err(error) if self.core.is_forward(&error) => written.caller,
                     result => return (result, written.position),

@@ -226,7 +226,15 @@ impl Writer {
     /// one. A single-threaded simulation uses it, because a writer thread would run outside
     /// the simulated schedule. Servers use [`Writer::spawn`], which batches commits and keeps
     /// blocking disk flushes off the async workers.
-    pub fn inline<S, E>(core: Arc<Core>, storage: Arc<S>, environment: Arc<E>) -> Writer
+    ///
+    /// Of `limits`, only the WAL and log shipper bounds apply, because there is no queue and every
+    /// batch contains one request.
+    pub fn inline<S, E>(
+        core: Arc<Core>,
+        storage: Arc<S>,
+        environment: Arc<E>,
+        limits: WriterLimits,
+    ) -> Writer
     where
         S: Storage + 'static,
         E: Environment,
@@ -234,7 +242,7 @@ impl Writer {
         let limits = WriterLimits {
             queue_length: 0,
             batch_size: 1,
-            ..WriterLimits::default()
+            ..limits
         };
         let feed = CommitFeed::from_limits(&limits);
         let committer = Committer {
@@ -815,7 +823,12 @@ mod tests {
     fn inline_writer_commits_each_request() {
         let storage = Arc::new(MemStorage::new());
         let core = Arc::new(Core::new(CoreConfig::default()));
-        let writer = Writer::inline(core, storage, Arc::new(SystemEnvironment));
+        let writer = Writer::inline(
+            core,
+            storage,
+            Arc::new(SystemEnvironment),
+            WriterLimits::default(),
+        );
         let mut receiver = writer.submit(request()).unwrap();
         // The result is ready before `submit` returns.
         let result = receiver.try_recv().unwrap();
