@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::watch;
 use coffer_core::storage::Storage;
-use tokio::sync::watch;
 
 use super::environment::Environment;
 use super::node::Node;
@@ -37,6 +37,7 @@ where
             continue;
         }
         tokio::select! {
+            biased;
             () = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }

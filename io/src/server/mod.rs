@@ -16,6 +16,7 @@ pub mod node;
 pub mod storage;
 pub mod supervisor;
 pub mod tls;
+pub mod watch;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -27,7 +28,6 @@ use anyhow::{Context, bail};
 use coffer_core::request::Secret;
 use coffer_core::storage::{MemStorage, Storage};
 use coffer_core::{Core, CoreConfig};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -527,6 +527,7 @@ async fn wait_for_signal() {
         match signal(SignalKind::terminate()) {
             Ok(mut terminate) => {
                 tokio::select! {
+                    biased;
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
                 }

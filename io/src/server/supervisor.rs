@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use crate::server::watch;
 use coffer_core::Core;
 use coffer_core::replication::ReplicationConfig;
 use coffer_core::replication::activate;
@@ -22,7 +23,6 @@ use coffer_core::replication::live::ConnectionState;
 use coffer_core::replication::role::{self, PrimaryCredentials, Role, SecondaryCredentials};
 use coffer_core::replication::secondary::SecondaryState;
 use coffer_core::storage::{ReadOnly, Storage};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 
@@ -132,6 +132,7 @@ where
         loop {
             self.check();
             tokio::select! {
+                biased;
                 _ = stopped.wait_for(|stop| *stop) => break,
                 () = tokio::time::sleep(ROLE_POLL) => {}
             }
@@ -586,6 +587,7 @@ where
             hooks,
         );
         let reason = tokio::select! {
+            biased;
             reason = session => reason,
             _ = superseded.changed() => "a newer connection of the same secondary replaced it".to_owned(),
         };

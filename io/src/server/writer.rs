@@ -28,7 +28,9 @@ use coffer_core::storage::{
 use coffer_core::{Core, Ctx};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
+
+use crate::server::watch;
 
 use super::environment::Environment;
 

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::server::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
@@ -113,6 +115,7 @@ impl HandshakeSlot {
     /// `None`.
     async fn unless_evicted<F: Future>(&mut self, future: F) -> Option<F::Output> {
         tokio::select! {
+            biased;
             output = future => Some(output),
             _ = &mut self.evicted => None,
         }
@@ -224,6 +227,7 @@ pub async fn serve_cluster<L, A, H>(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            biased;
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -368,6 +372,7 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
         tracing::info!("forwarding session started");
         let secondary = peer.secondary.clone();
         tokio::select! {
+            biased;
             () = self.handler.serve_forwarding(stream, peer) => {
                 tracing::info!("forwarding session ended");
             }
@@ -386,6 +391,7 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
         tracing::info!("replication session started");
         let secondary = peer.secondary.clone();
         tokio::select! {
+            biased;
             () = self.handler.serve(stream, peer) => {
                 tracing::info!("replication session ended");
             }

@@ -20,6 +20,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::watch;
 use coffer_core::replication::activation::cert::{
     CertError, Purpose, parse_certificate, primary_dns_name, require_dns_name, require_purpose,
 };
@@ -39,7 +40,6 @@ use rustls::{
 };
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector, client, server};
 
 use crate::server::net::Stream;

@@ -284,6 +284,7 @@ async fn run_connection<S: Stream>(
     let mut buffer = vec![0u8; READ_CHUNK];
     let reason = loop {
         tokio::select! {
+            biased;
             request = requests.recv() => {
                 let Some(request) = request else {
                     break "the client closed".to_owned();

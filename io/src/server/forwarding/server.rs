@@ -79,6 +79,7 @@ where
     let mut buffer = vec![0u8; READ_CHUNK];
     loop {
         tokio::select! {
+            biased;
             Some(joined) = running.join_next(), if !running.is_empty() => {
                 let Ok(answer) = joined else {
                     return "a forwarded request's task failed".to_owned();

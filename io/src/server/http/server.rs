@@ -82,6 +82,7 @@ pub async fn serve<S, E, L>(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -200,6 +201,7 @@ where
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let expired = activity.expired(limits.handshake_timeout, limits.idle_timeout);
         tokio::select! {
+            biased;
             ended = watcher.watch(connection.into_owned()) => {
                 if let Err(error) = ended {
                     tracing::debug!(%peer, %error, "connection ended with an error");

@@ -75,6 +75,7 @@ impl<S: Stream> Connection<S> {
                 }
             };
             tokio::select! {
+                biased;
                 result = self.reader.read(&mut self.buffer), if read => {
                     return match result {
                         Ok(0) => Transfer::Closed("the peer closed the connection".into()),

@@ -161,6 +161,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
             let timer = deadline(&self.clock, self.machine.poll_timeout().map(|(at, _)| at));
             let wake = match &mut self.conn {
                 Some(conn) => tokio::select! {
+                    biased;
                     transfer = conn.transfer(true) => Wake::Transfer(transfer),
                     () = tokio::time::sleep_until(timer) => Wake::Timer,
                 },

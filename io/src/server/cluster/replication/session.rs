@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::server::watch;
 use coffer_core::Timestamp;
 use coffer_core::barrier::seal::KEYRING_KEY;
 use coffer_core::error::Error;
@@ -11,7 +12,6 @@ use coffer_core::replication::position::Epoch;
 use coffer_core::replication::primary::{PrimaryEvent, PrimarySession, PrimaryView, SessionState};
 use coffer_core::replication::shipper::LogShipper;
 use coffer_core::storage::{Partition, Transaction};
-use tokio::sync::watch;
 
 use super::io::{Connection, Transfer};
 use super::{Clock, deadline};
@@ -120,7 +120,7 @@ where
     };
     let mut conn = Connection::new(stream, max_outbound);
     let mut head = feed.subscribe();
-    head.borrow_and_update();
+    head.mark_unchanged();
     let mut keys = keys;
     // The keyring record the last offer was built from: a commit that changes it (a rotation,
     // a rekey) is preceded by a new offer, so the secondary never receives data it cannot open.
@@ -140,6 +140,7 @@ where
         let timer = deadline(&clock, driver.machine.poll_timeout().map(|(at, _)| at));
         let accepting = !conn.backlogged();
         let wake = tokio::select! {
+            biased;
             transfer = conn.transfer(accepting) => Wake::Transfer(transfer),
             changed = head.changed(), if accepting => Wake::Commit(changed.is_ok()),
             () = rekeyed(&mut keys) => Wake::Rekey,
@@ -155,7 +156,7 @@ where
             Wake::Transfer(Transfer::Closed(reason)) => break reason,
             Wake::Commit(false) => break "the storage writer stopped".to_owned(),
             Wake::Commit(true) => {
-                head.borrow_and_update();
+                head.mark_unchanged();
                 let mut frames = Vec::new();
                 if let Some(keys) = &mut keys {
                     let keyring = keyring_record(&*driver.storage);

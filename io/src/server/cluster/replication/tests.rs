@@ -21,7 +21,9 @@ use coffer_core::storage::{MemStorage, Partition, Storage, StorageError};
 use coffer_core::{Core, CoreConfig, Timestamp};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::server::watch;
 use tokio::task::JoinHandle;
 
 use super::*;
