@@ -26,6 +26,8 @@ pub struct RunReport {
     pub trace_hash: String,
     /// The number of trace lines.
     pub trace_lines: usize,
+    /// Every trace line, to show where two runs of one seed part.
+    pub trace: Vec<String>,
     /// The number of faults injected.
     pub faults: usize,
     /// The number of writes the primary acknowledged.
@@ -68,6 +70,7 @@ pub fn run_seed(seed: u64, secondaries: usize) -> anyhow::Result<RunReport> {
         seed,
         trace_hash: harness.trace().hash(),
         trace_lines: harness.trace().len(),
+        trace: harness.trace().lines(),
         faults,
         acknowledged,
     })
