@@ -17,6 +17,9 @@ mod failover;
 pub mod probe;
 pub mod unwrap;
 
+use std::fs::OpenOptions;
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Weak;
 
@@ -158,7 +161,7 @@ where
         let primary = PrimaryApi::parse(&request.primary_api_addr)
             .map_err(|error| failed(operation, 1, "reading the primary's address", error))?;
         let ca_pem = if primary.uses_tls() {
-            read_ca_file(request.ca_file.as_deref()).await?
+            read_ca_file(request.ca_file.as_deref())?
         } else {
             None
         };
@@ -247,9 +250,13 @@ fn authorize<S: Storage + 'static, E: Environment>(
 /// The largest `ca_file` read: a PEM bundle of a few hundred CA certificates.
 const MAX_CA_FILE_SIZE: u64 = 1 << 20;
 
-/// Reads the operator's `ca_file`: a regular file of at most [`MAX_CA_FILE_SIZE`] bytes, read
-/// without blocking the async workers.
-async fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
+/// Reads the operator's `ca_file`: a regular file of at most [`MAX_CA_FILE_SIZE`] bytes.
+///
+/// The read runs on the request's task rather than through `tokio::fs`, whose blocking thread
+/// finishes at a moment set by the wall clock, so a simulated node would resume at another
+/// simulated tick from run to run. Opening with `O_NONBLOCK` and checking the open handle keeps
+/// a FIFO or a device at `path` from blocking the worker.
+fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -258,21 +265,34 @@ async fn read_ca_file(path: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
             "cannot read ca_file {path}: {reason}; give the path of a PEM file on this server"
         ))
     };
-    let metadata = tokio::fs::metadata(Path::new(path))
-        .await
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(Path::new(path))
+        .map_err(|error| unreadable(error.to_string()))?;
+    let metadata = file
+        .metadata()
         .map_err(|error| unreadable(error.to_string()))?;
     if !metadata.is_file() {
         return Err(unreadable("it is not a regular file".to_owned()));
     }
+    let too_large = |size: u64| {
+        unreadable(format!(
+            "it has {size} bytes, more than the {MAX_CA_FILE_SIZE} a CA bundle may have"
+        ))
+    };
     if metadata.len() > MAX_CA_FILE_SIZE {
-        return Err(unreadable(format!(
-            "it has {} bytes, more than the {MAX_CA_FILE_SIZE} a CA bundle may have",
-            metadata.len()
-        )));
+        return Err(too_large(metadata.len()));
     }
-    let bytes = tokio::fs::read(Path::new(path))
-        .await
+    let mut bytes = Vec::new();
+    // One byte past the maximum shows a file that grew after the size check.
+    file.take(MAX_CA_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
         .map_err(|error| unreadable(error.to_string()))?;
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size > MAX_CA_FILE_SIZE {
+        return Err(too_large(size));
+    }
     Ok(Some(bytes))
 }
 
@@ -311,4 +331,60 @@ fn failed(operation: &str, step: u8, what: &str, error: impl std::fmt::Display) 
         "{operation} failed at step {step} of 4 ({what}): {error}; this cluster was not \
          changed"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(path: &str) -> String {
+        read_ca_file(Some(path))
+            .expect_err("the ca_file should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn ca_file_is_read() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ca.pem");
+        std::fs::write(&path, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        let bytes = read_ca_file(path.to_str()).unwrap();
+        assert_eq!(
+            bytes.as_deref(),
+            Some(&b"-----BEGIN CERTIFICATE-----\n"[..])
+        );
+        assert_eq!(read_ca_file(None).unwrap(), None);
+    }
+
+    #[test]
+    fn ca_file_device_is_rejected() {
+        let message = rejection("/dev/null");
+        assert!(message.contains("not a regular file"), "{message}");
+    }
+
+    #[test]
+    fn ca_file_directory_is_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let message = rejection(directory.path().to_str().unwrap());
+        assert!(message.contains("not a regular file"), "{message}");
+    }
+
+    #[test]
+    fn ca_file_over_maximum_is_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("large.pem");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_CA_FILE_SIZE + 1).unwrap();
+        let message = rejection(path.to_str().unwrap());
+        assert!(message.contains("more than the 1048576"), "{message}");
+    }
+
+    #[test]
+    fn ca_file_missing_is_rejected() {
+        let message = rejection("/nonexistent/ca.pem");
+        assert!(
+            message.contains("cannot read ca_file /nonexistent/ca.pem"),
+            "{message}"
+        );
+    }
 }
