@@ -391,6 +391,8 @@ where
             if let Some(heard) = status.last_heard {
                 core.replication_live.set_last_heartbeat(heard);
             }
+            core.replication_live
+                .set_traffic(status.bytes_received, status.bytes_sent);
             if !activated && status.state == SecondaryState::StreamWals {
                 let mut rng = status_node.rng();
                 let marked = status_node

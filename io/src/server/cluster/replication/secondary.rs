@@ -41,6 +41,10 @@ pub struct SecondaryStatus {
     pub last_heard: Option<Timestamp>,
     /// Progress of the running Merkle sync, once its keys are known.
     pub sync_progress: Option<SyncCounts>,
+    /// Bytes received from the primary, over every connection of this driver.
+    pub bytes_received: u64,
+    /// Bytes queued for the primary, over every connection of this driver.
+    pub bytes_sent: u64,
 }
 
 /// Opens and installs a key offer from the primary. An error closes the connection, and the
@@ -99,6 +103,8 @@ where
         connected: false,
         last_heard: None,
         sync_progress: None,
+        bytes_received: 0,
+        bytes_sent: 0,
     };
     let mut runner = Runner {
         machine,
@@ -179,6 +185,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
             return Ok(());
         };
         let bytes = conn.received(count);
+        self.status.bytes_received += count as u64;
         let machine = &mut self.machine;
         let applied = self
             .storage
@@ -214,6 +221,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
                 // Frames produced without a connection belong to none and are dropped.
                 if let Some(conn) = &mut self.conn {
                     conn.queue(&frame);
+                    self.status.bytes_sent += frame.len() as u64;
                 }
             }
             let Some(event) = self.machine.poll_event() else {

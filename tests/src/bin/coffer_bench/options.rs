@@ -1,0 +1,143 @@
+//! Command-line options and the sizes of each workload.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The help text.
+pub(crate) const USAGE: &str = "\
+usage: coffer-bench [--quick] [--seconds N] [--wal-writes N] [--merkle-keys N]
+
+  --quick          small sizes: 2 s per load, 10,000 writes behind for WAL catch-up and
+                   20,000 keys for Merkle catch-up (finishes in under two minutes)
+  --seconds N      time limit of each load, in seconds (default 10, 2 with --quick)
+  --wal-writes N   writes a stopped secondary misses before WAL catch-up (default 100,000)
+  --merkle-keys N  keys loaded before Merkle catch-up, of which 1% change (default 1,000,000)
+
+Set COFFER_BIN to the server binary to measure, such as target/release/coffer.";
+
+/// What the bench runs and how long.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    /// Time limit of each load.
+    pub(crate) load_time: Duration,
+    /// Request limit of each load, so a fast load also stops.
+    pub(crate) load_requests: u64,
+    /// Writes the primary takes while its secondary is stopped, before WAL catch-up.
+    pub(crate) wal_writes: u64,
+    /// Keys on both sides before Merkle catch-up.
+    pub(crate) merkle_keys: u64,
+    /// Worker threads of the client's runtime.
+    pub(crate) client_threads: usize,
+}
+
+impl Options {
+    /// Parses the arguments after the program name; `None` means help was requested.
+    pub(crate) fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Option<Options>> {
+        let args: Vec<String> = args.collect();
+        let quick = args.iter().any(|arg| arg == "--quick");
+        let mut options = if quick {
+            Options {
+                load_time: Duration::from_secs(2),
+                load_requests: 200_000,
+                wal_writes: 10_000,
+                merkle_keys: 20_000,
+                client_threads: 2,
+            }
+        } else {
+            Options {
+                load_time: Duration::from_secs(10),
+                load_requests: 1_000_000,
+                wal_writes: 100_000,
+                merkle_keys: 1_000_000,
+                client_threads: 2,
+            }
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--quick" => {}
+                "--help" | "-h" => return Ok(None),
+                "--seconds" => {
+                    let seconds = number(arg, rest.next())?;
+                    options.load_time = Duration::from_secs(seconds);
+                }
+                "--wal-writes" => options.wal_writes = number(arg, rest.next())?,
+                "--merkle-keys" => options.merkle_keys = number(arg, rest.next())?,
+                other => bail!("unknown argument {other:?}; run coffer-bench --help for usage"),
+            }
+        }
+        // 1% must change in more than the 16 WAL entries the Merkle primary keeps.
+        if options.merkle_keys < 10_000 {
+            bail!(
+                "--merkle-keys {} is too small: 1% of it must be at least 100 keys, so that the \
+                 changes cannot travel by WAL",
+                options.merkle_keys
+            );
+        }
+        Ok(Some(options))
+    }
+
+    /// Describes the sizes for the output's first line.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} s per load, {} writes behind for WAL catch-up, {} keys for Merkle catch-up",
+            self.load_time.as_secs(),
+            self.wal_writes,
+            self.merkle_keys
+        )
+    }
+}
+
+fn number(flag: &str, value: Option<&String>) -> anyhow::Result<u64> {
+    let value = value.with_context(|| format!("{flag} needs a number"))?;
+    let parsed: u64 = value
+        .parse()
+        .with_context(|| format!("{flag} {value:?} is not a whole number"))?;
+    if parsed == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Option<Options>> {
+        Options::parse(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn quick_uses_small_sizes() -> anyhow::Result<()> {
+        let options = parse(&["--quick"])?.expect("not help");
+        assert_eq!(options.merkle_keys, 20_000);
+        assert_eq!(options.wal_writes, 10_000);
+        assert_eq!(options.load_time, Duration::from_secs(2));
+        Ok(())
+    }
+
+    #[test]
+    fn sizes_override_defaults() -> anyhow::Result<()> {
+        let options = parse(&["--merkle-keys", "50000", "--seconds", "3"])?.expect("not help");
+        assert_eq!(options.merkle_keys, 50_000);
+        assert_eq!(options.load_time, Duration::from_secs(3));
+        assert_eq!(options.wal_writes, 100_000);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected() {
+        assert!(parse(&["--seconds"]).is_err());
+        assert!(parse(&["--seconds", "x"]).is_err());
+        assert!(parse(&["--seconds", "0"]).is_err());
+        assert!(parse(&["--merkle-keys", "9999"]).is_err());
+        assert!(parse(&["--fast"]).is_err());
+    }
+
+    #[test]
+    fn help_returns_none() -> anyhow::Result<()> {
+        assert!(parse(&["--help"])?.is_none());
+        Ok(())
+    }
+}
