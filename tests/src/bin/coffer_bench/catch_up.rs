@@ -1,4 +1,4 @@
-//! Catch-up of a stopped secondary: by WAL when the primary still holds the entries it missed,
+//! Catch-up of a stopped secondary: by WAL when the primary still stores the entries it missed,
 //! by Merkle sync when it does not.
 
 use std::collections::BTreeSet;
@@ -22,7 +22,7 @@ const LOAD_CONCURRENCY: usize = 64;
 /// Connections that change keys while the Merkle secondary is stopped.
 const CHANGE_CONCURRENCY: usize = 4;
 
-/// Longest time a load of keys or a catch-up may take before the bench gives up.
+/// Maximum time a load of keys or a catch-up may take before the bench gives up.
 const LONG_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Size of every value the bench writes, in bytes.
@@ -117,7 +117,9 @@ pub(crate) fn restart_and_catch_up(set: &mut ReplicaSet, index: usize) -> anyhow
             });
         }
         if started.elapsed() > LONG_STEP_TIMEOUT {
-            bail!("the secondary did not reach WAL {target} within {LONG_STEP_TIMEOUT:?}: {status}");
+            bail!(
+                "the secondary did not reach WAL {target} within {LONG_STEP_TIMEOUT:?}: {status}"
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -223,12 +225,13 @@ fn wait_converged(set: &ReplicaSet) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let status = performance_status(&set.secondaries[0].server)?;
-        if status["state"] == "stream-wals" && status["last_remote_wal"].as_u64() >= Some(target)
-        {
+        if status["state"] == "stream-wals" && status["last_remote_wal"].as_u64() >= Some(target) {
             return Ok(());
         }
         if started.elapsed() > LONG_STEP_TIMEOUT {
-            bail!("the secondary did not reach WAL {target} within {LONG_STEP_TIMEOUT:?}: {status}");
+            bail!(
+                "the secondary did not reach WAL {target} within {LONG_STEP_TIMEOUT:?}: {status}"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

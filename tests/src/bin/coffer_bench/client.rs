@@ -179,10 +179,7 @@ impl Connection {
             request = request.header(*name, value);
         }
         let request = request.body(Full::new(call.body.clone()))?;
-        self.sender
-            .ready()
-            .await
-            .context("the connection closed")?;
+        self.sender.ready().await.context("the connection closed")?;
         let response = self
             .sender
             .send_request(request)

@@ -55,7 +55,12 @@ fn main() -> anyhow::Result<()> {
 /// Returns the 1, 5 and 15 minute load averages from `/proc/loadavg`.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|error| format!("unknown ({error})"))
 }
 
@@ -71,7 +76,14 @@ pub(crate) fn peak_rss(pid: Option<u32>) -> String {
     let kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
     match kib {
         Some(kib) => format!("{:.1} MiB", kib as f64 / 1024.0),
         None => "unknown (no VmHWM line)".to_owned(),

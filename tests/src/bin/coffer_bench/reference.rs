@@ -15,8 +15,8 @@ use heed::{Database, EnvOpenOptions};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
 
 use crate::client::{Bound, Call, MakeCall};
 use crate::stats::Sample;
@@ -24,30 +24,58 @@ use crate::stats::Sample;
 /// How long etcd may take to accept requests after it starts.
 const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Starts an HTTP/1.1 server on 127.0.0.1 that returns `body` as JSON to every request, with
-/// the same listener settings as Coffer's (`TCP_NODELAY`, keep-alive). Abort the handle to stop
-/// it.
-pub(crate) async fn start_http_limit(body: Bytes) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let response = hyper::Response::builder()
-                        .header("Content-Type", "application/json")
-                        .body(Full::new(body.clone()));
-                    async move { response }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+/// Worker threads of the HTTP limit server, as many as a Coffer server has on 2 cores.
+const HTTP_LIMIT_THREADS: usize = 2;
+
+/// An HTTP/1.1 server on 127.0.0.1 that returns one stored JSON body to every request, with
+/// the same listener settings as Coffer's (`TCP_NODELAY`, keep-alive). It runs on its own
+/// runtime, so it does not share threads with the load generator; dropping it stops it.
+pub(crate) struct HttpLimit {
+    runtime: Runtime,
+    address: SocketAddr,
+}
+
+impl HttpLimit {
+    /// Starts the server returning `body`.
+    pub(crate) fn start(body: Bytes) -> anyhow::Result<HttpLimit> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(HTTP_LIMIT_THREADS)
+            .thread_name("http-limit")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let address = listener.local_addr()?;
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_stored(stream, body.clone()));
+            }
+        });
+        Ok(HttpLimit { runtime, address })
+    }
+
+    /// Returns the listener's address.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops the server without waiting for open connections.
+    pub(crate) fn stop(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+async fn serve_stored(stream: TcpStream, body: Bytes) {
+    let service = service_fn(move |_request| {
+        let response = hyper::Response::builder()
+            .header("Content-Type", "application/json")
+            .body(Full::new(body.clone()));
+        async move { response }
     });
-    Ok((address, task))
+    // A client that closes its connection ends this task; there is nothing to report.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Commits one `value` per LMDB write transaction, each flushed to disk as Coffer's storage

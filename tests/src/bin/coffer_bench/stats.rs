@@ -53,7 +53,12 @@ pub(crate) struct Row {
 
 impl Row {
     /// Makes a row from a load's sample.
-    pub(crate) fn load(operation: &str, concurrency: usize, sample: &Sample, versus: String) -> Row {
+    pub(crate) fn load(
+        operation: &str,
+        concurrency: usize,
+        sample: &Sample,
+        versus: String,
+    ) -> Row {
         Row {
             operation: operation.to_owned(),
             concurrency: concurrency.to_string(),

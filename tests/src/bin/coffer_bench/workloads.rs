@@ -18,7 +18,7 @@ use crate::catch_up::{self, Keys, VALUE_SIZE, kv_body, write_keys};
 use crate::client::{Bound, Call, Connection, MakeCall, Target, run_load};
 use crate::options::Options;
 use crate::peak_rss;
-use crate::reference::{Etcd, etcd_put, lmdb_commits, start_http_limit};
+use crate::reference::{Etcd, HttpLimit, etcd_put, lmdb_commits};
 use crate::stats::{Row, Sample, millis, ratio};
 
 /// Connections of the read and transit loads.
@@ -35,7 +35,7 @@ const DELAY_RATE: u64 = 1000;
 
 /// Connections of the replication delay writer; the schedule, not the connections, sets the
 /// rate while the primary keeps up.
-const DELAY_CONCURRENCY: usize = 16;
+const DELAY_CONCURRENCY: usize = 64;
 
 /// Runs every workload of the first replica set and returns the rows in print order.
 pub(crate) fn run(runtime: &Runtime, options: &Options) -> anyhow::Result<Vec<Row>> {
@@ -91,7 +91,11 @@ fn prepare(set: &ReplicaSet) -> anyhow::Result<()> {
     ] {
         let response = admin.post(path, &body)?;
         if response.status != 200 && response.status != 204 {
-            anyhow::bail!("POST {path} returned {}: {}", response.status, response.text);
+            anyhow::bail!(
+                "POST {path} returned {}: {}",
+                response.status,
+                response.text
+            );
         }
     }
     Ok(())
@@ -110,15 +114,15 @@ fn read_rows(
         let mut connection = Connection::open(primary).await?;
         connection.send(&read(0)).await
     })?;
-    let (address, server) = runtime.block_on(start_http_limit(body.clone()))?;
-    let limit_target = Target::plain(address);
+    let server = HttpLimit::start(body.clone())?;
+    let limit_target = Target::plain(server.address());
     let limit = runtime.block_on(run_load(
         &limit_target,
         READ_CONCURRENCY,
         bound,
         Arc::clone(&read),
     ))?;
-    server.abort();
+    server.stop();
     let limit_rate = limit.ops_per_second();
     let on_secondary = runtime.block_on(run_load(
         secondary,
@@ -129,7 +133,12 @@ fn read_rows(
     let on_primary = runtime.block_on(run_load(primary, READ_CONCURRENCY, bound, read))?;
     let size = format!("{} B body", body.len());
     Ok(vec![
-        Row::load("HTTP limit: hyper returning a stored read body", READ_CONCURRENCY, &limit, size),
+        Row::load(
+            "HTTP limit: hyper returning a stored read body",
+            READ_CONCURRENCY,
+            &limit,
+            size,
+        ),
         Row::load(
             "KV v2 read, 1 KiB, on the secondary",
             READ_CONCURRENCY,
@@ -181,7 +190,11 @@ fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Resu
         };
         let mut versus = vec![ratio(writes.ops_per_second(), commit_rate, "LMDB commits")];
         match &peer {
-            Some(peer) => versus.push(ratio(writes.ops_per_second(), peer.ops_per_second(), "etcd")),
+            Some(peer) => versus.push(ratio(
+                writes.ops_per_second(),
+                peer.ops_per_second(),
+                "etcd",
+            )),
             None => versus.push("etcd absent from PATH".to_owned()),
         }
         if concurrency == 1 {
@@ -198,7 +211,12 @@ fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Resu
             versus.join(", "),
         ));
         if let Some(peer) = peer {
-            rows.push(Row::load("peer: etcd put, 1 KiB", concurrency, &peer, "-".to_owned()));
+            rows.push(Row::load(
+                "peer: etcd put, 1 KiB",
+                concurrency,
+                &peer,
+                "-".to_owned(),
+            ));
         }
     }
     if let Some(etcd) = &etcd {
@@ -225,12 +243,18 @@ fn forwarded_write_row(
         let reason = String::from_utf8_lossy(&body);
         return Ok(Row::note(
             operation,
-            format!("not available: the secondary returned {status} {}", reason.trim()),
+            format!(
+                "not available: the secondary returned {status} {}",
+                reason.trim()
+            ),
         ));
     }
     let make_call = |prefix: &'static str| -> MakeCall {
         Arc::new(move |number| {
-            Call::post(format!("/v1/secret/data/{prefix}-{number}"), kv_body(number))
+            Call::post(
+                format!("/v1/secret/data/{prefix}-{number}"),
+                kv_body(number),
+            )
         })
     };
     let direct = runtime.block_on(run_load(primary, 1, bound, make_call("direct")))?;
@@ -328,7 +352,8 @@ fn delay_row(
     Ok(row)
 }
 
-/// Acknowledgement times by version, read times by version seen, and the writers' wall time.
+/// Acknowledgement times by version, the times the reader first saw each newer version, and
+/// the writers' wall time.
 type DelayTrace = (Vec<(u64, Instant)>, Vec<(u64, Instant)>, Duration);
 
 async fn measure_delay(
@@ -343,7 +368,8 @@ async fn measure_delay(
     let mut writers = tokio::task::JoinSet::new();
     for _ in 0..DELAY_CONCURRENCY {
         let mut connection = Connection::open(primary).await?;
-        let (acknowledged, next, path) = (Arc::clone(&acknowledged), Arc::clone(&next), path.clone());
+        let (acknowledged, next, path) =
+            (Arc::clone(&acknowledged), Arc::clone(&next), path.clone());
         writers.spawn(async move {
             loop {
                 let number = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -352,7 +378,9 @@ async fn measure_delay(
                 }
                 let due = started + Duration::from_micros(number * 1_000_000 / DELAY_RATE);
                 tokio::time::sleep_until(due.into()).await;
-                let body = connection.send(&Call::post(path.clone(), kv_body(number))).await?;
+                let body = connection
+                    .send(&Call::post(path.clone(), kv_body(number)))
+                    .await?;
                 let at = Instant::now();
                 let response: Value = serde_json::from_slice(&body)?;
                 let version = response["data"]["version"]
@@ -367,9 +395,13 @@ async fn measure_delay(
     let mut seen = Vec::new();
     let mut last_version = 0;
     let read_deadline = started + Duration::from_secs(writes / DELAY_RATE + 30);
+    let mut writing_time = None;
     while !writers.is_empty() || last_version < writes {
         while let Some(joined) = writers.try_join_next() {
             joined.context("a delay writer panicked")??;
+        }
+        if writers.is_empty() && writing_time.is_none() {
+            writing_time = Some(started.elapsed());
         }
         if Instant::now() > read_deadline {
             anyhow::bail!("the secondary did not show version {writes} of the delay key in time");
@@ -379,13 +411,15 @@ async fn measure_delay(
             continue;
         }
         let response: Value = serde_json::from_slice(&body)?;
-        let version = response["data"]["metadata"]["version"].as_u64().unwrap_or(0);
+        let version = response["data"]["metadata"]["version"]
+            .as_u64()
+            .unwrap_or(0);
         if version > last_version {
             last_version = version;
             seen.push((version, Instant::now()));
         }
     }
-    let elapsed = started.elapsed();
+    let elapsed = writing_time.unwrap_or_else(|| started.elapsed());
     let acknowledged = std::mem::take(&mut *acknowledged.lock().await);
     Ok((acknowledged, seen, elapsed))
 }
