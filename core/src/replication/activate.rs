@@ -799,7 +799,7 @@ mod tests {
         assert_eq!(status["merkle_sync_progress"]["sync_total_keys"], json!(9));
         assert_eq!(status["merkle_sync_progress"]["sync_progress"], json!(2));
 
-        live.set_traffic(70_000, 1_200);
+        node.core.replication_live.set_traffic(70_000, 1_200);
         let status = performance_status(&mut node);
         assert_eq!(status["bytes_received"], json!(70_000));
         assert_eq!(status["bytes_sent"], json!(1_200));
