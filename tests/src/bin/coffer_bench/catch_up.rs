@@ -15,6 +15,7 @@ use crate::client::{Bound, Call, Target, run_load};
 use crate::options::Options;
 use crate::peak_rss;
 use crate::stats::Row;
+use crate::workloads::SERVER_LOG_LEVEL;
 
 /// Connections that load keys into the primary.
 const LOAD_CONCURRENCY: usize = 64;
@@ -163,6 +164,7 @@ pub(crate) fn run_wal(
 /// entries in memory and on disk, so the changes cannot travel by WAL.
 pub(crate) fn run_merkle(runtime: &Runtime, options: &Options) -> anyhow::Result<Vec<Row>> {
     let small_wal = ServerOptions::default()
+        .log_level(SERVER_LOG_LEVEL)
         .extra_config("replication {\n  logshipper_buffer_length = 16\n  wal_retain = 16\n}");
     let mut set = ReplicaSet::start_with(1, &small_wal)?;
     let admin = set.primary.api(set.root())?;

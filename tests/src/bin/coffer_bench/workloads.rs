@@ -8,8 +8,9 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use coffer_tests::Server;
 use coffer_tests::ServerOptions;
-use coffer_tests::cluster::ReplicaSet;
+use coffer_tests::cluster::{ReplicaSet, last_wal};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
@@ -20,6 +21,10 @@ use crate::options::Options;
 use crate::peak_rss;
 use crate::reference::{Etcd, HttpLimit, etcd_put, lmdb_commits};
 use crate::stats::{Row, Sample, millis, ratio};
+
+/// The servers' log level. At `debug` a server logs a line per request, which measures the
+/// log file rather than the server.
+pub(crate) const SERVER_LOG_LEVEL: &str = "info";
 
 /// Connections of the read and transit loads.
 const READ_CONCURRENCY: usize = 32;
@@ -43,7 +48,10 @@ pub(crate) fn run(runtime: &Runtime, options: &Options) -> anyhow::Result<Vec<Ro
         "replication {{\n  wal_retain = {}\n}}",
         (options.wal_writes * 2).max(65_536)
     );
-    let mut set = ReplicaSet::start_with(1, &ServerOptions::default().extra_config(&retain))?;
+    let server_options = ServerOptions::default()
+        .log_level(SERVER_LOG_LEVEL)
+        .extra_config(&retain);
+    let mut set = ReplicaSet::start_with(1, &server_options)?;
     prepare(&set)?;
     let primary = Target::vault(&set.primary.address(), set.root())?;
     let secondary_server = &set.secondaries[0];
@@ -65,7 +73,7 @@ pub(crate) fn run(runtime: &Runtime, options: &Options) -> anyhow::Result<Vec<Ro
     set.wait_converged()?;
 
     let mut rows = read_rows(runtime, &primary, &secondary, bound)?;
-    rows.extend(write_rows(runtime, &primary, bound)?);
+    rows.extend(write_rows(runtime, &set.primary, &primary, bound)?);
     rows.push(forwarded_write_row(runtime, &primary, &secondary, bound)?);
     rows.extend(transit_rows(runtime, &secondary, bound)?);
     rows.push(delay_row(runtime, &primary, &secondary, options)?);
@@ -154,7 +162,12 @@ fn read_rows(
     ])
 }
 
-fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Result<Vec<Row>> {
+fn write_rows(
+    runtime: &Runtime,
+    server: &Server,
+    primary: &Target,
+    bound: Bound,
+) -> anyhow::Result<Vec<Row>> {
     let value = vec![b'x'; VALUE_SIZE];
     let dir = tempfile::tempdir().context("failed to create a directory for LMDB")?;
     let commits = lmdb_commits(dir.path(), &value, bound)?;
@@ -178,7 +191,9 @@ fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Resu
                 kv_body(number),
             )
         });
+        let before = WriteCounters::read(server)?;
         let writes = runtime.block_on(run_load(primary, concurrency, bound, make_call))?;
+        let after = WriteCounters::read(server)?;
         let peer = match &etcd {
             Some(etcd) => Some(runtime.block_on(run_load(
                 &Target::plain(etcd.address()),
@@ -189,6 +204,7 @@ fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Resu
             None => None,
         };
         let mut versus = vec![ratio(writes.ops_per_second(), commit_rate, "LMDB commits")];
+        versus.push(after.since(&before, writes.count()));
         match &peer {
             Some(peer) => versus.push(ratio(
                 writes.ops_per_second(),
@@ -223,6 +239,44 @@ fn write_rows(runtime: &Runtime, primary: &Target, bound: Bound) -> anyhow::Resu
         rows.push(Row::note("peak RSS, etcd", peak_rss(Some(etcd.pid()))));
     }
     Ok(rows)
+}
+
+/// The primary's WAL index and the bytes its process has written to disk, read before and
+/// after a write load to count commits and disk traffic per write.
+struct WriteCounters {
+    wal_index: u64,
+    disk_bytes: Option<u64>,
+}
+
+impl WriteCounters {
+    fn read(server: &Server) -> anyhow::Result<WriteCounters> {
+        Ok(WriteCounters {
+            wal_index: last_wal(server)?,
+            disk_bytes: server.pid().and_then(disk_bytes_written),
+        })
+    }
+
+    /// Describes the writes per commit and disk bytes per write between `before` and `self`.
+    fn since(&self, before: &WriteCounters, writes: usize) -> String {
+        let commits = self.wal_index.saturating_sub(before.wal_index).max(1);
+        let per_commit = format!("{:.1} writes per commit", writes as f64 / commits as f64);
+        match (before.disk_bytes, self.disk_bytes) {
+            (Some(start), Some(end)) => format!(
+                "{per_commit}, {:.1} KiB to disk per write",
+                end.saturating_sub(start) as f64 / 1024.0 / writes.max(1) as f64
+            ),
+            _ => per_commit,
+        }
+    }
+}
+
+/// Returns `write_bytes` of `/proc/<pid>/io`: the bytes the process caused to be written to
+/// the block device, or `None` when the file cannot be read.
+fn disk_bytes_written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Measures a write sent to the secondary, which forwards it to the primary, against the same
