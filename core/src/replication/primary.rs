@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::Timestamp;
 use crate::replication::config::ReplicationConfig;
-use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
+use crate::replication::frame::{FrameDecoder, FrameError, FrameLimits, encode_message};
 use crate::replication::keys::KeyOffer;
 use crate::replication::merkle::Merkle;
 use crate::replication::message::{ErrorCode, Message};
@@ -372,7 +372,7 @@ impl PrimarySession {
                 view,
             )
         } else {
-            self.start_sync(&head, view)
+            self.start_sync(&head, view, "secondary position is not on the chain")
         }
     }
 
@@ -399,7 +399,12 @@ impl PrimarySession {
         self.fill(view)
     }
 
-    fn start_sync(&mut self, head: &Position, view: &PrimaryView<'_>) -> Result<(), StorageError> {
+    fn start_sync(
+        &mut self,
+        head: &Position,
+        view: &PrimaryView<'_>,
+        reason: &str,
+    ) -> Result<(), StorageError> {
         let sync = self.next_sync;
         self.next_sync += 1;
         let root = Merkle::root(view.live)?;
@@ -409,7 +414,7 @@ impl PrimarySession {
             sync,
             position: head.clone(),
         };
-        self.transition(phase, "secondary position is not on the chain", view)?;
+        self.transition(phase, reason, view)?;
         self.events.push_back(PrimaryEvent::PinSnapshot {
             sync,
             position: head.clone(),
@@ -494,21 +499,35 @@ impl PrimarySession {
             if *next > window_end {
                 return Ok(());
             }
+            let budget = self.config.max_message_size / 2;
             let mut entries = Vec::new();
             let mut bytes = 0;
             while *next <= window_end && entries.len() < self.config.batch_entries {
                 let Some(entry) = find_entry(*next, &self.retained, view)? else {
                     let head = head.clone();
-                    return self.start_sync(&head, view);
+                    return self.start_sync(&head, view, "WAL entries are no longer retained");
                 };
+                if !entries.is_empty() && bytes + entry.size() > budget {
+                    break;
+                }
                 bytes += entry.size();
                 entries.push(entry);
                 *next += 1;
-                if bytes >= self.config.max_message_size / 2 {
-                    break;
+            }
+            let batch = Message::WalBatch { entries };
+            match encode_message(&batch, self.limits) {
+                Ok(frames) => self.transmits.extend(frames),
+                // One entry alone can pass the message limit (several large writes committed
+                // together); Merkle sync then moves its keys one bounded message at a time.
+                Err(FrameError::MessageTooLarge { .. }) => {
+                    let head = head.clone();
+                    return self.start_sync(&head, view, "a WAL entry exceeds the message size");
+                }
+                Err(error) => {
+                    self.close(format!("cannot encode a wal-batch message: {error}"));
+                    return Ok(());
                 }
             }
-            self.send(&Message::WalBatch { entries });
         }
     }
 

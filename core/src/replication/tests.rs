@@ -786,6 +786,29 @@ fn large_values_sync_in_bounded_messages() {
 }
 
 #[test]
+fn oversized_entry_falls_back_to_sync() {
+    let config = ReplicationConfig {
+        max_message_size: 32 * 1024,
+        ..small_config()
+    };
+    let mut cluster = Cluster::new(config, 1, 17);
+    cluster.start();
+    assert!(cluster.drive());
+    // One entry of two 20,000-byte values cannot travel in a 32 KiB message.
+    let value = "v".repeat(20_000);
+    cluster.write(vec![
+        put("logical/big-a", &value),
+        put("logical/big-b", &value),
+    ]);
+    assert!(cluster.drive());
+    write_numbered(&mut cluster, 0..5);
+    assert!(cluster.drive());
+    let states = &cluster.secondaries[0].states;
+    assert!(states.contains(&SecondaryState::MerkleSync));
+    assert_eq!(states.last(), Some(&SecondaryState::StreamWals));
+}
+
+#[test]
 fn stream_falls_back_to_sync_when_entries_drop() {
     let config = ReplicationConfig {
         logshipper_buffer_length: 2,

@@ -37,6 +37,9 @@ pub struct WriterLimits {
     pub queue_length: usize,
     /// Maximum number of requests committed together in one transaction.
     pub batch_size: usize,
+    /// Request bytes after which a batch takes no more requests. It keeps one WAL entry, which
+    /// replicates as one message, well below the message size limit.
+    pub batch_bytes: usize,
     /// Newest WAL entries kept on disk; each commit trims the older ones.
     pub wal_retain: u64,
     /// Maximum number of entries the log shipper keeps in memory.
@@ -63,6 +66,7 @@ impl Default for WriterLimits {
         WriterLimits {
             queue_length: 1024,
             batch_size: 128,
+            batch_bytes: 8 << 20,
             wal_retain: replication.wal_retain,
             logshipper_buffer_length: replication.logshipper_buffer_length,
             logshipper_buffer_size: replication.logshipper_buffer_size,
@@ -158,6 +162,7 @@ impl Writer {
     {
         let (sender, receiver) = mpsc::sync_channel(limits.queue_length.max(1));
         let batch_size = limits.batch_size.max(1);
+        let batch_bytes = limits.batch_bytes;
         let wal = Wal::new(limits.wal_retain);
         let feed = CommitFeed::from_limits(&limits);
         let committer = Committer {
@@ -169,7 +174,7 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("coffer-writer".into())
-            .spawn(move || run(&committer, &receiver, batch_size))?;
+            .spawn(move || run(&committer, &receiver, batch_size, batch_bytes))?;
         Ok(Writer {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
@@ -295,19 +300,46 @@ fn run<S: Storage, E: Environment>(
     committer: &Committer<S, E>,
     receiver: &Receiver<Job>,
     batch_size: usize,
+    batch_bytes: usize,
 ) {
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
+        let mut bytes = request_size(&first.request);
         let mut batch = vec![first];
-        while batch.len() < batch_size {
+        while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    bytes += request_size(&job.request);
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         committer.commit_batch(batch);
     }
+}
+
+/// Estimates the bytes a request writes: its path and the lengths of the keys and strings in
+/// its data. Structure and numbers count a few bytes each.
+fn request_size(request: &Request) -> usize {
+    fn value_size(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::String(text) => text.len(),
+            serde_json::Value::Array(items) => items.iter().map(|item| 1 + value_size(item)).sum(),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(key, item)| key.len() + value_size(item))
+                .sum(),
+            _ => 8,
+        }
+    }
+    let data: usize = request
+        .data
+        .iter()
+        .map(|(key, value)| key.len() + value_size(value))
+        .sum();
+    request.path.len() + data
 }
 
 impl<S: Storage, E: Environment> Committer<S, E> {
@@ -576,6 +608,33 @@ mod tests {
         for receiver in queued {
             assert!(receiver.blocking_recv().is_ok());
         }
+        assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn batch_bytes_cap_one_commit() {
+        let limits = WriterLimits {
+            queue_length: 16,
+            batch_size: 16,
+            batch_bytes: 1000,
+            ..WriterLimits::default()
+        };
+        let harness = harness(MemStorage::new(), limits);
+        let first = occupy_writer(&harness);
+        let mut large = request();
+        large
+            .data
+            .insert("value".into(), serde_json::Value::String("x".repeat(600)));
+        let queued: Vec<_> = (0..4)
+            .map(|_| harness.writer.submit(large.clone()).unwrap())
+            .collect();
+        release_all(&harness);
+
+        assert!(first.blocking_recv().is_ok());
+        for receiver in queued {
+            assert!(receiver.blocking_recv().is_ok());
+        }
+        // Two requests of about 600 bytes pass the 1000-byte cap, so four take two commits.
         assert_eq!(harness.storage.commits.load(Ordering::SeqCst), 3);
     }
 
