@@ -42,8 +42,13 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(options.client_threads)
         .enable_all()
         .build()?;
-    let mut rows = workloads::run(&runtime, &options)?;
-    rows.extend(catch_up::run_merkle(&runtime, &options)?);
+    let mut rows = Vec::new();
+    if options.parts.main_workloads() {
+        rows.extend(workloads::run(&runtime, &options)?);
+    }
+    if options.parts.merkle() {
+        rows.extend(catch_up::run_merkle(&runtime, &options)?);
+    }
 
     println!();
     println!("{}", render(&rows));

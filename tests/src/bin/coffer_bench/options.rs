@@ -7,12 +7,15 @@ use anyhow::{Context, bail};
 /// The help text.
 pub(crate) const USAGE: &str = "\
 usage: coffer-bench [--quick] [--seconds N] [--wal-writes N] [--merkle-keys N]
+                    [--merkle-only | --no-merkle]
 
   --quick          small sizes: 2 s per load, 10,000 writes behind for WAL catch-up and
                    20,000 keys for Merkle catch-up (finishes in under two minutes)
   --seconds N      time limit of each load, in seconds (default 10, 2 with --quick)
   --wal-writes N   writes a stopped secondary misses before WAL catch-up (default 100,000)
   --merkle-keys N  keys loaded before Merkle catch-up, of which 1% change (default 1,000,000)
+  --merkle-only    run only the Merkle catch-up, which takes most of a full run's time
+  --no-merkle      run everything but the Merkle catch-up
 
 Set COFFER_BIN to the server binary to measure, such as target/release/coffer.";
 
@@ -29,6 +32,31 @@ pub(crate) struct Options {
     pub(crate) merkle_keys: u64,
     /// Worker threads of the client's runtime.
     pub(crate) client_threads: usize,
+    /// Which parts run.
+    pub(crate) parts: Parts,
+}
+
+/// The parts of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// Every workload.
+    All,
+    /// Only the Merkle catch-up.
+    MerkleOnly,
+    /// Every workload except the Merkle catch-up.
+    NoMerkle,
+}
+
+impl Parts {
+    /// Returns whether the workloads of the first replica set run.
+    pub(crate) fn main_workloads(self) -> bool {
+        self != Parts::MerkleOnly
+    }
+
+    /// Returns whether the Merkle catch-up runs.
+    pub(crate) fn merkle(self) -> bool {
+        self != Parts::NoMerkle
+    }
 }
 
 impl Options {
@@ -43,6 +71,7 @@ impl Options {
                 wal_writes: 10_000,
                 merkle_keys: 20_000,
                 client_threads: 2,
+                parts: Parts::All,
             }
         } else {
             Options {
@@ -51,6 +80,7 @@ impl Options {
                 wal_writes: 100_000,
                 merkle_keys: 1_000_000,
                 client_threads: 2,
+                parts: Parts::All,
             }
         };
         let mut rest = args.iter();
@@ -64,6 +94,11 @@ impl Options {
                 }
                 "--wal-writes" => options.wal_writes = number(arg, rest.next())?,
                 "--merkle-keys" => options.merkle_keys = number(arg, rest.next())?,
+                "--merkle-only" | "--no-merkle" if options.parts != Parts::All => {
+                    bail!("--merkle-only and --no-merkle exclude each other; pass one of them")
+                }
+                "--merkle-only" => options.parts = Parts::MerkleOnly,
+                "--no-merkle" => options.parts = Parts::NoMerkle,
                 other => bail!("unknown argument {other:?}; run coffer-bench --help for usage"),
             }
         }
@@ -133,6 +168,18 @@ mod tests {
         assert!(parse(&["--seconds", "0"]).is_err());
         assert!(parse(&["--merkle-keys", "9999"]).is_err());
         assert!(parse(&["--fast"]).is_err());
+        assert!(parse(&["--merkle-only", "--no-merkle"]).is_err());
+    }
+
+    #[test]
+    fn parts_select_workloads() -> anyhow::Result<()> {
+        let merkle_only = parse(&["--merkle-only"])?.expect("not help").parts;
+        assert!(!merkle_only.main_workloads());
+        assert!(merkle_only.merkle());
+        let no_merkle = parse(&["--no-merkle"])?.expect("not help").parts;
+        assert!(no_merkle.main_workloads());
+        assert!(!no_merkle.merkle());
+        Ok(())
     }
 
     #[test]

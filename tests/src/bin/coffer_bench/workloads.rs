@@ -191,9 +191,9 @@ fn write_rows(
                 kv_body(number),
             )
         });
-        let before = WriteCounters::read(server)?;
+        let before = last_wal(server)?;
         let writes = runtime.block_on(run_load(primary, concurrency, bound, make_call))?;
-        let after = WriteCounters::read(server)?;
+        let after = last_wal(server)?;
         let peer = match &etcd {
             Some(etcd) => Some(runtime.block_on(run_load(
                 &Target::plain(etcd.address()),
@@ -204,7 +204,7 @@ fn write_rows(
             None => None,
         };
         let mut versus = vec![ratio(writes.ops_per_second(), commit_rate, "LMDB commits")];
-        versus.push(after.since(&before, writes.count()));
+        versus.push(writes_per_commit(writes.count(), before, after));
         match &peer {
             Some(peer) => versus.push(ratio(
                 writes.ops_per_second(),
@@ -241,42 +241,11 @@ fn write_rows(
     Ok(rows)
 }
 
-/// The primary's WAL index and the bytes its process has written to disk, read before and
-/// after a write load to count commits and disk traffic per write.
-struct WriteCounters {
-    wal_index: u64,
-    disk_bytes: Option<u64>,
-}
-
-impl WriteCounters {
-    fn read(server: &Server) -> anyhow::Result<WriteCounters> {
-        Ok(WriteCounters {
-            wal_index: last_wal(server)?,
-            disk_bytes: server.pid().and_then(disk_bytes_written),
-        })
-    }
-
-    /// Describes the writes per commit and disk bytes per write between `before` and `self`.
-    fn since(&self, before: &WriteCounters, writes: usize) -> String {
-        let commits = self.wal_index.saturating_sub(before.wal_index).max(1);
-        let per_commit = format!("{:.1} writes per commit", writes as f64 / commits as f64);
-        match (before.disk_bytes, self.disk_bytes) {
-            (Some(start), Some(end)) => format!(
-                "{per_commit}, {:.1} KiB to disk per write",
-                end.saturating_sub(start) as f64 / 1024.0 / writes.max(1) as f64
-            ),
-            _ => per_commit,
-        }
-    }
-}
-
-/// Returns `write_bytes` of `/proc/<pid>/io`: the bytes the process caused to be written to
-/// the block device, or `None` when the file cannot be read.
-fn disk_bytes_written(pid: u32) -> Option<u64> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes:"))
-        .and_then(|value| value.trim().parse().ok())
+/// Returns how many writes shared each commit: `writes` over the number of WAL entries the
+/// primary logged between `before` and `after`, one entry per commit.
+fn writes_per_commit(writes: usize, before: u64, after: u64) -> String {
+    let commits = after.saturating_sub(before).max(1);
+    format!("{:.1} writes per commit", writes as f64 / commits as f64)
 }
 
 /// Measures a write sent to the secondary, which forwards it to the primary, against the same
