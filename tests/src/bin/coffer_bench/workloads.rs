@@ -386,33 +386,10 @@ async fn measure_delay(
 ) -> anyhow::Result<DelayTrace> {
     let path = "/v1/secret/data/delay".to_owned();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
-    let mut writers = tokio::task::JoinSet::new();
-    for _ in 0..DELAY_CONCURRENCY {
-        let mut connection = Connection::open(primary).await?;
-        let (acknowledged, next, path) =
-            (Arc::clone(&acknowledged), Arc::clone(&next), path.clone());
-        writers.spawn(async move {
-            loop {
-                let number = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if number >= writes {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let due = started + Duration::from_micros(number * 1_000_000 / DELAY_RATE);
-                tokio::time::sleep_until(due.into()).await;
-                let body = connection
-                    .send(&Call::post(path.clone(), kv_body(number)))
-                    .await?;
-                let at = Instant::now();
-                let response: Value = serde_json::from_slice(&body)?;
-                let version = response["data"]["version"]
-                    .as_u64()
-                    .context("the write returned no data.version")?;
-                acknowledged.lock().await.push((version, at));
-            }
-        });
-    }
+    let mut writers =
+        spawn_delay_writers(primary, &path, writes, started, Arc::clone(&acknowledged)).await?;
+
     let mut reader = Connection::open(secondary).await?;
     let read = Call::get(path);
     let mut seen = Vec::new();
@@ -433,6 +410,7 @@ async fn measure_delay(
         if status != 200 {
             continue;
         }
+
         let response: Value = serde_json::from_slice(&body)?;
         let version = response["data"]["metadata"]["version"]
             .as_u64()
@@ -442,7 +420,49 @@ async fn measure_delay(
             seen.push((version, Instant::now()));
         }
     }
+
     let elapsed = writing_time.unwrap_or_else(|| started.elapsed());
     let acknowledged = std::mem::take(&mut *acknowledged.lock().await);
     Ok((acknowledged, seen, elapsed))
+}
+
+/// Starts [`DELAY_CONCURRENCY`] writers that send write `n` to `path` at `started` plus `n`
+/// thousandths of a second and record each acknowledged version with its time.
+async fn spawn_delay_writers(
+    primary: &Target,
+    path: &str,
+    writes: u64,
+    started: Instant,
+    acknowledged: Arc<Mutex<Vec<(u64, Instant)>>>,
+) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..DELAY_CONCURRENCY {
+        let mut connection = Connection::open(primary).await?;
+        let (acknowledged, next, path) = (
+            Arc::clone(&acknowledged),
+            Arc::clone(&next),
+            path.to_owned(),
+        );
+        writers.spawn(async move {
+            loop {
+                let number = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if number >= writes {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let due = started + Duration::from_micros(number * 1_000_000 / DELAY_RATE);
+                tokio::time::sleep_until(due.into()).await;
+                let body = connection
+                    .send(&Call::post(path.clone(), kv_body(number)))
+                    .await?;
+                let at = Instant::now();
+                let response: Value = serde_json::from_slice(&body)?;
+                let version = response["data"]["version"]
+                    .as_u64()
+                    .context("the write returned no data.version")?;
+                acknowledged.lock().await.push((version, at));
+            }
+        });
+    }
+    Ok(writers)
 }
