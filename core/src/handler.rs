@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 
 use crate::acl::PolicyStore;
+use crate::audit::AuditStatus;
 use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
@@ -97,6 +98,8 @@ pub struct Core {
     pub tokens: TokenStore,
     /// Replication status that the replication driver reports.
     pub replication_live: LiveStatus,
+    /// The audit devices the io layer failed to write to.
+    pub audit_status: AuditStatus,
     replication_generation: AtomicU64,
     // The primary's API address while this node is a secondary, refreshed by `reload`.
     secondary_of: RwLock<Option<String>>,
@@ -112,6 +115,7 @@ impl Core {
             policies: PolicyStore::new(),
             tokens: TokenStore::new(),
             replication_live: LiveStatus::new(),
+            audit_status: AuditStatus::default(),
             replication_generation: AtomicU64::new(0),
             secondary_of: RwLock::new(None),
         }
@@ -235,6 +239,33 @@ impl Core {
             return crate::token::handle(self, ctx, request, caller, txn);
         }
         crate::engines::handle(self, ctx, request, caller, txn)
+    }
+
+    /// Returns when the earliest lease on this node ends, or `None` when there is none or the
+    /// barrier is sealed. The io layer's timer sleeps until then and calls
+    /// [`Core::handle_timeout`].
+    pub fn poll_timeout(&self, txn: &dyn Transaction) -> Result<Option<Timestamp>, Error> {
+        if self.barrier.is_sealed() {
+            return Ok(None);
+        }
+        crate::lease::next_expiry(txn)
+    }
+
+    /// Revokes the leases that ended at or before `ctx.now`, with their tokens and the tokens'
+    /// children, and returns how many it revoked. It revokes at most
+    /// [`crate::lease::MAX_EXPIRED_PER_CALL`] per call, so the caller calls it again while
+    /// [`Core::poll_timeout`] is not later than `now`. Writes only the local partition.
+    pub fn handle_timeout(
+        &self,
+        ctx: &mut Ctx<'_>,
+        txn: &mut dyn Transaction,
+    ) -> Result<usize, Error> {
+        if self.barrier.is_sealed() {
+            return Ok(0);
+        }
+        let now = ctx.now;
+        let mut view = self.barrier.view(txn, &mut *ctx.rng)?;
+        crate::lease::expire_due(&mut view, now)
     }
 
     /// Refreshes the caches that the changed keys feed (mount tables, policies, keyring).

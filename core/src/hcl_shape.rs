@@ -12,7 +12,8 @@ pub const MAX_NESTING: usize = 16;
 /// Whether expression operators outside strings and comments are accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operators {
-    /// Reject `(`, `!`, `+`, a `-` that is not inside a bare name, and the other operators.
+    /// Reject `(`, `!`, `+`, a `-` that is not inside a bare name and the other operators, and
+    /// the template sequences `${` and `%{` inside strings.
     Reject,
     /// Accept operators, checking only the nesting depth.
     Allow,
@@ -38,6 +39,19 @@ pub enum ShapeError {
         /// Its byte offset in the text.
         offset: usize,
     },
+    /// A `${` or `%{` template sequence inside a string, with [`Operators::Reject`].
+    #[error(
+        "unexpected template sequence '{sequence}' at byte {offset}: write '{escaped}' for the \
+         literal characters"
+    )]
+    Template {
+        /// `${` or `%{`.
+        sequence: &'static str,
+        /// The escaped form, `$${` or `%%{`.
+        escaped: &'static str,
+        /// Its byte offset in the text.
+        offset: usize,
+    },
 }
 
 /// Scans `text`, skipping quoted strings and comments, and rejects nesting deeper than
@@ -50,7 +64,7 @@ pub fn check(text: &str, max_nesting: usize, operators: Operators) -> Result<(),
         let byte = bytes[index];
         let next = bytes.get(index + 1).copied();
         match byte {
-            b'"' => index = skip_string(bytes, index + 1),
+            b'"' => index = skip_string(bytes, index + 1, operators)?,
             b'#' => index = skip_line(bytes, index),
             b'/' if next == Some(b'/') => index = skip_line(bytes, index),
             b'/' if next == Some(b'*') => index = skip_block_comment(bytes, index + 2),
@@ -87,16 +101,36 @@ pub fn check(text: &str, max_nesting: usize, operators: Operators) -> Result<(),
 }
 
 /// Returns the index just past the string that starts at `start` (after its opening quote).
-fn skip_string(bytes: &[u8], start: usize) -> usize {
+///
+/// With [`Operators::Reject`], a template sequence fails the scan: the parser evaluates
+/// `${...}` and `%{...}` inside strings, and unclosed ones backtrack as badly as operators.
+fn skip_string(bytes: &[u8], start: usize, operators: Operators) -> Result<usize, ShapeError> {
     let mut index = start;
     while index < bytes.len() {
+        let rest = &bytes[index..];
         match bytes[index] {
             b'\\' => index += 2,
-            b'"' => return index + 1,
+            b'"' => return Ok(index + 1),
+            // The escapes `$${` and `%%{` stand for the literal characters.
+            b'$' | b'%' if rest.get(1) == Some(&bytes[index]) && rest.get(2) == Some(&b'{') => {
+                index += 3;
+            }
+            b'$' | b'%' if rest.get(1) == Some(&b'{') && operators == Operators::Reject => {
+                let (sequence, escaped) = if bytes[index] == b'$' {
+                    ("${", "$${")
+                } else {
+                    ("%{", "%%{")
+                };
+                return Err(ShapeError::Template {
+                    sequence,
+                    escaped,
+                    offset: index,
+                });
+            }
             _ => index += 1,
         }
     }
-    index
+    Ok(index)
 }
 
 /// Returns the index of the line break that ends the comment at `start`.
@@ -152,6 +186,19 @@ mod tests {
             }
         );
         assert_eq!(check(text, MAX_NESTING, Operators::Allow), Ok(()));
+    }
+
+    #[test]
+    fn template_sequences_rejected_only_when_asked() {
+        let text = "path \"a/${b}\" {}";
+        let error = check(text, MAX_NESTING, Operators::Reject).unwrap_err();
+        assert!(
+            matches!(error, ShapeError::Template { offset: 8, .. }),
+            "{error}"
+        );
+        assert_eq!(check(text, MAX_NESTING, Operators::Allow), Ok(()));
+        let escaped = "path \"a/$${b}/%%{c}/{{identity.entity.id}}\" {}";
+        assert_eq!(check(escaped, MAX_NESTING, Operators::Reject), Ok(()));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod acl;
+pub mod audit;
 mod auth;
 pub mod barrier;
 pub mod engines;
@@ -33,6 +34,7 @@ pub mod error;
 mod handler;
 pub mod hcl_shape;
 pub mod ids;
+pub mod lease;
 pub mod mounts;
 pub mod replication;
 pub mod request;

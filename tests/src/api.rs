@@ -78,6 +78,14 @@ impl Api {
         self.send(self.request(Method::DELETE, path))
     }
 
+    /// Sends `POST v1/<path>` with `X-Vault-Wrap-TTL: <ttl>`, so the response comes back wrapped.
+    pub fn post_wrapped(&self, path: &str, body: &Value, ttl: &str) -> anyhow::Result<ApiResponse> {
+        let request = self
+            .request(Method::POST, path)
+            .header("X-Vault-Wrap-TTL", ttl);
+        self.send(request.json(body))
+    }
+
     /// Sends a request with a raw body and content type, for malformed-input tests.
     pub fn raw(
         &self,
@@ -136,6 +144,15 @@ impl Api {
     }
 }
 
+/// Returns the string at the JSON `pointer` (such as `/auth/client_token`) in `body`, or an
+/// error that shows the body.
+pub fn string_at(body: &Value, pointer: &str) -> anyhow::Result<String> {
+    body.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("no string at {pointer} in {body}"))
+}
+
 impl ApiResponse {
     /// Fails unless the status is `expected`, showing the body.
     pub fn expect_status(&self, expected: u16) -> anyhow::Result<()> {
@@ -147,6 +164,14 @@ impl ApiResponse {
             );
         }
         Ok(())
+    }
+
+    /// Returns the body of a 200 or 204 response, and fails with the status and body otherwise.
+    pub fn success(self) -> anyhow::Result<Value> {
+        if self.status != 200 && self.status != 204 {
+            bail!("expected success, got {}: {}", self.status, self.text);
+        }
+        Ok(self.body)
     }
 
     /// Returns the `errors` list of an error response, or an empty list when there is none.

@@ -83,14 +83,9 @@ impl ReplicaSet {
 
     /// Waits until every secondary streams at the primary's last WAL index.
     pub fn wait_converged(&self) -> anyhow::Result<()> {
-        let target = last_wal(&self.primary)?;
         for secondary in &self.secondaries {
-            wait_until(CONVERGE_TIMEOUT, || {
-                let status = performance_status(&secondary.server)?;
-                Ok(status["state"] == "stream-wals"
-                    && status["last_remote_wal"].as_u64() >= Some(target))
-            })
-            .with_context(|| format!("secondary {} did not reach WAL {target}", secondary.id))?;
+            wait_caught_up(&secondary.server, &self.primary)
+                .with_context(|| format!("secondary {} did not catch up", secondary.id))?;
         }
         Ok(())
     }
@@ -216,4 +211,59 @@ fn decode_root_token(encoded: &str, otp: &str) -> anyhow::Result<String> {
         .map(|(byte, pad)| byte ^ pad)
         .collect();
     String::from_utf8(token).context("the decoded root token is not UTF-8")
+}
+
+/// Demotes the primary `server` and returns the response's `data`.
+pub fn demote(server: &Server, root: &str) -> anyhow::Result<Value> {
+    let response = server
+        .api(root)?
+        .post("sys/replication/performance/primary/demote", &json!({}))?;
+    response.expect_status(200)?;
+    Ok(response.body["data"].clone())
+}
+
+/// Promotes the secondary `server` with `body` (`force`, `primary_cluster_addr`) and waits
+/// until its status reports `mode` `primary`.
+pub fn promote(server: &Server, root: &str, body: &Value) -> anyhow::Result<()> {
+    server
+        .api(root)?
+        .post("sys/replication/performance/secondary/promote", body)?
+        .expect_status(200)?;
+    wait_until(CONVERGE_TIMEOUT, || {
+        Ok(performance_status(server)?["mode"] == "primary")
+    })
+}
+
+/// Sends `secondary/update-primary` with `token` to `server` and returns the raw response.
+pub fn update_primary(server: &Server, root: &str, token: &str) -> anyhow::Result<ApiResponse> {
+    server.api(root)?.post(
+        "sys/replication/performance/secondary/update-primary",
+        &json!({ "token": token }),
+    )
+}
+
+/// Waits until `follower` streams from a primary whose `last_wal` is `primary`'s.
+pub fn wait_caught_up(follower: &Server, primary: &Server) -> anyhow::Result<()> {
+    let target = last_wal(primary)?;
+    wait_until(CONVERGE_TIMEOUT, || {
+        let status = performance_status(follower)?;
+        Ok(status["state"] == "stream-wals" && status["last_remote_wal"].as_u64() >= Some(target))
+    })
+    .with_context(|| {
+        let status = performance_status(follower).unwrap_or(Value::Null);
+        format!("the follower did not reach WAL {target}; last status: {status}")
+    })
+}
+
+/// Reads the `marker` field of the KV v2 secret `secret/<path>` on `server`, or `None` when the
+/// secret does not exist.
+pub fn read_marker(server: &Server, token: &str, path: &str) -> anyhow::Result<Option<String>> {
+    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
+    if response.status == 404 {
+        return Ok(None);
+    }
+    response.expect_status(200)?;
+    Ok(response.body["data"]["data"]["marker"]
+        .as_str()
+        .map(str::to_owned))
 }

@@ -11,7 +11,7 @@ pub mod cluster;
 mod config;
 mod server;
 
-pub use api::{Api, ApiResponse};
+pub use api::{Api, ApiResponse, string_at};
 pub use binary::{coffer_binary, server_binary};
 pub use config::ServerOptions;
 pub use server::{InitKeys, Server};

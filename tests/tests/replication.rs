@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use coffer_tests::cluster::{
     CONVERGE_TIMEOUT, ReplicaSet, activate, generate_root, last_wal, performance_status,
-    secondary_token, wait_for_state, wait_until,
+    read_marker, secondary_token, update_primary, wait_for_state, wait_until,
 };
 use coffer_tests::{ServerOptions, runtime, vault_client};
 use serde_json::{Value, json};
@@ -24,21 +26,6 @@ fn write_secrets(set: &ReplicaSet, prefix: &str, count: usize) -> anyhow::Result
         .expect_status(200)?;
     }
     Ok(())
-}
-
-fn read_marker(
-    server: &coffer_tests::Server,
-    token: &str,
-    path: &str,
-) -> anyhow::Result<Option<String>> {
-    let response = server.api(token)?.get(&format!("secret/data/{path}"))?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    response.expect_status(200)?;
-    Ok(response.body["data"]["data"]["marker"]
-        .as_str()
-        .map(str::to_owned))
 }
 
 #[test]
@@ -317,9 +304,27 @@ fn revoked_secondary_is_cut_off() -> anyhow::Result<()> {
         )?
         .expect_status(204)?;
     let secondary = &set.secondaries[0];
-    wait_until(CONVERGE_TIMEOUT, || {
+    wait_until(Duration::from_secs(1), || {
         Ok(performance_status(&secondary.server)?["connection_state"] != "ready")
+    })
+    .context("the revoked secondary was still connected a second after its revocation")?;
+    // Each reconnect fails, and status and log give the reason.
+    wait_until(CONVERGE_TIMEOUT, || {
+        let status = performance_status(&secondary.server)?;
+        Ok(status["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("TLS handshake")))
+    })
+    .with_context(|| {
+        let status = performance_status(&secondary.server).unwrap_or(Value::Null);
+        format!("status never named the failed handshake: {status}")
     })?;
+    let log = secondary.server.log();
+    assert!(
+        log.contains("TLS handshake with the primary"),
+        "{}",
+        secondary.server.log_tail(30)
+    );
     primary
         .post("secret/data/after", &json!({"data": {"marker": "after"}}))?
         .expect_status(200)?;
@@ -488,5 +493,26 @@ fn revoked_secondary_rejoins_with_new_token() -> anyhow::Result<()> {
         read_marker(&secondary.server, &secondary.root_token, "rejoined")?.as_deref(),
         Some("rejoined")
     );
+
+    // Revoked again, it rejoins with update-primary, which keeps its data and root token.
+    primary
+        .post(
+            "sys/replication/performance/primary/revoke-secondary",
+            &json!({"id": "s1"}),
+        )?
+        .expect_status(204)?;
+    primary
+        .post(
+            "secret/data/while-revoked",
+            &json!({"data": {"marker": "while-revoked"}}),
+        )?
+        .expect_status(200)?;
+    let token = secondary_token(&set.primary, set.root(), "s1")?;
+    update_primary(&secondary.server, &secondary.root_token, &token)?.expect_status(200)?;
+    set.wait_converged()?;
+    for marker in ["rejoined", "while-revoked"] {
+        let read = read_marker(&secondary.server, &secondary.root_token, marker)?;
+        assert_eq!(read.as_deref(), Some(marker));
+    }
     Ok(())
 }

@@ -376,6 +376,17 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_templates_are_rejected_quickly() {
+        // A fuzzer found this text: unclosed `%{` directives inside a string kept the HCL
+        // parser busy for more than 15 s.
+        let text = include_str!(
+            "../../../fuzz/regressions/policy_parser/hcl-unclosed-template-backtracking"
+        );
+        let error = super::parse_policy("slow", text).unwrap_err();
+        assert!(error.to_string().contains("template sequence"), "{error}");
+    }
+
+    #[test]
     fn comments_and_strings_may_hold_operators() {
         let text = "# read-only (for apps)\n\
                     // also: a+b\n\

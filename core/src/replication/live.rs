@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::Timestamp;
+use crate::replication::position::Position;
 use crate::replication::secondary::SecondaryState;
 
 /// The state of a secondary's connection to its primary, named as gRPC names connectivity.
@@ -80,6 +81,10 @@ pub struct SecondaryLive {
     pub bytes_received: u64,
     /// Bytes queued for the primary on the cluster port since this process started.
     pub bytes_sent: u64,
+    /// The primary's head as of its last `StreamStart` or heartbeat.
+    pub primary_head: Option<Position>,
+    /// The reason the last connection to the primary ended or failed, for status.
+    pub last_error: Option<String>,
 }
 
 impl Default for SecondaryLive {
@@ -93,6 +98,8 @@ impl Default for SecondaryLive {
             last_start: None,
             bytes_received: 0,
             bytes_sent: 0,
+            primary_head: None,
+            last_error: None,
         }
     }
 }
@@ -104,6 +111,8 @@ pub struct LiveSnapshot {
     pub secondary: Option<SecondaryLive>,
     /// The primary's sessions, by secondary id.
     pub secondaries: BTreeMap<String, PeerStatus>,
+    /// How many times `sys/replication/recover` asked the driver to restart the secondary.
+    pub recover_requests: u64,
 }
 
 /// The live status a [`Core`](crate::Core) holds. Every method takes a short lock.
@@ -160,6 +169,12 @@ impl LiveStatus {
     /// Replaces the list of primary nodes.
     pub fn set_primaries(&self, primaries: Vec<PeerStatus>) {
         self.update_secondary(|live| live.primaries = primaries);
+    }
+
+    /// Asks the driver to close the secondary's session and start a new one.
+    pub fn request_recover(&self) {
+        let mut inner = self.lock();
+        inner.recover_requests = inner.recover_requests.wrapping_add(1);
     }
 
     /// Forgets the secondary's status, as when its driver stops.

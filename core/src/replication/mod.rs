@@ -19,6 +19,7 @@ pub mod activate;
 pub mod activation;
 pub mod apply;
 pub mod config;
+pub mod failover;
 pub mod frame;
 pub mod keys;
 pub mod live;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Core;
 use crate::error::Error;
 use crate::replication::activation::{BootstrapBundle, PrivateKey};
+use crate::replication::failover::{DEMOTED_KEY, DemotedRecord, load_demoted};
 use crate::replication::position::Epoch;
 use crate::storage::{Partition, StorageError, Transaction};
 use crate::sys::replication::state;
@@ -18,6 +19,9 @@ use crate::time::Timestamp;
 
 /// Prefix of every local key that contains replication state.
 pub const ROLE_KEY_PREFIX: &str = "core/replication/";
+
+/// Local key of a secondary's activation record, encrypted by the barrier.
+pub const SECONDARY_RECORD_KEY: &str = "core/replication/performance/secondary";
 
 /// This node's role in performance replication.
 #[derive(Debug)]
@@ -28,6 +32,9 @@ pub enum Role {
     Primary(PrimaryCredentials),
     /// A secondary, activated or with its activation pending.
     Secondary(SecondaryCredentials),
+    /// A demoted primary: a secondary with no primary, read-only for shared data, until
+    /// `update-primary` gives it one or `promote` makes it a primary again.
+    Demoted(DemotedRecord),
 }
 
 /// The identity and keys a primary's cluster port needs. `Debug` hides the key.
@@ -96,6 +103,9 @@ pub fn load_role(
             activated: record.activated,
         }));
     }
+    if let Some(record) = load_demoted(&view)? {
+        return Ok(Role::Demoted(record));
+    }
     let Some(identity) = state::load_primary(&view)? else {
         return Ok(Role::Standalone);
     };
@@ -129,7 +139,7 @@ pub fn mode_name(role: &Role) -> &'static str {
     match role {
         Role::Standalone => "disabled",
         Role::Primary(_) => "primary",
-        Role::Secondary(_) => "secondary",
+        Role::Secondary(_) | Role::Demoted(_) => "secondary",
     }
 }
 
@@ -178,20 +188,34 @@ pub fn stored_mode(txn: &dyn Transaction) -> Result<&'static str, Error> {
     {
         return Ok("secondary");
     }
+    if txn.get(Partition::Local, DEMOTED_KEY)?.is_some() {
+        return Ok("secondary");
+    }
     if txn.get(Partition::Local, state::PRIMARY_KEY)?.is_some() {
         return Ok("primary");
     }
     Ok("disabled")
 }
 
+/// Returns whether this node has a secondary activation record, without decrypting it. A
+/// secondary's driver checks it in each transaction that applies replicated data, so nothing
+/// is applied after a `promote` or `disable` committed, even before the driver stops.
+pub fn is_following(txn: &dyn Transaction) -> Result<bool, StorageError> {
+    Ok(txn
+        .get(Partition::Local, state::SECONDARY_STATE_KEY)?
+        .is_some())
+}
+
 /// Reads the primary's API address from the secondary's activation record without writing,
-/// or `None` when this node is not a secondary. Fails with 503 while sealed.
+/// `Some("")` on a demoted primary, which has no primary but is read-only all the same, or
+/// `None` when this node is neither. Fails with 503 while sealed.
 pub(crate) fn secondary_primary_addr(
     core: &Core,
     txn: &dyn Transaction,
 ) -> Result<Option<String>, Error> {
     let Some(ciphertext) = txn.get(Partition::Local, state::SECONDARY_STATE_KEY)? else {
-        return Ok(None);
+        let demoted = txn.get(Partition::Local, DEMOTED_KEY)?.is_some();
+        return Ok(demoted.then(String::new));
     };
     let keyring = core.barrier.keyring()?;
     let corrupt = |reason: String| StorageError::Corrupt {

@@ -143,6 +143,9 @@ pub struct Secondary {
     state: SecondaryState,
     decoder: FrameDecoder,
     remote: Option<Guard>,
+    // The lowest epoch number a primary may have: the epoch of the bundle this node follows,
+    // which can be newer than its last applied entry right after `update-primary`.
+    fence: u64,
     backoff: Duration,
     last_heard: Timestamp,
     response_due: Option<Timestamp>,
@@ -175,11 +178,26 @@ impl Secondary {
             state: SecondaryState::Idle,
             decoder: FrameDecoder::new(limits),
             remote: None,
+            fence: 0,
             last_heard: Timestamp::EPOCH,
             response_due: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         })
+    }
+
+    /// Rejects every primary whose epoch number is below `number`, on top of the epoch of the
+    /// last applied entry. The driver passes the epoch of the bundle it follows, so a node that
+    /// moved to a promoted primary never streams from the old one again.
+    pub fn with_epoch_fence(mut self, number: u64) -> Secondary {
+        self.fence = number;
+        self
+    }
+
+    /// Returns the primary's head as of its last `StreamStart` or heartbeat. `promote` waits
+    /// until this node has applied it.
+    pub fn primary_head(&self) -> Option<&Position> {
+        self.remote.as_ref().map(|guard| &guard.position)
     }
 
     /// Returns the state.
@@ -393,7 +411,7 @@ impl Secondary {
         if !matches!(self.phase, Phase::Handshake) {
             return;
         }
-        if head.epoch < self.position.epoch {
+        if self.is_stale(&head.epoch) {
             self.reject_epoch(now, &head.epoch);
             return;
         }
@@ -415,7 +433,7 @@ impl Secondary {
     }
 
     fn handle_heartbeat(&mut self, now: Timestamp, head: Position, root: Digest) {
-        if head.epoch < self.position.epoch {
+        if self.is_stale(&head.epoch) {
             self.reject_epoch(now, &head.epoch);
             return;
         }
@@ -475,9 +493,19 @@ impl Secondary {
         self.events.push_back(SecondaryEvent::Rejected { reason });
     }
 
+    /// Returns whether a primary in `epoch` is older than what this node has seen.
+    fn is_stale(&self, epoch: &Epoch) -> bool {
+        *epoch < self.position.epoch || epoch.number < self.fence
+    }
+
     fn reject_epoch(&mut self, now: Timestamp, epoch: &Epoch) {
         let own = &self.position.epoch;
-        let reason = format!("primary is at epoch {epoch}, older than this node's epoch {own}");
+        let fence = self.fence;
+        let reason = format!(
+            "primary is at epoch {epoch}, but this node has applied epoch {own} and follows \
+             only a primary of epoch number {fence} or newer; it may be a demoted or isolated \
+             old primary, so this node does not follow it"
+        );
         self.reject(reason.clone());
         self.send(&Message::Goodbye {
             reason: reason.clone(),

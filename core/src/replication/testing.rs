@@ -11,7 +11,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::Timestamp;
 use crate::replication::apply::commit_primary_write;
 use crate::replication::config::ReplicationConfig;
-use crate::replication::frame::{FrameDecoder, FrameLimits, decode_frame};
+use crate::replication::frame::{FrameDecoder, FrameLimits, decode_frame, encode_message};
 use crate::replication::merkle::Merkle;
 use crate::replication::message::Message;
 use crate::replication::position::{Digest, Epoch, Position};
@@ -587,6 +587,39 @@ pub(crate) fn copy_storage(source: &MemStorage) -> MemStorage {
     })
     .unwrap();
     copy
+}
+
+/// Returns a configuration with small frames and fetch batches, so tests cross those bounds.
+pub(crate) fn small_config() -> ReplicationConfig {
+    ReplicationConfig {
+        max_frame_payload: 512,
+        fetch_batch_keys: 8,
+        ..ReplicationConfig::default()
+    }
+}
+
+/// Writes `logical/k{n}` = `v{n}` on the primary for each `n` in `range`, one entry each.
+pub(crate) fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
+    for number in range {
+        cluster.write(vec![put(
+            &format!("logical/k{number}"),
+            &format!("v{number}"),
+        )]);
+    }
+}
+
+/// Hands `message` to `secondary` frame by frame, each in its own transaction.
+pub(crate) fn feed(secondary: &mut Secondary, storage: &MemStorage, message: &Message) {
+    let limits = FrameLimits {
+        max_frame_payload: 512,
+        max_message_size: 1 << 20,
+    };
+    for frame in encode_message(message, limits).unwrap() {
+        let now = Timestamp::from_secs(2);
+        storage
+            .write(|txn| secondary.handle_bytes(now, &frame, txn))
+            .unwrap();
+    }
 }
 
 pub(crate) fn put(key: &str, value: &str) -> Op {

@@ -12,26 +12,11 @@ use crate::replication::position::{Epoch, Position};
 use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
 use crate::replication::shipper::LogShipper;
-use crate::replication::testing::{CLUSTER, Cluster, Faults, copy_storage, delete, put};
+use crate::replication::testing::{
+    CLUSTER, Cluster, Faults, copy_storage, delete, feed, put, small_config, write_numbered,
+};
 use crate::replication::wal::{Entry, Op, Wal};
 use crate::storage::{MemStorage, Partition, Storage};
-
-fn small_config() -> ReplicationConfig {
-    ReplicationConfig {
-        max_frame_payload: 512,
-        fetch_batch_keys: 8,
-        ..ReplicationConfig::default()
-    }
-}
-
-fn write_numbered(cluster: &mut Cluster, range: std::ops::Range<usize>) {
-    for number in range {
-        cluster.write(vec![put(
-            &format!("logical/k{number}"),
-            &format!("v{number}"),
-        )]);
-    }
-}
 
 #[test]
 fn secondary_bootstraps_and_streams() {
@@ -216,19 +201,6 @@ fn streaming_secondary(storage: &MemStorage, position: &Position) -> Secondary {
     drain(&mut secondary);
     assert_eq!(secondary.state(), SecondaryState::StreamWals);
     secondary
-}
-
-fn feed(secondary: &mut Secondary, storage: &MemStorage, message: &Message) {
-    let limits = FrameLimits {
-        max_frame_payload: 512,
-        max_message_size: 1 << 20,
-    };
-    for frame in encode_message(message, limits).unwrap() {
-        let now = Timestamp::from_secs(2);
-        storage
-            .write(|txn| secondary.handle_bytes(now, &frame, txn))
-            .unwrap();
-    }
 }
 
 fn drain(secondary: &mut Secondary) -> (Vec<Message>, Vec<SecondaryEvent>) {

@@ -196,6 +196,37 @@ impl Wal {
         Wal::set_head(txn, position)
     }
 
+    /// Moves the head into `epoch` at the same index and hash and keeps the stored entries, so
+    /// the next entry continues the chain in the new epoch and followers that are a few entries
+    /// behind can still stream. A promotion and `primary/enable` start their epoch this way.
+    pub fn raise_epoch(txn: &mut dyn Transaction, epoch: &Epoch) -> Result<Position, StorageError> {
+        let head = Wal::head(txn)?;
+        let raised = Position {
+            epoch: epoch.clone(),
+            index: head.index,
+            hash: head.hash,
+        };
+        Wal::set_head(txn, &raised)?;
+        Ok(raised)
+    }
+
+    /// Returns the stored entries after `index` in index order, at most `max` of them.
+    pub fn entries_after(
+        txn: &dyn Transaction,
+        index: u64,
+        max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = entry_key(index);
+        let keys = txn.scan(Partition::Wal, "", Some(&start), Some(max))?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(bytes) = txn.get(Partition::Wal, &key)? {
+                entries.push(decode(&key, &bytes)?);
+            }
+        }
+        Ok(entries)
+    }
+
     /// Returns the entry at `index`, if it is still stored.
     pub fn entry(txn: &dyn Transaction, index: u64) -> Result<Option<Entry>, StorageError> {
         let key = entry_key(index);
@@ -304,6 +335,34 @@ mod tests {
         assert!(oldest.is_none());
         assert!(kept.is_some());
         assert_eq!(storage.dump(Partition::Wal).len(), 3);
+    }
+
+    #[test]
+    fn raised_epoch_keeps_entries_and_chain() {
+        let storage = MemStorage::new();
+        let wal = Wal::new(10);
+        let old = Epoch::new(1, "a");
+        let new = Epoch::new(2, "b");
+        for _ in 0..3 {
+            storage
+                .write(|txn| wal.append(txn, &old, vec![put("a")]))
+                .unwrap();
+        }
+        let before = storage.read(|txn| Wal::head(txn)).unwrap().unwrap();
+        let raised = storage.write(|txn| Wal::raise_epoch(txn, &new)).unwrap();
+        assert_eq!(raised.index, before.index);
+        assert_eq!(raised.hash, before.hash);
+        assert_eq!(raised.epoch, new);
+        let next = storage
+            .write(|txn| wal.append(txn, &new, vec![put("b")]))
+            .unwrap();
+        assert_eq!(next.prev_hash, before.hash);
+        let after = storage
+            .read(|txn| Wal::entries_after(txn, 1, 10))
+            .unwrap()
+            .unwrap();
+        let indexes: Vec<u64> = after.iter().map(|entry| entry.index).collect();
+        assert_eq!(indexes, vec![2, 3, 4]);
     }
 
     #[test]

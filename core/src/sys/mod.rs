@@ -8,6 +8,7 @@ use crate::handler::Ctx;
 use crate::request::{Caller, Request, Response};
 use crate::storage::Transaction;
 
+mod audit;
 mod mounts;
 mod policy;
 pub(crate) mod replication;
@@ -71,6 +72,8 @@ pub fn handle(
         mounts::route,
         replication::route,
         wrapping::route,
+        crate::lease::route,
+        audit::route,
     ];
     for route in routes {
         if let Some(result) = route(core, ctx, request, caller, txn) {

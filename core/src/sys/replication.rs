@@ -14,6 +14,7 @@
 //! must reject a forwarded request.
 
 mod enable;
+mod failover;
 mod params;
 mod revoke;
 mod secondary;
@@ -83,6 +84,13 @@ fn dispatch(
             _ => Err(Error::unsupported_operation()),
         };
     }
+    if let Some(id) = quarantine_id(rest) {
+        return match (request.operation, id) {
+            (Operation::List, None) => failover::list_quarantine(core, ctx, txn),
+            (Operation::Read, Some(id)) => failover::read_quarantine(core, ctx, id, txn),
+            _ => Err(Error::unsupported_operation()),
+        };
+    }
     let write = match rest {
         "performance/primary/enable" => enable::enable as WriteHandler,
         "performance/primary/secondary-token" => token::secondary_token as WriteHandler,
@@ -90,13 +98,32 @@ fn dispatch(
         "performance/secondary/generate-public-key" => {
             secondary::generate_public_key as WriteHandler
         }
-        "performance/secondary/enable" => secondary::enable_unreachable as WriteHandler,
+        "performance/secondary/enable" | "performance/secondary/update-primary" => {
+            secondary::enable_unreachable as WriteHandler
+        }
+        "performance/primary/demote" => failover::demote as WriteHandler,
+        "performance/primary/disable" => failover::disable_primary as WriteHandler,
+        "performance/secondary/promote" => failover::promote as WriteHandler,
+        "performance/secondary/disable" => failover::disable_secondary as WriteHandler,
+        "reindex" => failover::reindex as WriteHandler,
+        "merkle-check" => failover::merkle_check as WriteHandler,
+        "recover" | "performance/secondary/recover" => failover::recover as WriteHandler,
         _ => return Err(Error::no_handler(&request.path)),
     };
     match request.operation {
         Operation::Update => write(core, ctx, request, txn),
         _ => Err(Error::unsupported_operation()),
     }
+}
+
+/// Returns `Some(None)` for the quarantine list path, `Some(Some(id))` for one quarantine, and
+/// `None` for other paths.
+fn quarantine_id(rest: &str) -> Option<Option<&str>> {
+    if rest == "quarantine" {
+        return Some(None);
+    }
+    rest.strip_prefix("quarantine/")
+        .map(|id| Some(id).filter(|id| !id.is_empty()))
 }
 
 type StatusHandler = fn(&Core, &mut Ctx<'_>, &mut dyn Transaction) -> Result<Response, Error>;

@@ -188,6 +188,10 @@ fn health(
         "clock_skew_ms": 0,
         "replication_primary_canary_age_ms": 0,
     });
+    let audit_failures = core.audit_status.failures();
+    if !audit_failures.is_empty() {
+        body["audit_device_failures"] = json!(audit_failures);
+    }
     if !sealed {
         if let Some(cluster) = crate::barrier::seal::read_cluster_info(txn)? {
             body["cluster_name"] = Value::from(cluster.name);

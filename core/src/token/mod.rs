@@ -20,7 +20,8 @@ mod tests;
 pub use issue::{TokenInfo, TokenParams, issue_token, revoke_accessor, revoke_token, token_info};
 pub(crate) use paths::acl_path;
 pub use paths::redact_path;
-pub(crate) use routes::{policies_of_accessor, policies_of_token};
+pub(crate) use routes::{policies_of_accessor, policies_of_token, renew_by_hash};
+pub(crate) use store::{TokenEntry, get as get_entry};
 
 use crate::Core;
 use crate::barrier::SecureView;
@@ -80,6 +81,36 @@ pub fn authenticate(
         store::save(&mut view, &token_hash, &entry)?;
     }
     Ok(entry.caller(&token_hash))
+}
+
+/// Finds the stored entry of `token`, if the token exists, without checking that it is live.
+pub(crate) fn find_entry(view: &SecureView<'_>, token: &str) -> Result<Option<TokenEntry>, Error> {
+    Ok(store::find(view, token)?.map(|(_, entry)| entry))
+}
+
+/// Returns the caller `token` authenticates at `now`, or `None` when it is unknown or no longer
+/// valid. Unlike [`authenticate`], it spends no use and writes nothing.
+pub(crate) fn peek_caller(
+    view: &SecureView<'_>,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<Caller>, Error> {
+    let Some((token_hash, entry)) = store::find(view, token)? else {
+        return Ok(None);
+    };
+    if !store::is_valid(view, &entry, now)? {
+        return Ok(None);
+    }
+    Ok(Some(entry.caller(&token_hash)))
+}
+
+/// Revokes the token with `token_hash` and every child it has. Revoking a missing token does
+/// nothing.
+pub(crate) fn revoke_tree_by_hash(
+    view: &mut SecureView<'_>,
+    token_hash: &str,
+) -> Result<(), Error> {
+    store::revoke_tree(view, token_hash)
 }
 
 /// Handles `auth/token/...`.

@@ -205,13 +205,49 @@ fn renew(
     let mut view = core.barrier.view(txn, &mut *ctx.rng)?;
     let mut found = find(&view, request, caller, target)?;
     check_valid(&view, &found.entry, ctx.now)?;
-    let ttl = renewed_ttl(&core.config, &found.entry, increment, ctx.now)?;
-    found.entry.ttl = ttl.as_secs();
-    found.entry.expire_time = expiry(ctx.now, ttl);
-    found.entry.last_renewal_time = Some(ctx.now);
-    store::save(&mut view, &found.token_hash, &found.entry)?;
+    extend(
+        core,
+        &mut view,
+        &found.token_hash,
+        &mut found.entry,
+        increment,
+        ctx.now,
+    )?;
     let token = found.token.unwrap_or_default();
     Ok(auth_response(&token, &found.entry, Vec::new()))
+}
+
+/// Renews the token with `token_hash` by `increment` (or its creation TTL), within its maximum
+/// TTL, and returns its entry. `sys/leases/renew` calls it for a token lease. Fails with
+/// `bad token` when the token is gone or no longer valid.
+pub(crate) fn renew_by_hash(
+    core: &Core,
+    view: &mut SecureView<'_>,
+    token_hash: &str,
+    increment: Option<std::time::Duration>,
+    now: crate::time::Timestamp,
+) -> Result<TokenEntry, Error> {
+    let mut entry = store::get(view, token_hash)?
+        .filter(|entry| !entry.revoke_pending)
+        .ok_or_else(bad_token)?;
+    check_valid(view, &entry, now)?;
+    extend(core, view, token_hash, &mut entry, increment, now)?;
+    Ok(entry)
+}
+
+fn extend(
+    core: &Core,
+    view: &mut SecureView<'_>,
+    token_hash: &str,
+    entry: &mut TokenEntry,
+    increment: Option<std::time::Duration>,
+    now: crate::time::Timestamp,
+) -> Result<(), Error> {
+    let ttl = renewed_ttl(&core.config, entry, increment, now)?;
+    entry.ttl = ttl.as_secs();
+    entry.expire_time = expiry(now, ttl);
+    entry.last_renewal_time = Some(now);
+    store::save(view, token_hash, entry)
 }
 
 fn revoke(

@@ -189,7 +189,7 @@ pub(crate) fn hash_for_accessor(
     Ok(entry.map(|entry| entry.token_hash))
 }
 
-/// Stores `entry` with its accessor and parent index.
+/// Stores `entry` with its accessor, parent index and lease.
 pub(crate) fn save(
     view: &mut SecureView<'_>,
     token_hash: &str,
@@ -211,7 +211,8 @@ pub(crate) fn save(
             b"",
         )?;
     }
-    Ok(())
+    let lease_id = crate::lease::token_lease_id(&entry.path, token_hash);
+    crate::lease::save_token_lease(view, &lease_id, token_hash, entry.expire_time)
 }
 
 /// Revokes the token and, recursively, every child it has.
@@ -281,7 +282,7 @@ fn children(view: &SecureView<'_>, token_hash: &str) -> Result<Vec<String>, Erro
         .collect())
 }
 
-/// Deletes one token's entry, accessor, index keys and cubbyhole.
+/// Deletes one token's entry, accessor, index keys, lease and cubbyhole.
 fn remove(view: &mut SecureView<'_>, token_hash: &str) -> Result<(), Error> {
     for child in children(view, token_hash)? {
         view.delete(Partition::Local, &parent_key(token_hash, &child))?;
@@ -294,6 +295,7 @@ fn remove(view: &mut SecureView<'_>, token_hash: &str) -> Result<(), Error> {
         if !entry.parent.is_empty() {
             view.delete(Partition::Local, &parent_key(&entry.parent, token_hash))?;
         }
+        crate::lease::remove(view, &crate::lease::token_lease_id(&entry.path, token_hash))?;
     }
     view.delete(Partition::Local, &format!("{ID_PREFIX}{token_hash}"))?;
     crate::engines::destroy_cubbyhole(view, token_hash)

@@ -97,6 +97,7 @@ fn activation_seeds(root: &Path) -> std::io::Result<()> {
             number: 1,
             cluster_id: cluster.to_owned(),
         },
+        epoch_start: None,
     };
     write(root, "bootstrap_bundle", "with-key", &bundle.encode())?;
     bundle.secondary_key = None;

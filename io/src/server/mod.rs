@@ -1,11 +1,13 @@
 //! `coffer server`: configuration, storage, the HTTP API and the node's tasks.
 
 pub mod activation;
+pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod dev_cluster;
 pub mod environment;
+pub mod expiry;
 pub mod http;
 pub mod logging;
 pub mod net;
@@ -293,6 +295,7 @@ async fn start_node<S: Storage + PinSnapshot + 'static>(
         start_listener(&node, listener, &stopped, &mut servers).await?;
     }
     start_replication(&node, config, replication, &stopped, &mut servers).await?;
+    servers.spawn(expiry::run(Arc::clone(&node), stopped.clone()));
     Ok(RunningNode {
         node,
         stop,

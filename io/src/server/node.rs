@@ -4,11 +4,17 @@
 //! Most requests finish there, in parallel. A request whose handler tries to write gets
 //! [`Outcome::ReadOnly`]; its snapshot is dropped and the request reruns on the writer, which
 //! commits it durably before the response is sent.
+//!
+//! Every response passes through [`Node::post_process`] before it is sent, whether the core or
+//! an interceptor produced it, and a response that the primary returns for a forwarded request
+//! must pass through it too. It does the work that belongs to the node the client talks to,
+//! which is now the audit response entry.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+use coffer_core::audit::AuditRun;
 use coffer_core::error::Error;
 use coffer_core::request::{Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
@@ -16,6 +22,7 @@ use coffer_core::{Core, Ctx, Outcome, ids};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use super::audit::{self, AuditFiles};
 use super::environment::Environment;
 use super::writer::{CommitFeed, Writer, WriterLimits};
 
@@ -45,6 +52,7 @@ pub struct Node<S, E> {
     environment: Arc<E>,
     writer: Writer,
     interceptor: OnceLock<Arc<dyn Interceptor>>,
+    audit: AuditFiles,
 }
 
 impl<S, E> Node<S, E>
@@ -74,6 +82,7 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            audit: AuditFiles::new(),
         })
     }
 
@@ -94,6 +103,7 @@ where
             environment,
             writer,
             interceptor: OnceLock::new(),
+            audit: AuditFiles::new(),
         }
     }
 
@@ -144,14 +154,71 @@ where
             request.id = ids::uuid(&mut rng);
         }
         let request_id = request.id.clone();
-        if let Some(interceptor) = self.interceptor.get() {
-            if let Some(answer) = interceptor.intercept(&request) {
-                let result = answer.await;
-                return Executed { request_id, result };
+        let audit = match self.audit_request(&request, &mut rng) {
+            Ok(audit) => audit,
+            Err(error) => {
+                return Executed {
+                    request_id,
+                    result: Err(error),
+                };
             }
-        }
-        let result = self.execute_in_core(request).await;
+        };
+        let intercepted = self
+            .interceptor
+            .get()
+            .and_then(|interceptor| interceptor.intercept(&request));
+        let result = match intercepted {
+            Some(answer) => answer.await,
+            None => self.execute_in_core(request.clone()).await,
+        };
+        let result = self.post_process(&request, audit.as_ref(), result);
         Executed { request_id, result }
+    }
+
+    /// Finishes a response on this node, after it exists and before it is sent: writes the
+    /// audit response entry (and fails the request with 500 when no device records it).
+    /// `audit` is what [`Core::audit_begin`] returned before the request ran.
+    ///
+    /// TODO: response wrapping still happens inside `Core::dispatch`, on the node that runs the
+    /// handler. A forwarded request needs it moved here, so that the wrapping token is local.
+    pub fn post_process(
+        &self,
+        request: &Request,
+        audit: Option<&AuditRun>,
+        result: Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        if let Some(run) = audit {
+            let lines = run.response_lines(self.environment.now(), request, &result);
+            self.audit.write(&self.core, &lines)?;
+        }
+        result
+    }
+
+    /// Opens the audit files, then writes the request entry before the request runs. Fails
+    /// when the entry cannot be recorded, so the request is refused without running.
+    fn audit_request(
+        &self,
+        request: &Request,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Option<AuditRun>, Error> {
+        let mut ctx = Ctx::new(self.environment.now(), rng);
+        let (run, may_enable) = self.storage.read(|txn| {
+            let devices = self.core.audit_devices(txn)?;
+            self.audit.sync(&self.core, &devices);
+            let mut snapshot = ReadOnly(txn);
+            let may_enable = audit::is_file_enable(request)
+                && self.core.may_run(&mut ctx, request, &mut snapshot)?;
+            let run = self.core.audit_begin(&mut ctx, request, &mut snapshot)?;
+            Ok::<_, Error>((run, may_enable))
+        })??;
+        if may_enable {
+            audit::check_enable(request)?;
+        }
+        if let Some(run) = &run {
+            let lines = run.request_lines(ctx.now, request);
+            self.audit.write(&self.core, &lines)?;
+        }
+        Ok(run)
     }
 
     /// Runs one request in the core, past the interceptor: on a read snapshot first, then on
@@ -162,6 +229,19 @@ where
             Ok(Outcome::Response(response)) => Ok(response),
             Ok(Outcome::Error(error)) | Err(error) => Err(error),
             Ok(Outcome::ReadOnly(_)) => self.execute_write(request).await,
+        }
+    }
+
+    /// Has the writer revoke the leases that have ended, and returns how many it revoked.
+    pub async fn expire_leases(&self) -> Result<u64, Error> {
+        let receiver = self.writer.submit_lease_expiry()?;
+        let response = match receiver.await {
+            Ok(result) => result?,
+            Err(_) => return Err(writer_stopped()),
+        };
+        match response {
+            Response::Raw { body, .. } => Ok(body.as_u64().unwrap_or_default()),
+            _ => Ok(0),
         }
     }
 
@@ -183,11 +263,13 @@ where
         let receiver = self.writer.submit(request)?;
         match receiver.await {
             Ok(result) => result,
-            Err(_) => Err(Error::internal(
-                "the storage writer stopped before it returned a result for the request",
-            )),
+            Err(_) => Err(writer_stopped()),
         }
     }
+}
+
+fn writer_stopped() -> Error {
+    Error::internal("the storage writer stopped before it returned a result for the request")
 }
 
 #[cfg(test)]

@@ -52,12 +52,16 @@ enum Running {
     Standalone,
     /// A primary of this replication set and epoch.
     Primary { cluster_id: String, epoch: u64 },
+    /// A demoted primary of this replication set, which follows no primary.
+    Demoted { cluster_id: String },
     /// A secondary with this id in this replication set.
     Secondary {
         cluster_id: String,
         secondary_id: String,
         /// The certificate it presents: a new activation for the same id brings a new one.
         certificate: Vec<u8>,
+        /// The count of `sys/replication/recover` requests, so each one restarts the session.
+        recover_requests: u64,
     },
 }
 
@@ -136,7 +140,15 @@ where
             return;
         }
         let generation = core.replication_generation();
-        if generation == self.generation && !matches!(self.running, Some(Running::Sealed) | None) {
+        let recover_requests = core.replication_live.snapshot().recover_requests;
+        let recover_requested = matches!(
+            &self.running,
+            Some(Running::Secondary { recover_requests: seen, .. }) if *seen != recover_requests
+        );
+        if generation == self.generation
+            && !recover_requested
+            && !matches!(self.running, Some(Running::Sealed) | None)
+        {
             return;
         }
         let mut rng = self.node.rng();
@@ -147,7 +159,7 @@ where
         match role {
             Ok(Ok(role)) => {
                 self.generation = generation;
-                let running = running_of(&role);
+                let running = running_of(&role, recover_requests);
                 self.apply(running, Some(role));
             }
             Ok(Err(error)) => {
@@ -173,6 +185,12 @@ where
                 if changed {
                     self.stop_secondary();
                     self.set_primary(None, "replication is not enabled on this node");
+                }
+            }
+            Some(Role::Demoted(_)) => {
+                if changed {
+                    self.stop_secondary();
+                    self.set_primary(None, "this node is a demoted primary");
                 }
             }
             None => {
@@ -264,6 +282,7 @@ fn describe(running: &Running) -> String {
         Running::Primary { cluster_id, epoch } => {
             format!("primary of {cluster_id} in epoch {epoch}")
         }
+        Running::Demoted { cluster_id } => format!("demoted primary of {cluster_id}"),
         Running::Secondary {
             cluster_id,
             secondary_id,
@@ -272,9 +291,12 @@ fn describe(running: &Running) -> String {
     }
 }
 
-fn running_of(role: &Role) -> Running {
+fn running_of(role: &Role, recover_requests: u64) -> Running {
     match role {
         Role::Standalone => Running::Standalone,
+        Role::Demoted(record) => Running::Demoted {
+            cluster_id: record.cluster_id.clone(),
+        },
         Role::Primary(credentials) => Running::Primary {
             cluster_id: credentials.cluster_id.clone(),
             epoch: credentials.epoch.number,
@@ -283,6 +305,7 @@ fn running_of(role: &Role) -> Running {
             cluster_id: credentials.bundle.cluster_id.clone(),
             secondary_id: credentials.bundle.secondary_id.clone(),
             certificate: credentials.bundle.secondary_cert_der.clone(),
+            recover_requests,
         },
     }
 }
@@ -321,6 +344,7 @@ async fn replicate<S, N>(
         config,
         cluster_id: bundle.cluster_id.clone(),
         secondary_id: bundle.secondary_id.clone(),
+        epoch_fence: bundle.epoch.number,
     };
     let hooks = secondary_hooks(&node, bundle, key, activated);
     let clock = Clock::new(node.environment().now());
@@ -393,6 +417,19 @@ where
             }
             core.replication_live
                 .set_traffic(status.bytes_received, status.bytes_sent);
+            let primary_head = status.primary_head.clone();
+            let state = status.state;
+            let reason = status.reason.clone();
+            core.replication_live.update_secondary(|live| {
+                if primary_head.is_some() {
+                    live.primary_head = primary_head;
+                }
+                match state {
+                    SecondaryState::Idle => live.last_error = Some(reason),
+                    SecondaryState::StreamWals => live.last_error = None,
+                    _ => {}
+                }
+            });
             if !activated && status.state == SecondaryState::StreamWals {
                 let mut rng = status_node.rng();
                 let marked = status_node

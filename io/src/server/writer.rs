@@ -132,8 +132,16 @@ impl CommitFeed {
 pub type WriteResult = Result<Response, Error>;
 
 struct Job {
-    request: Request,
+    work: Work,
     reply: oneshot::Sender<WriteResult>,
+}
+
+/// The work of one queued job.
+enum Work {
+    /// Run a client request.
+    Request(Request),
+    /// Revoke the leases that have ended, as [`Core::handle_timeout`] does.
+    ExpireLeases,
 }
 
 /// Commits one batch on the calling thread.
@@ -224,6 +232,16 @@ impl Writer {
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
     /// is full or the writer has stopped.
     pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
+        self.submit_work(Work::Request(request))
+    }
+
+    /// Queues a revocation of the leases that have ended by the time the writer runs it. The
+    /// result is a [`Response::Raw`] whose body is the number of leases revoked.
+    pub fn submit_lease_expiry(&self) -> Result<oneshot::Receiver<WriteResult>, Error> {
+        self.submit_work(Work::ExpireLeases)
+    }
+
+    fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<WriteResult>, Error> {
         let (reply, receiver) = oneshot::channel();
         let inline = self
             .inline
@@ -231,14 +249,14 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(commit) = inline {
-            commit(vec![Job { request, reply }]);
+            commit(vec![Job { work, reply }]);
             return Ok(receiver);
         }
         let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = guard.as_ref() else {
             return Err(Error::api(503, "the server is shutting down"));
         };
-        match sender.try_send(Job { request, reply }) {
+        match sender.try_send(Job { work, reply }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(Error::api(
                 503,
@@ -305,18 +323,29 @@ fn run<S: Storage, E: Environment>(
     // `recv` keeps returning queued jobs after the senders are gone, so a close drains the
     // queue before the thread ends.
     while let Ok(first) = receiver.recv() {
-        let mut bytes = request_size(&first.request);
+        let mut bytes = first.work.size();
         let mut batch = vec![first];
         while batch.len() < batch_size && bytes < batch_bytes {
             match receiver.try_recv() {
                 Ok(job) => {
-                    bytes += request_size(&job.request);
+                    bytes += job.work.size();
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
         committer.commit_batch(batch);
+    }
+}
+
+impl Work {
+    /// Estimates the bytes this job writes, for the batch cap. Lease expiry counts as nothing,
+    /// because [`Core::handle_timeout`] bounds its own writes.
+    fn size(&self) -> usize {
+        match self {
+            Work::Request(request) => request_size(request),
+            Work::ExpireLeases => 0,
+        }
     }
 }
 
@@ -350,7 +379,7 @@ impl<S: Storage, E: Environment> Committer<S, E> {
             let mut changed = BTreeSet::new();
             let mut results = Vec::with_capacity(batch.len());
             for job in &batch {
-                results.push(run_one(core, environment, &job.request, txn, &mut changed)?);
+                results.push(run_job(core, environment, &job.work, txn, &mut changed)?);
             }
             // The whole batch becomes one WAL entry, written with its Merkle updates in the
             // same transaction as the data.
@@ -391,6 +420,41 @@ impl<S: Storage, E: Environment> Committer<S, E> {
                 }
             }
         }
+    }
+}
+
+fn run_job<E: Environment>(
+    core: &Core,
+    environment: &E,
+    work: &Work,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    match work {
+        Work::Request(request) => run_one(core, environment, request, txn, changed),
+        Work::ExpireLeases => expire_leases(core, environment, txn, changed),
+    }
+}
+
+/// Revokes the leases that ended by the environment's `now`, keeping the writes only on
+/// success.
+fn expire_leases<E: Environment>(
+    core: &Core,
+    environment: &E,
+    txn: &mut dyn Transaction,
+    changed: &mut BTreeSet<(Partition, String)>,
+) -> Result<WriteResult, StorageError> {
+    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
+    let mut ctx = Ctx::new(environment.now(), &mut rng);
+    let mut overlay = Overlay::new(txn);
+    let result = core.handle_timeout(&mut ctx, &mut overlay);
+    let writes = overlay.into_writes();
+    match result {
+        Ok(revoked) => {
+            apply(txn, &writes, changed)?;
+            Ok(Ok(Response::raw(serde_json::Value::from(revoked))))
+        }
+        Err(error) => Ok(Err(unexpected_read_only(error))),
     }
 }
 

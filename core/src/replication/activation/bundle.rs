@@ -138,6 +138,10 @@ pub struct BootstrapBundle {
     pub secondary_key: Option<PrivateKey>,
     /// The epoch at issue.
     pub epoch: Epoch,
+    /// The position where the issuing primary's epoch starts: the last entry it shares with
+    /// the primaries before it. `update-primary` quarantines a follower's own entries after it.
+    #[serde(default)]
+    pub epoch_start: Option<crate::replication::position::Position>,
 }
 
 impl BootstrapBundle {
@@ -359,6 +363,7 @@ mod tests {
                 number: 1,
                 cluster_id: CLUSTER.to_owned(),
             },
+            epoch_start: None,
         };
         let params = ClaimsParams {
             jti: "wrapping-token".to_owned(),

@@ -48,6 +48,8 @@ pub struct SecondaryTokenRequest<'a> {
     pub primary_cert_der: &'a [u8],
     /// The current epoch number.
     pub epoch: u64,
+    /// The position where the current epoch starts, when known.
+    pub epoch_start: Option<crate::replication::position::Position>,
 }
 
 /// The results of one `secondary-token` call: the token to return and the state to store.
@@ -158,6 +160,7 @@ fn build_bundle(
             number: request.epoch,
             cluster_id: ca.cluster_id().to_owned(),
         },
+        epoch_start: request.epoch_start.clone(),
     }
 }
 
@@ -211,6 +214,7 @@ mod tests {
             primary_cluster_addrs: &addrs,
             primary_cert_der: &primary.primary_cert.cert_der,
             epoch: 1,
+            epoch_start: None,
         };
         issue_secondary_token(
             &primary.ca,

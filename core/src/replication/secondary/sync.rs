@@ -117,7 +117,7 @@ impl Secondary {
         if !matches!(self.phase, Phase::Handshake | Phase::Streaming { .. }) {
             return Ok(());
         }
-        if position.epoch < self.position.epoch {
+        if self.is_stale(&position.epoch) {
             self.reject_epoch(now, &position.epoch);
             return Ok(());
         }

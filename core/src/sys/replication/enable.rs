@@ -18,7 +18,7 @@ const ENABLED_WARNING: &str = "This cluster is being enabled as a primary for re
      sys/replication/performance/primary/secondary-token.";
 
 /// The addresses `primary/enable` takes from its body.
-struct Addresses {
+pub(super) struct Addresses {
     primary_cluster_addr: String,
     cluster_addrs: Vec<String>,
     api_addr: Option<String>,
@@ -47,10 +47,15 @@ pub(super) fn enable(
         ));
     }
     let number = Wal::head(view.raw())?.epoch.number.saturating_add(1);
-    let identity = generate(view.rng(), now, addresses, number)?;
+    let cluster_id = crate::ids::uuid(view.rng());
+    let epoch = Epoch {
+        number,
+        cluster_id: cluster_id.clone(),
+    };
+    let mut identity = generate(view.rng(), now, addresses, cluster_id, epoch)?;
+    identity.epoch_start = Some(start_epoch(view.raw(), &identity.epoch)?);
     state::save_primary(&mut view, &identity)?;
     state::save_registry(&mut view, &SecondaryRegistry::new())?;
-    start_epoch(view.raw(), &identity.epoch)?;
     Ok(Response::logical(Logical {
         status: 200,
         warnings: vec![ENABLED_WARNING.to_owned()],
@@ -58,7 +63,7 @@ pub(super) fn enable(
     }))
 }
 
-fn addresses(request: &Request) -> Result<Addresses, Error> {
+pub(super) fn addresses(request: &Request) -> Result<Addresses, Error> {
     let primary_cluster_addr = optional_string(&request.data, "primary_cluster_addr")?;
     let cluster_addr = optional_string(&request.data, "cluster_addr")?;
     let cluster_addrs = primary_cluster_addr
@@ -73,13 +78,15 @@ fn addresses(request: &Request) -> Result<Addresses, Error> {
     })
 }
 
-fn generate(
+/// Generates a primary identity for replication set `cluster_id` in `epoch`: a new CA, the
+/// primary's cluster certificate and the token signing key.
+pub(super) fn generate(
     rng: &mut dyn rand_core::CryptoRngCore,
     now: Timestamp,
     addresses: Addresses,
-    epoch_number: u64,
+    cluster_id: String,
+    epoch: Epoch,
 ) -> Result<PrimaryIdentity, Error> {
-    let cluster_id = crate::ids::uuid(rng);
     let invalid =
         |error: crate::replication::activation::CaError| Error::bad_request(error.to_string());
     let ca = ReplicationCa::generate(rng, now, &cluster_id).map_err(invalid)?;
@@ -87,10 +94,7 @@ fn generate(
     let primary_cert = ca.issue_primary_cert(rng, now, &addrs).map_err(invalid)?;
     let signing_key = PrivateKey::generate(rng);
     Ok(PrimaryIdentity {
-        epoch: Epoch {
-            number: epoch_number,
-            cluster_id: cluster_id.clone(),
-        },
+        epoch,
         cluster_id,
         ca,
         primary_cert,
@@ -98,18 +102,13 @@ fn generate(
         primary_cluster_addr: addresses.primary_cluster_addr,
         cluster_addrs: addresses.cluster_addrs,
         api_addr: addresses.api_addr,
+        epoch_start: None,
     })
 }
 
 /// Moves the WAL head into the new epoch at the same index and hash, so the next entry carries
-/// the epoch and continues the chain.
-fn start_epoch(txn: &mut dyn Transaction, epoch: &Epoch) -> Result<(), Error> {
-    let head = Wal::head(txn)?;
-    let position = Position {
-        epoch: position::Epoch::new(epoch.number, epoch.cluster_id.clone()),
-        index: head.index,
-        hash: head.hash,
-    };
-    Wal::reset(txn, &position)?;
-    Ok(())
+/// the epoch and continues the chain. Returns the position where the epoch starts.
+pub(super) fn start_epoch(txn: &mut dyn Transaction, epoch: &Epoch) -> Result<Position, Error> {
+    let epoch = position::Epoch::new(epoch.number, epoch.cluster_id.clone());
+    Ok(Wal::raise_epoch(txn, &epoch)?)
 }

@@ -7,6 +7,8 @@ use crate::error::Error;
 use crate::replication::activation::{
     Epoch, IssuedCert, PrivateKey, ReplicationCa, SecondaryRegistry,
 };
+use crate::replication::failover::DEMOTED_KEY;
+use crate::replication::position::Position;
 use crate::storage::Partition;
 
 /// Local key of the primary's replication identity.
@@ -17,7 +19,7 @@ pub(crate) const REGISTRY_KEY: &str = "core/replication/performance/secondaries"
 pub(crate) const SECONDARY_KEY_KEY: &str = "core/replication/performance/secondary-key";
 /// Local key of a secondary's activation state. Secondary activation writes it, and enabling a
 /// primary is rejected while it exists.
-pub(crate) const SECONDARY_STATE_KEY: &str = "core/replication/performance/secondary";
+pub(crate) const SECONDARY_STATE_KEY: &str = crate::replication::role::SECONDARY_RECORD_KEY;
 
 /// The primary's replication identity, created by `primary/enable`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,6 +40,10 @@ pub(crate) struct PrimaryIdentity {
     pub(crate) cluster_addrs: Vec<String>,
     /// The API address secondaries unwrap at, the `addr` claim; `None` when unknown.
     pub(crate) api_addr: Option<String>,
+    /// The WAL position where this primary's epoch starts; `None` for an identity stored
+    /// before positions were recorded.
+    #[serde(default)]
+    pub(crate) epoch_start: Option<Position>,
 }
 
 /// The primary's identity, or `None` when this node is not a primary.
@@ -85,7 +91,8 @@ pub(crate) fn save_registry(
     view.put_json(Partition::Local, REGISTRY_KEY, registry)
 }
 
-/// Whether this node is, or is becoming, a secondary.
+/// Whether this node is, or is becoming, a secondary, or is a demoted primary.
 pub(crate) fn is_secondary(view: &SecureView<'_>) -> Result<bool, Error> {
-    Ok(view.get(Partition::Local, SECONDARY_STATE_KEY)?.is_some())
+    Ok(view.get(Partition::Local, SECONDARY_STATE_KEY)?.is_some()
+        || view.get(Partition::Local, DEMOTED_KEY)?.is_some())
 }

@@ -13,6 +13,7 @@ use crate::Core;
 use crate::Timestamp;
 use crate::error::Error;
 use crate::handler::Ctx;
+use crate::replication::failover::{DemotedRecord, load_demoted};
 use crate::replication::live::{ConnectionState, PeerStatus, SecondaryLive};
 use crate::replication::merkle::Merkle;
 use crate::replication::role::{SecondaryRecord, load_secondary};
@@ -21,6 +22,7 @@ use crate::replication::wal::Wal;
 use crate::request::Response;
 use crate::storage::Transaction;
 
+use super::failover::IndexChecks;
 use super::state::{self, PrimaryIdentity};
 
 /// Hex digits of the Merkle root that status shows.
@@ -73,6 +75,31 @@ fn performance_status(
     ctx: &mut Ctx<'_>,
     txn: &mut dyn Transaction,
 ) -> Result<Map<String, Value>, Error> {
+    let mut fields = role_fields(core, ctx, txn)?;
+    if fields.get("mode") != Some(&json!("disabled")) {
+        add_index_checks(&mut fields, &IndexChecks::load(txn)?);
+    }
+    Ok(fields)
+}
+
+/// Replaces the defaults of `last_reindex_epoch`, `last_corruption_check_epoch` and
+/// `corrupted_merkle_tree` with what the last reindex and Merkle check recorded.
+fn add_index_checks(fields: &mut Map<String, Value>, checks: &IndexChecks) {
+    if let Some(at) = checks.last_reindex {
+        fields.insert("last_reindex_epoch".into(), json!(at.as_secs().to_string()));
+    }
+    if let Some(at) = checks.last_check {
+        let seconds = at.as_secs().to_string();
+        fields.insert("last_corruption_check_epoch".into(), json!(seconds));
+    }
+    fields.insert("corrupted_merkle_tree".into(), json!(checks.corrupted));
+}
+
+fn role_fields(
+    core: &Core,
+    ctx: &mut Ctx<'_>,
+    txn: &mut dyn Transaction,
+) -> Result<Map<String, Value>, Error> {
     // NOTE: the identity is behind the barrier, so a sealed node returns 503 here.
     let view = core.barrier.view(txn, &mut *ctx.rng)?;
     if let Some(record) = load_secondary(&view)? {
@@ -86,6 +113,12 @@ fn performance_status(
             last_wal,
             merkle_root,
         ));
+    }
+    if let Some(record) = load_demoted(&view)? {
+        drop(view);
+        let head = Wal::head(txn)?;
+        let merkle_root = merkle_root_prefix(&Merkle::root(txn)?);
+        return Ok(demoted_fields(&record, &head, merkle_root));
     }
     let Some(identity) = state::load_primary(&view)? else {
         return Ok(disabled());
@@ -169,6 +202,39 @@ fn secondary_fields(
     if let Some(start) = live.last_start {
         status["last_start"] = json!(start.to_rfc3339_seconds());
     }
+    if let Some(error) = &live.last_error {
+        status["last_error"] = json!(error);
+    }
+    match status {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Builds the status of a demoted primary: a secondary with no primary, with its final position.
+fn demoted_fields(
+    record: &DemotedRecord,
+    head: &crate::replication::position::Position,
+    merkle_root: String,
+) -> Map<String, Value> {
+    let status = json!({
+        "cluster_id": record.cluster_id,
+        "mode": "secondary",
+        "state": "idle",
+        "connection_state": "idle",
+        "demoted": true,
+        "final_position": super::failover::position_json(&record.final_position),
+        "primaries": [],
+        "known_primary_cluster_addrs": [],
+        "primary_cluster_addr": "",
+        "last_remote_wal": head.index,
+        "last_wal": head.index,
+        "merkle_root": merkle_root,
+        "corrupted_merkle_tree": false,
+        "last_reindex_epoch": "0",
+        "last_corruption_check_epoch": NEVER_CHECKED,
+        "ssct_generation_counter": 0,
+    });
     match status {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -219,6 +285,7 @@ fn primary_fields(
         "last_dr_wal": 0,
         "merkle_root": merkle_root,
         "known_secondaries": known_secondaries,
+        "epoch": identity.epoch.number,
         "secondaries": [],
         "primary_cluster_addr": identity.primary_cluster_addr,
         "corrupted_merkle_tree": false,

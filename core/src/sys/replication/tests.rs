@@ -53,7 +53,7 @@ fn message(error: &Error) -> String {
     }
 }
 
-fn identity(node: &mut Node) -> PrimaryIdentity {
+pub(super) fn identity(node: &mut Node) -> PrimaryIdentity {
     let (core, rng) = (&node.core, &mut node.rng);
     node.storage
         .write(|txn| {

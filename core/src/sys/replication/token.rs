@@ -111,6 +111,7 @@ fn issue(
         primary_cluster_addrs: &identity.cluster_addrs,
         primary_cert_der: &identity.primary_cert.cert_der,
         epoch: identity.epoch.number,
+        epoch_start: identity.epoch_start.clone(),
     };
     let rng = view.rng();
     issue_secondary_token(

@@ -13,6 +13,7 @@
 //!
 //! Replication then starts from the stored activation, as it does after a restart.
 
+mod failover;
 pub mod probe;
 pub mod unwrap;
 
@@ -20,7 +21,8 @@ use std::path::Path;
 use std::sync::Weak;
 
 use coffer_core::error::Error;
-use coffer_core::replication::activation::check_unwrapped_bundle;
+use coffer_core::replication::activation::{BootstrapBundle, PrivateKey, check_unwrapped_bundle};
+use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::{activate, role};
 use coffer_core::request::{Logical, Operation, Request, Response};
 use coffer_core::storage::{ReadOnly, Storage};
@@ -82,8 +84,8 @@ where
         }
     }
 
-    /// Runs `primary/enable` in the core with the configured `api_addr` and `cluster_addr`
-    /// added to the body, unless the body gives its own.
+    /// Runs `primary/enable` or `secondary/promote` in the core with the configured `api_addr`
+    /// and `cluster_addr` added to the body, unless the body gives its own.
     async fn enable_primary(&self, request: &Request) -> Result<Response, Error> {
         let node = self
             .node
@@ -120,33 +122,9 @@ where
         authorize(&node, request)?;
         let enable = activate::parse_enable(request)?;
         refuse_before_unwrap(&node, &enable)?;
-        let primary = PrimaryApi::parse(&enable.primary_api_addr)
-            .map_err(|error| failed(1, "reading the primary's address", error))?;
-        let ca_pem = if primary.uses_tls() {
-            read_ca_file(enable.ca_file.as_deref()).await?
-        } else {
-            None
-        };
-
-        let bundle_bytes = unwrap_bundle(&self.network, &primary, &enable.token, ca_pem.as_deref())
-            .await
-            .map_err(|error| failed(1, "unwrapping the activation token at the primary", error))?;
-        let bundle = check_unwrapped_bundle(
-            enable.token.expose(),
-            &bundle_bytes,
-            enable.ca_sha256.as_deref(),
-        )
-        .map_err(|error| failed(2, "checking the bootstrap bundle", error))?;
-        let key = {
-            let core = node.core();
-            let mut rng = node.rng();
-            node.storage().read(|txn| {
-                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
-            })??
-        };
-        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
-            .await
-            .map_err(|error| failed(3, "connecting to the primary's cluster port", error))?;
+        let (bundle, key, offer) = self
+            .prove_primary(&node, &enable, "secondary activation")
+            .await?;
 
         let core = node.core();
         let now = node.environment().now();
@@ -167,6 +145,51 @@ where
             ..Logical::default()
         }))
     }
+
+    /// Runs the three steps that change nothing: unwraps the token at the primary's API,
+    /// checks the bundle, and proves the primary's cluster port, which returns the key offer.
+    /// A failure names `operation` and its step.
+    async fn prove_primary(
+        &self,
+        node: &Node<S, E>,
+        request: &activate::EnableRequest,
+        operation: &str,
+    ) -> Result<(BootstrapBundle, PrivateKey, KeyOffer), Error> {
+        let primary = PrimaryApi::parse(&request.primary_api_addr)
+            .map_err(|error| failed(operation, 1, "reading the primary's address", error))?;
+        let ca_pem = if primary.uses_tls() {
+            read_ca_file(request.ca_file.as_deref()).await?
+        } else {
+            None
+        };
+        let bundle_bytes =
+            unwrap_bundle(&self.network, &primary, &request.token, ca_pem.as_deref())
+                .await
+                .map_err(|error| {
+                    let what = "unwrapping the activation token at the primary";
+                    failed(operation, 1, what, error)
+                })?;
+        let bundle = check_unwrapped_bundle(
+            request.token.expose(),
+            &bundle_bytes,
+            request.ca_sha256.as_deref(),
+        )
+        .map_err(|error| failed(operation, 2, "checking the bootstrap bundle", error))?;
+        let key = {
+            let core = node.core();
+            let mut rng = node.rng();
+            node.storage().read(|txn| {
+                activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
+            })??
+        };
+        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
+            .await
+            .map_err(|error| {
+                let what = "connecting to the primary's cluster port";
+                failed(operation, 3, what, error)
+            })?;
+        Ok((bundle, key, offer))
+    }
 }
 
 impl<S, E, N> Interceptor for Activator<S, E, N>
@@ -185,6 +208,12 @@ where
         }
         if PRIMARY_ENABLE_PATHS.contains(&path) {
             return Some(Box::pin(self.enable_primary(request)));
+        }
+        if failover::UPDATE_PRIMARY_PATHS.contains(&path) {
+            return Some(Box::pin(self.update_primary(request)));
+        }
+        if failover::PROMOTE_PATHS.contains(&path) {
+            return Some(Box::pin(self.promote(request)));
         }
         None
     }
@@ -275,10 +304,10 @@ fn refuse_before_unwrap<S: Storage + 'static, E: Environment>(
     Ok(())
 }
 
-/// Builds the 400 for a failed step, whose message states that nothing changed.
-fn failed(step: u8, what: &str, error: impl std::fmt::Display) -> Error {
+/// Builds the 400 for a failed step of `operation`, whose message states that nothing changed.
+fn failed(operation: &str, step: u8, what: &str, error: impl std::fmt::Display) -> Error {
     Error::bad_request(format!(
-        "secondary activation failed at step {step} of 4 ({what}): {error}; this cluster was \
-         not changed"
+        "{operation} failed at step {step} of 4 ({what}): {error}; this cluster was not \
+         changed"
     ))
 }

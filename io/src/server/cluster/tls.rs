@@ -902,6 +902,7 @@ pub(crate) mod testing {
                     number: 1,
                     cluster_id: CLUSTER_ID.to_owned(),
                 },
+                epoch_start: None,
             };
             TestSecondary {
                 bundle,

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use coffer_core::replication::config::ReplicationConfig;
 use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::live::SyncCounts;
+use coffer_core::replication::position::Position;
+use coffer_core::replication::role;
 use coffer_core::replication::secondary::{Guard, Secondary, SecondaryEvent, SecondaryState};
 use coffer_core::storage::{Partition, Storage, StorageError};
 use coffer_core::{Core, Timestamp};
@@ -22,6 +24,8 @@ pub struct SecondaryParams {
     pub cluster_id: String,
     /// This secondary's id.
     pub secondary_id: String,
+    /// The lowest epoch number a primary may have: the epoch of the bundle this node follows.
+    pub epoch_fence: u64,
 }
 
 /// The secondary's replication state for status output.
@@ -45,6 +49,8 @@ pub struct SecondaryStatus {
     pub bytes_received: u64,
     /// Bytes queued for the primary, over every connection of this driver.
     pub bytes_sent: u64,
+    /// The primary's head as of its last `StreamStart` or heartbeat.
+    pub primary_head: Option<Position>,
 }
 
 /// Opens and installs a key offer from the primary. An error closes the connection, and the
@@ -105,6 +111,7 @@ where
         sync_progress: None,
         bytes_received: 0,
         bytes_sent: 0,
+        primary_head: None,
     };
     let mut runner = Runner {
         machine,
@@ -131,6 +138,7 @@ fn new_machine<S: Storage>(
             params.secondary_id.clone(),
             txn,
         )
+        .map(|machine| machine.with_epoch_fence(params.epoch_fence))
     })?
 }
 
@@ -187,14 +195,27 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
         let bytes = conn.received(count);
         self.status.bytes_received += count as u64;
         let machine = &mut self.machine;
-        let applied = self
-            .storage
-            .write(|txn| machine.handle_bytes(now, bytes, txn));
+        let applied = self.storage.write(|txn| {
+            if !role::is_following(txn)? {
+                return Ok(false);
+            }
+            machine.handle_bytes(now, bytes, txn).map(|()| true)
+        });
         self.status.last_heard = Some(now);
         self.status.sync_progress = self.machine.sync_counts();
+        self.status.primary_head = self.machine.primary_head().cloned();
         match applied {
-            Ok(()) => {
+            Ok(true) => {
                 self.report();
+                Ok(())
+            }
+            Ok(false) => {
+                // Promoted or disabled: the supervisor stops this driver shortly.
+                if let Some(conn) = self.set_connection(None) {
+                    conn.close().await;
+                }
+                let reason = "this node is no longer a secondary; nothing more is applied";
+                self.machine.handle_disconnected(now, reason);
                 Ok(())
             }
             Err(error) => self.restart(error).await,

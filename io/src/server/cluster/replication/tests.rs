@@ -13,6 +13,7 @@ use coffer_core::replication::keys::KeyOffer;
 use coffer_core::replication::merkle::Merkle;
 use coffer_core::replication::message::Message;
 use coffer_core::replication::position::Position;
+use coffer_core::replication::role::SECONDARY_RECORD_KEY;
 use coffer_core::replication::secondary::SecondaryState;
 use coffer_core::replication::wal::Wal;
 use coffer_core::request::{Operation, Request, Response};
@@ -291,7 +292,13 @@ impl SecondaryTask {
             config: config(),
             cluster_id: CLUSTER.into(),
             secondary_id: secondary_id.into(),
+            epoch_fence: 0,
         };
+        // The driver applies data only while the node has a secondary record; its content
+        // is not read.
+        storage
+            .write(|txn| txn.put(Partition::Local, SECONDARY_RECORD_KEY, b"record"))
+            .unwrap();
         let core = Arc::new(Core::new(CoreConfig::default()));
         let task = tokio::spawn(run_secondary(
             storage,
@@ -413,6 +420,31 @@ async fn thousand_writes_reach_the_secondary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoted_node_applies_nothing_more() {
+    let primary = Primary::start(MemStorage::new(), WriterLimits::default(), None).await;
+    let storage = Arc::new(MemStorage::new());
+    let secondary = SecondaryTask::start(Arc::clone(&storage), primary.dialer(), "east");
+    wait_for_state(&secondary, SecondaryState::StreamWals).await;
+    primary.put("before", "1").await;
+    converge(primary.storage(), &*storage).await;
+
+    // A promotion deletes the record in its own commit; the driver may still be running.
+    storage
+        .write(|txn| txn.delete(Partition::Local, SECONDARY_RECORD_KEY))
+        .unwrap();
+    let applied = head(&*storage);
+    primary.put("after", "2").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(head(&*storage), applied);
+    let shared = dump(&*storage, Partition::Shared);
+    assert!(shared.iter().any(|(key, _)| key.ends_with("/before")));
+    assert!(!shared.iter().any(|(key, _)| key.ends_with("/after")));
+    secondary.stop().await;
+    primary.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_partition_never_crosses() {
     let primary = Primary::start(MemStorage::new(), WriterLimits::default(), None).await;
     let marker = b"local-marker-that-must-stay-on-the-primary";
@@ -464,7 +496,11 @@ async fn local_partition_never_crosses() {
             .any(|window| window == value.as_slice());
         assert!(!found, "the value of local key {key:?} was sent");
     }
-    assert!(dump(&*storage, Partition::Local).is_empty());
+    let local_keys: Vec<String> = dump(&*storage, Partition::Local)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(local_keys, vec![SECONDARY_RECORD_KEY.to_owned()]);
     primary.stop();
 }
 
