@@ -115,11 +115,15 @@ impl Options {
 
     /// Describes the sizes for the output's first line.
     pub(crate) fn describe(&self) -> String {
+        let merkle = if self.parts.merkle() {
+            format!("{} keys for Merkle catch-up", self.merkle_keys)
+        } else {
+            "no Merkle catch-up".to_owned()
+        };
         format!(
-            "{} s per load, {} writes behind for WAL catch-up, {} keys for Merkle catch-up",
+            "{} s per load, {} writes behind for WAL catch-up, {merkle}",
             self.load_time.as_secs(),
             self.wal_writes,
-            self.merkle_keys
         )
     }
 }
