@@ -12,7 +12,6 @@ use crate::barrier::Barrier;
 use crate::error::Error;
 use crate::mounts::MountTables;
 use crate::replication::live::LiveStatus;
-use crate::replication::role::refused_shared_write;
 use crate::request::{Caller, Request, Response};
 use crate::storage::{Guarded, Partition, StorageError, Transaction};
 use crate::time::Timestamp;
@@ -64,8 +63,11 @@ pub enum Outcome {
     Error(Error),
     /// The request tried to write a partition that is read-only in this transaction. The caller must
     /// drop the transaction's writes and rerun the request where the partition is writable: on
-    /// this node's writer, or on the primary for a shared write on a secondary.
+    /// this node's writer.
     ReadOnly(Partition),
+    /// The request tried to write replicated data on a secondary. The caller must drop the
+    /// transaction's writes and forward the request to the primary as this caller.
+    Forward(Option<Caller>),
 }
 
 impl From<Result<Response, Error>> for Outcome {
@@ -142,7 +144,11 @@ impl Core {
             Ok(caller) => caller,
             Err(error) => return Outcome::from(Err(error)),
         };
-        Outcome::from(self.dispatch(ctx, request, caller.as_ref(), txn))
+        let result = self.dispatch(ctx, request, caller.as_ref(), txn);
+        if result.as_ref().is_err_and(|error| self.is_forward(error)) {
+            return Outcome::Forward(caller);
+        }
+        Outcome::from(result)
     }
 
     /// Checks the request's token and spends one of its uses, when it has a limit.
@@ -174,8 +180,12 @@ impl Core {
     /// a successful response is stored under a new wrapping token and only its `wrap_info`
     /// returned; errors are never wrapped.
     ///
-    /// On a secondary a write to the shared partition fails the request with a 400 that names
-    /// the primary, because only the primary writes replicated data.
+    /// On a secondary a write to the shared partition fails the request with
+    /// `StorageError::ReadOnly` for [`Partition::Shared`], which [`Core::is_forward`] recognises: only
+    /// the primary writes replicated data, so the caller forwards the request there. The
+    /// handler's own treatment of the error does not matter, because the guard remembers the
+    /// attempt. On a demoted primary, which has no primary to forward to, the same write fails
+    /// with 400.
     pub fn dispatch(
         &self,
         ctx: &mut Ctx<'_>,
@@ -188,10 +198,32 @@ impl Core {
         };
         let mut guarded = Guarded::new(txn, &[Partition::Shared]);
         let result = self.dispatch_unguarded(ctx, request, caller, &mut guarded);
+        if guarded.refused() && primary.is_empty() {
+            return Err(Error::bad_request(
+                "this cluster is a demoted performance primary with no primary to forward to, \
+                 so it does not accept writes to replicated data; promote it, or point it at \
+                 the new primary with update-primary",
+            ));
+        }
         if guarded.refused() {
-            return Err(refused_shared_write(&primary));
+            return Err(Error::Storage(StorageError::ReadOnly {
+                partition: Partition::Shared,
+            }));
         }
         result
+    }
+
+    /// Returns whether `error` is the refusal [`Core::dispatch`] returns for a write to
+    /// replicated data on a secondary, which the caller forwards to the primary. On any other
+    /// node the same error only means the transaction was a read snapshot.
+    pub fn is_forward(&self, error: &Error) -> bool {
+        let shared_refused = matches!(
+            error,
+            Error::Storage(StorageError::ReadOnly {
+                partition: Partition::Shared
+            })
+        );
+        shared_refused && self.secondary_primary_addr().is_some()
     }
 
     /// The primary's API address while this node is a replication secondary, as of the last
@@ -203,28 +235,50 @@ impl Core {
             .clone()
     }
 
-    fn dispatch_unguarded(
+    /// Sets the primary's API address as [`Core::reload`] does, so unit tests can make a core
+    /// behave as a secondary without an activation.
+    #[cfg(test)]
+    pub(crate) fn set_secondary_primary_addr(&self, primary: Option<String>) {
+        *self
+            .secondary_of
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = primary;
+    }
+
+    pub(crate) fn dispatch_unguarded(
         &self,
         ctx: &mut Ctx<'_>,
         request: &Request,
         caller: Option<&Caller>,
         txn: &mut dyn Transaction,
     ) -> Result<Response, Error> {
-        let wrap_ttl = crate::wrapping::requested_ttl(self, request)?;
+        crate::wrapping::requested_ttl(self, request)?;
         if let Some(caller) = caller {
             crate::acl::authorize(self, caller, request, txn)?;
         }
-        match wrap_ttl {
-            None => self.route(ctx, request, caller, txn),
-            Some(ttl) => {
-                crate::wrapping::wrap_response(self, ctx, request, ttl, txn, |ctx, txn| {
-                    self.route(ctx, request, caller, txn)
-                })
-            }
+        self.finish(ctx, request, txn, |ctx, txn| {
+            self.route(ctx, request, caller, txn)
+        })
+    }
+
+    /// Runs `respond` and applies the post-processing that creates local state on the node
+    /// the client talks to: response wrapping for `X-Vault-Wrap-TTL`. Local requests and
+    /// responses forwarded from the primary both pass here, so every later step of this kind
+    /// belongs here too. Errors are never wrapped.
+    pub fn finish(
+        &self,
+        ctx: &mut Ctx<'_>,
+        request: &Request,
+        txn: &mut dyn Transaction,
+        respond: impl FnOnce(&mut Ctx<'_>, &mut dyn Transaction) -> Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        match crate::wrapping::requested_ttl(self, request)? {
+            None => respond(ctx, txn),
+            Some(ttl) => crate::wrapping::wrap_response(self, ctx, request, ttl, txn, respond),
         }
     }
 
-    fn route(
+    pub(crate) fn route(
         &self,
         ctx: &mut Ctx<'_>,
         request: &Request,

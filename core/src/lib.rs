@@ -31,6 +31,7 @@ mod auth;
 pub mod barrier;
 pub mod engines;
 pub mod error;
+pub mod forwarding;
 mod handler;
 pub mod hcl_shape;
 pub mod ids;

@@ -4,12 +4,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 /// The kind of a request, as Vault's ACLs see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// `GET`.
@@ -65,6 +65,8 @@ pub struct Request {
     pub wrap_ttl: Option<Duration>,
     /// The client's address, for CIDR bindings and audit.
     pub remote_addr: Option<IpAddr>,
+    /// The `X-Vault-Index` header as sent, which names the state the request must see.
+    pub index: Option<String>,
 }
 
 impl Request {
@@ -78,6 +80,7 @@ impl Request {
             token: None,
             wrap_ttl: None,
             remote_addr: None,
+            index: None,
         }
     }
 

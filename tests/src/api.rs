@@ -26,6 +26,8 @@ pub struct ApiResponse {
     pub text: String,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// The `X-Vault-Index` header, if any.
+    pub index: Option<String>,
 }
 
 impl Api {
@@ -51,6 +53,24 @@ impl Api {
             address: self.address.clone(),
             token: token.to_owned(),
         }
+    }
+
+    /// Sends `method v1/<path>` with extra headers and an optional JSON body.
+    pub fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<ApiResponse> {
+        let mut request = self.request(method, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request)
     }
 
     /// Sends `GET v1/<path>`.
@@ -133,6 +153,11 @@ impl Api {
             .get("content-type")
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let index = response
+            .headers()
+            .get("x-vault-index")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let text = response.text()?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(ApiResponse {
@@ -140,6 +165,7 @@ impl Api {
             body,
             text,
             content_type,
+            index,
         })
     }
 }

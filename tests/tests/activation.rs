@@ -64,6 +64,7 @@ fn used_token_changes_nothing() -> anyhow::Result<()> {
     let (status, message) = second.activate(&token)?;
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("step 1"), "{message}");
+    assert!(message.contains("already used"), "{message}");
     assert!(
         message.contains("wrapping token is not valid or does not exist"),
         "{message}"

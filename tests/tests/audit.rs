@@ -215,7 +215,9 @@ fn local_device_stays_on_its_cluster() -> anyhow::Result<()> {
     )?;
     assert_eq!(shared.status, 400, "{}", shared.text);
     assert!(
-        shared.text.contains(&set.primary.address()),
+        shared
+            .text
+            .contains("enable a shared device on the primary"),
         "{}",
         shared.text
     );

@@ -409,3 +409,50 @@ fn generate_root_with_threshold_of_keys() -> anyhow::Result<()> {
     assert_eq!(lookup.body["data"]["policies"], json!(["root"]));
     Ok(())
 }
+
+#[test]
+fn kv_get_with_read_under_mount_only() -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let keys = server.init_and_unseal()?;
+    let (address, root) = (server.address(), keys.root_token.as_str());
+    coffer(
+        &address,
+        root,
+        &["secrets", "enable", "-path=secret", "-version=2", "kv"],
+        None,
+    )?
+    .assert_code(0, "secrets enable kv v2");
+    coffer(
+        &address,
+        root,
+        &["kv", "put", "secret/public/a", "v=1"],
+        None,
+    )?
+    .assert_code(0, "kv put");
+    let rules = "path \"secret/data/public/*\" {\n  capabilities = [\"read\"]\n}\n";
+    coffer(
+        &address,
+        root,
+        &["policy", "write", "public-reader", "-"],
+        Some(rules),
+    )?
+    .assert_code(0, "policy write");
+    let created = coffer(
+        &address,
+        root,
+        &["token", "create", "-policy=public-reader", "-field=token"],
+        None,
+    )?;
+    created.assert_code(0, "token create");
+    let token = created.stdout.trim().to_owned();
+
+    let read = coffer(
+        &address,
+        &token,
+        &["kv", "get", "-field=v", "secret/public/a"],
+        None,
+    )?;
+    read.assert_code(0, "kv get with read on the data path only");
+    assert_eq!(read.stdout.trim(), "1");
+    Ok(())
+}

@@ -5,6 +5,7 @@
 
 use std::cmp::Ordering;
 
+use super::parameters::ParameterRules;
 use super::policy::{Capabilities, Policy};
 
 /// Computes the capabilities `policies` grant on `path`, with `deny` applied.
@@ -12,24 +13,88 @@ pub(crate) fn evaluate<'a>(
     policies: impl IntoIterator<Item = &'a Policy> + Clone,
     path: &str,
 ) -> Capabilities {
-    let exact = union_for(policies.clone(), |pattern| {
-        !is_glob(pattern) && pattern == path
-    });
-    if let Some(capabilities) = exact {
-        return capabilities.effective();
-    }
-    let winner = policies
-        .clone()
-        .into_iter()
-        .flat_map(|policy| policy.rules.keys())
-        .filter(|pattern| is_glob(pattern) && glob_matches(pattern, path))
-        .max_by(|a, b| compare_priority(a, b));
-    let Some(winner) = winner else {
+    let Some(winner) = winning_pattern(policies.clone(), path) else {
         return Capabilities::NONE;
     };
-    union_for(policies, |pattern| pattern == winner.as_str())
+    union_for(policies, |pattern| pattern == winner)
         .unwrap_or(Capabilities::NONE)
         .effective()
+}
+
+/// Returns the pattern whose rules apply to `path`: an exact pattern, or else the matching glob
+/// with the highest priority.
+pub(crate) fn winning_pattern<'a>(
+    policies: impl IntoIterator<Item = &'a Policy> + Clone,
+    path: &str,
+) -> Option<&'a str> {
+    let patterns = || {
+        policies
+            .clone()
+            .into_iter()
+            .flat_map(|policy| policy.rules.keys().map(String::as_str))
+    };
+    let exact = patterns().find(|pattern| !is_glob(pattern) && *pattern == path);
+    if exact.is_some() {
+        return exact;
+    }
+    patterns()
+        .filter(|pattern| is_glob(pattern) && glob_matches(pattern, path))
+        .max_by(|a, b| compare_priority(a, b))
+}
+
+/// Merges the parameter and wrapping rules that `policies` attach to `pattern`.
+pub(crate) fn parameter_rules<'a>(
+    policies: impl IntoIterator<Item = &'a Policy>,
+    pattern: &str,
+) -> ParameterRules {
+    let mut merged = ParameterRules::default();
+    for policy in policies {
+        if let Some(rules) = policy.parameters.get(pattern) {
+            merged.merge(rules);
+        }
+    }
+    merged
+}
+
+/// Reports whether `policies` grant any capability on `mount_path` or on some path under it, as
+/// Vault decides which mounts `sys/internal/ui/mounts` shows a token. A rule that denies grants
+/// nothing.
+pub(crate) fn grants_under<'a>(
+    policies: impl IntoIterator<Item = &'a Policy> + Clone,
+    mount_path: &str,
+) -> bool {
+    let on_mount = evaluate(policies.clone(), mount_path);
+    if !on_mount.is_empty() && !on_mount.contains(Capabilities::DENY) {
+        return true;
+    }
+    policies
+        .into_iter()
+        .flat_map(|policy| policy.rules.iter())
+        .filter(|(_, capabilities)| {
+            !capabilities.is_empty() && !capabilities.contains(Capabilities::DENY)
+        })
+        .any(|(pattern, _)| reaches_under(pattern, mount_path))
+}
+
+/// Reports whether `pattern` can match a path under `mount_path`: each segment of the mount
+/// path equals the pattern's segment, is matched by a `+` segment, or starts with the prefix of
+/// a trailing `*`.
+fn reaches_under(pattern: &str, mount_path: &str) -> bool {
+    let pattern_segments: Vec<&str> = pattern.split('/').collect();
+    let mount_segments = mount_path.trim_end_matches('/').split('/');
+    for (index, mount_segment) in mount_segments.enumerate() {
+        let Some(segment) = pattern_segments.get(index) else {
+            return false;
+        };
+        let is_last = index == pattern_segments.len() - 1;
+        if is_last && segment.ends_with('*') {
+            return mount_segment.starts_with(segment.trim_end_matches('*'));
+        }
+        if *segment != "+" && segment != &mount_segment {
+            return false;
+        }
+    }
+    pattern_segments.len() > mount_path.trim_end_matches('/').split('/').count()
 }
 
 fn union_for<'a>(

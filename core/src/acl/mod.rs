@@ -5,9 +5,11 @@
 //! everything; `default` is an ordinary stored policy that every token gets unless it opts out.
 
 mod matcher;
+mod parameters;
 mod policy;
 mod store;
 
+pub use parameters::{ParameterRules, ParameterValues};
 pub use policy::{Capabilities, Policy, PolicyError, parse_policy};
 pub use store::PolicyStore;
 pub(crate) use store::normalize_policy_name;
@@ -72,7 +74,7 @@ pub fn authorize(
     request: &Request,
     txn: &mut dyn Transaction,
 ) -> Result<(), Error> {
-    if caller.is_root() {
+    if caller.is_root() || crate::sys::checks_own_access(request) {
         return Ok(());
     }
     // The older token forms such as `auth/token/revoke/<token>` are checked as their base
@@ -86,7 +88,30 @@ pub fn authorize(
     if is_root_protected(path) && !granted.contains(Capabilities::SUDO) {
         return Err(Error::permission_denied());
     }
+    // A caller with the `root` policy gets `Capabilities::ROOT` above and no parameter rules.
+    if granted.contains(Capabilities::ROOT) {
+        return Ok(());
+    }
+    let loaded = load_policies(core, &caller.policies, txn)?;
+    let policies = loaded.iter().map(|policy| policy.as_ref());
+    if let Some(pattern) = matcher::winning_pattern(policies.clone(), path) {
+        matcher::parameter_rules(policies, pattern).check(pattern, request)?;
+    }
     Ok(())
+}
+
+fn load_policies(
+    core: &Core,
+    names: &[String],
+    txn: &dyn Transaction,
+) -> Result<Vec<std::sync::Arc<Policy>>, Error> {
+    let mut loaded = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(policy) = core.policies.get(core, txn, name)? {
+            loaded.push(policy);
+        }
+    }
+    Ok(loaded)
 }
 
 /// Computes the capabilities `policies` grant on `path`, with `deny` applied. A policy list with
@@ -100,15 +125,28 @@ pub fn capabilities(
     if policies.iter().any(|name| name == ROOT_POLICY) {
         return Ok(Capabilities::ROOT);
     }
-    let mut loaded = Vec::with_capacity(policies.len());
-    for name in policies {
-        if let Some(policy) = core.policies.get(core, txn, name)? {
-            loaded.push(policy);
-        }
-    }
+    let loaded = load_policies(core, policies, txn)?;
     Ok(matcher::evaluate(
         loaded.iter().map(|policy| policy.as_ref()),
         path,
+    ))
+}
+
+/// Reports whether `caller` has some capability on the mount at `mount_path` (such as
+/// `secret/` or `auth/userpass/`) or on a path under it.
+pub fn has_mount_access(
+    core: &Core,
+    caller: &Caller,
+    mount_path: &str,
+    txn: &dyn Transaction,
+) -> Result<bool, Error> {
+    if caller.is_root() {
+        return Ok(true);
+    }
+    let loaded = load_policies(core, &caller.policies, txn)?;
+    Ok(matcher::grants_under(
+        loaded.iter().map(|policy| policy.as_ref()),
+        mount_path,
     ))
 }
 

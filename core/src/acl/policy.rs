@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::parameters::ParameterRules;
+
 use crate::error::Error;
 use crate::hcl_shape;
 
@@ -104,6 +106,8 @@ pub struct Policy {
     pub raw: String,
     /// The capabilities of each path pattern; rules for the same pattern are unioned.
     pub rules: BTreeMap<String, Capabilities>,
+    /// The parameter and wrapping constraints of the patterns that have any.
+    pub parameters: BTreeMap<String, ParameterRules>,
 }
 
 /// An error in policy text.
@@ -138,21 +142,15 @@ impl From<PolicyError> for Error {
 }
 
 /// Path keys that Vault accepts and Coffer ignores.
-// NOTE: parameter constraints and wrapping TTL bounds are accepted but not enforced.
-const IGNORED_RULE_KEYS: &[&str] = &[
-    "allowed_parameters",
-    "denied_parameters",
-    "required_parameters",
-    "min_wrapping_ttl",
-    "max_wrapping_ttl",
-    "expiration",
-];
+// NOTE: `expiration` (an enterprise rule end time) is accepted but not enforced.
+const IGNORED_RULE_KEYS: &[&str] = &["expiration"];
 
 /// One `path` rule before its capabilities are resolved.
 #[derive(Default)]
 struct RawRule {
     capabilities: Vec<String>,
     keyword: Option<String>,
+    parameters: ParameterRules,
 }
 
 /// Parses policy text in HCL or JSON form. Text whose first non-blank character is `{` is JSON.
@@ -163,8 +161,15 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
         parse_hcl(text)?
     };
     let mut rules: BTreeMap<String, Capabilities> = BTreeMap::new();
+    let mut parameters: BTreeMap<String, ParameterRules> = BTreeMap::new();
     for (pattern, raw_rule) in raw_rules {
         let capabilities = resolve(&raw_rule)?;
+        if !raw_rule.parameters.is_empty() {
+            parameters
+                .entry(pattern.clone())
+                .or_default()
+                .merge(&raw_rule.parameters);
+        }
         let entry = rules.entry(pattern).or_default();
         *entry = entry.union(capabilities);
     }
@@ -172,6 +177,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyError> {
         name: name.to_lowercase(),
         raw: text.to_owned(),
         rules,
+        parameters,
     })
 }
 
@@ -245,10 +251,47 @@ fn hcl_path_block(block: &hcl::Block) -> Result<(String, RawRule), PolicyError> 
             }
             ("policy", _) => return Err(policy_keyword_shape()),
             (key, _) if IGNORED_RULE_KEYS.contains(&key) => {}
+            (key, Some(expression)) if is_parameter_key(key) => {
+                rule.parameters
+                    .parse_key(key, &hcl_to_json(key, expression)?)?;
+            }
             (key, _) => return Err(PolicyError::InvalidKey(key.to_owned())),
         }
     }
     Ok((label.as_str().to_owned(), rule))
+}
+
+/// Converts a literal HCL value (string, number, boolean, null, list or object) to JSON.
+fn hcl_to_json(key: &str, expression: &hcl::Expression) -> Result<Value, PolicyError> {
+    let literal = || PolicyError::InvalidValue {
+        key: key.to_owned(),
+        expected: "a literal value: a string, number, boolean, list or object",
+    };
+    Ok(match expression {
+        hcl::Expression::Null => Value::Null,
+        hcl::Expression::Bool(value) => Value::Bool(*value),
+        hcl::Expression::Number(number) => serde_json::to_value(number).map_err(|_| literal())?,
+        hcl::Expression::String(text) => Value::String(text.clone()),
+        hcl::Expression::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| hcl_to_json(key, item))
+                .collect::<Result<_, _>>()?,
+        ),
+        hcl::Expression::Object(object) => {
+            let mut map = serde_json::Map::new();
+            for (object_key, value) in object {
+                let name = match object_key {
+                    hcl::ObjectKey::Identifier(identifier) => identifier.as_str().to_owned(),
+                    hcl::ObjectKey::Expression(hcl::Expression::String(text)) => text.clone(),
+                    _ => return Err(literal()),
+                };
+                map.insert(name, hcl_to_json(key, value)?);
+            }
+            Value::Object(map)
+        }
+        _ => return Err(literal()),
+    })
 }
 
 fn hcl_strings(expression: &hcl::Expression) -> Result<Vec<String>, PolicyError> {
@@ -316,10 +359,33 @@ fn json_rule(value: &Value) -> Result<RawRule, PolicyError> {
             ("policy", Value::String(keyword)) => rule.keyword = Some(keyword.clone()),
             ("policy", _) => return Err(policy_keyword_shape()),
             (key, _) if IGNORED_RULE_KEYS.contains(&key) => {}
+            (key, value) if is_parameter_key(key) => {
+                rule.parameters.parse_key(key, &json_rule_value(value))?;
+            }
             (key, _) => return Err(PolicyError::InvalidKey(key.to_owned())),
         }
     }
     Ok(rule)
+}
+
+fn is_parameter_key(key: &str) -> bool {
+    matches!(
+        key,
+        "allowed_parameters"
+            | "denied_parameters"
+            | "required_parameters"
+            | "min_wrapping_ttl"
+            | "max_wrapping_ttl"
+    )
+}
+
+/// HCL's JSON form may wrap a rule's object in a one-element list, as in
+/// `"allowed_parameters": [{"name": []}]`.
+fn json_rule_value(value: &Value) -> Value {
+    match value {
+        Value::Array(items) if items.len() == 1 && items[0].is_object() => items[0].clone(),
+        other => other.clone(),
+    }
 }
 
 fn json_strings(items: &[Value]) -> Result<Vec<String>, PolicyError> {

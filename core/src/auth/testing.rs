@@ -87,5 +87,6 @@ fn result(outcome: Outcome) -> Result<Response, Error> {
         Outcome::Response(response) => Ok(response),
         Outcome::Error(error) => Err(error),
         Outcome::ReadOnly(partition) => panic!("the writer refused a write to {partition:?}"),
+        Outcome::Forward(_) => panic!("a test node is never a secondary"),
     }
 }

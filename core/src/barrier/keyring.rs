@@ -162,6 +162,18 @@ impl Keyring {
         Ok(Zeroizing::new(plaintext))
     }
 
+    /// Derives a 256-bit key for `label` with HKDF-SHA256 from the oldest term, which every
+    /// copy of this keyring (a replication secondary's too) holds and a rotation keeps.
+    pub fn derive_key(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut derived = Zeroizing::new([0u8; 32]);
+        if let Some(term) = self.terms.values().next() {
+            let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, term.key.as_ref());
+            hkdf.expand(label, derived.as_mut())
+                .expect("32 bytes is a valid HKDF-SHA256 output length");
+        }
+        derived
+    }
+
     /// The terms and their install times, without key material.
     pub fn terms(&self) -> impl Iterator<Item = (u32, Timestamp)> + '_ {
         self.terms

@@ -97,6 +97,7 @@ impl TestNode {
         match first {
             Outcome::Response(response) => Ok(response),
             Outcome::Error(error) => Err(error),
+            Outcome::Forward(_) => Err(forward_error()),
             Outcome::ReadOnly(_) => {
                 self.storage
                     .write(|txn| match handle(core, &mut Ctx::new(now, rng), txn) {
@@ -105,10 +106,19 @@ impl TestNode {
                         Outcome::ReadOnly(partition) => {
                             Err(crate::storage::StorageError::ReadOnly { partition }.into())
                         }
+                        Outcome::Forward(_) => Err(forward_error()),
                     })
             }
         }
     }
+}
+
+/// The error a secondary's write to replicated data ends with before it is forwarded.
+fn forward_error() -> Error {
+    crate::storage::StorageError::ReadOnly {
+        partition: crate::storage::Partition::Shared,
+    }
+    .into()
 }
 
 /// A caller with the `root` policy.

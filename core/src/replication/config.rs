@@ -33,6 +33,11 @@ pub struct ReplicationConfig {
     pub reconnect_initial: Duration,
     /// Cap of the reconnect delay.
     pub reconnect_max: Duration,
+    /// Maximum time a secondary waits to apply the primary's write after forwarding it, or to
+    /// reach the state an `X-Vault-Index` names (`best_effort_wal_wait_duration`, as in Vault).
+    pub best_effort_wal_wait_duration: Duration,
+    /// Maximum number of forwarded requests in flight on one forwarding connection.
+    pub forwarding_max_in_flight: usize,
 }
 
 impl Default for ReplicationConfig {
@@ -51,6 +56,8 @@ impl Default for ReplicationConfig {
             heartbeat_timeout: Duration::from_secs(5),
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
+            best_effort_wal_wait_duration: Duration::from_secs(2),
+            forwarding_max_in_flight: 64,
         }
     }
 }

@@ -6,6 +6,9 @@
 //! reassembles the payloads, bounded in total, and decodes the message only when it is
 //! complete. Nothing here panics on any input, and lengths are checked before any allocation.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::replication::message::Message;
 
 /// Protocol version carried in every frame.
@@ -74,6 +77,14 @@ pub struct Frame<'a> {
 
 /// Encodes `message` as one or more frames of at most `limits.max_frame_payload` payload bytes.
 pub fn encode_message(message: &Message, limits: FrameLimits) -> Result<Vec<Vec<u8>>, FrameError> {
+    encode_payload(message, limits)
+}
+
+/// Encodes any postcard message, such as a forwarding message, as [`encode_message`] does.
+pub fn encode_payload<T: Serialize>(
+    message: &T,
+    limits: FrameLimits,
+) -> Result<Vec<Vec<u8>>, FrameError> {
     let bytes =
         postcard::to_allocvec(message).map_err(|error| FrameError::Encode(error.to_string()))?;
     if bytes.len() > limits.max_message_size {
@@ -166,6 +177,13 @@ impl FrameDecoder {
     /// Returns the next complete message, if the buffered bytes hold one.
     #[must_use = "a decoded message must be handled"]
     pub fn poll_message(&mut self) -> Result<Option<Message>, FrameError> {
+        self.poll_payload()
+    }
+
+    /// Returns the next complete message of type `T`, for protocols other than replication
+    /// that share the frame layout, such as forwarding.
+    #[must_use = "a decoded message must be handled"]
+    pub fn poll_payload<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         loop {
             let Some((frame, used)) = decode_frame(&self.buffer, self.limits.max_frame_payload)?
             else {
@@ -183,7 +201,9 @@ impl FrameDecoder {
             self.buffer.drain(..used);
             if !more {
                 let bytes = std::mem::take(&mut self.message);
-                return decode_message(&bytes).map(Some);
+                return postcard::from_bytes(&bytes)
+                    .map(Some)
+                    .map_err(|error| FrameError::Decode(error.to_string()));
             }
         }
     }

@@ -231,19 +231,6 @@ pub(crate) fn secondary_primary_addr(
     Ok(Some(record.bundle.primary_api_addr.clone()))
 }
 
-/// Returns the 400 for a request that writes replicated data on a secondary.
-pub fn refused_shared_write(primary_api_addr: &str) -> Error {
-    let target = if primary_api_addr.is_empty() {
-        "the primary".to_owned()
-    } else {
-        format!("the primary at {primary_api_addr}")
-    };
-    Error::bad_request(format!(
-        "this cluster is a performance secondary; it does not accept writes to replicated \
-         data; send this request to {target}"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use crate::Core;

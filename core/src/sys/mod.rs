@@ -5,7 +5,7 @@
 use crate::Core;
 use crate::error::Error;
 use crate::handler::Ctx;
-use crate::request::{Caller, Request, Response};
+use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
 mod audit;
@@ -36,6 +36,13 @@ const UNAUTHENTICATED: &[&str] = &[
 /// Whether `path` is a `sys/` path served without a token.
 pub fn is_unauthenticated(path: &str) -> bool {
     UNAUTHENTICATED.contains(&path.trim_end_matches('/'))
+}
+
+/// Whether the handler of `request` checks the caller's access itself, in place of the ACL check
+/// on the request path. Reads of `sys/internal/ui/mounts` show a token only the mounts it has
+/// some capability on, as Vault does.
+pub(crate) fn checks_own_access(request: &Request) -> bool {
+    request.operation == Operation::Read && mounts::is_ui_mounts_path(&request.path)
 }
 
 /// Whether `request` unwraps a replication activation token at `sys/wrapping/unwrap`. It needs

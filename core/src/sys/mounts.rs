@@ -20,18 +20,25 @@ pub(super) fn route(
     core: &Core,
     ctx: &mut Ctx<'_>,
     request: &Request,
-    _caller: Option<&Caller>,
+    caller: Option<&Caller>,
     txn: &mut dyn Transaction,
 ) -> Option<Result<Response, Error>> {
     let rest = request.path.strip_prefix("sys/")?.trim_end_matches('/');
     if let Some(tool) = rest.strip_prefix("tools/") {
         return tools::route(ctx, request, tool);
     }
-    if rest == "internal/ui/mounts" {
-        return Some(ui::list(core, txn));
-    }
-    if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
-        return Some(ui::read(core, txn, path));
+    if rest == "internal/ui/mounts" || rest.starts_with("internal/ui/mounts/") {
+        // These reads skip the ACL check on the request path, so they must stay read-only.
+        if request.operation != Operation::Read {
+            return Some(Err(Error::unsupported_operation()));
+        }
+        let Some(caller) = caller else {
+            return Some(Err(Error::permission_denied()));
+        };
+        return Some(match rest.strip_prefix("internal/ui/mounts/") {
+            None => ui::list(core, caller, txn),
+            Some(path) => ui::read(core, caller, txn, path),
+        });
     }
     let auth_tune = rest
         .strip_prefix("mounts/auth/")
@@ -47,6 +54,12 @@ pub(super) fn route(
         return None;
     };
     Some(table_route(core, ctx, request, kind, rest, txn))
+}
+
+/// Whether `path` is `sys/internal/ui/mounts` or a path under it.
+pub(super) fn is_ui_mounts_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == "sys/internal/ui/mounts" || path.starts_with("sys/internal/ui/mounts/")
 }
 
 /// `"mounts"` gives `Some("")` and `"mounts/x"` gives `Some("x")`.

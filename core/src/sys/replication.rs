@@ -30,7 +30,9 @@ use crate::request::{Caller, Operation, Request, Response};
 use crate::storage::Transaction;
 
 pub(crate) use token::CREATION_PATH as ACTIVATION_TOKEN_PATH;
-pub(super) use unwrap::{is_activation_wrapping, jwt_of as activation_jwt, unwrap_activation};
+pub(super) use unwrap::{
+    is_activation_wrapping, jwt_of as activation_jwt, lookup_activation, unwrap_activation,
+};
 
 /// The unwrap path, which serves activation tokens and plain wrapping tokens.
 const UNWRAP_PATH: &str = "sys/wrapping/unwrap";

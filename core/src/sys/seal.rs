@@ -146,7 +146,7 @@ impl HealthCodes {
 fn status_code(data: &Map<String, Value>, name: &str, default: u16) -> Result<u16, Error> {
     let invalid = || {
         Error::bad_request(format!(
-            "invalid value for {name}: expected an HTTP status code between 100 and 599"
+            "invalid value for {name}: expected an HTTP status code between 200 and 599"
         ))
     };
     let Some(code) = params::integer(data, name).map_err(|_| invalid())? else {
@@ -154,7 +154,9 @@ fn status_code(data: &Map<String, Value>, name: &str, default: u16) -> Result<u1
     };
     u16::try_from(code)
         .ok()
-        .filter(|code| (100..=599).contains(code))
+        // A 1xx code would make the server send an informational response (101 switches
+        // protocols) and never the health body, so only final codes are accepted.
+        .filter(|code| (200..=599).contains(code))
         .ok_or_else(invalid)
 }
 
@@ -274,6 +276,23 @@ mod tests {
             assert_eq!(error.status(), 400, "query {query}");
             assert!(error.to_string().contains("HTTP status code"), "{error}");
         }
+    }
+
+    #[test]
+    fn informational_health_code_is_rejected() {
+        let mut node = TestNode::new();
+        for code in ["100", "101", "199", "600", "0", "-200"] {
+            for name in ["activecode", "sealedcode", "uninitcode", "standbycode"] {
+                let query = json!({ name: code });
+                let error = health_request(&mut node, query).unwrap_err();
+                assert_eq!(error.status(), 400, "{name}={code}");
+                let message = error.to_string();
+                assert!(message.contains(name), "{message}");
+                assert!(message.contains("between 200 and 599"), "{message}");
+            }
+        }
+        let lowest = health_request(&mut node, json!({"uninitcode": "200"})).unwrap();
+        assert_eq!(status_of(&lowest), 200);
     }
 
     #[test]

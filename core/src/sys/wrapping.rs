@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::Core;
 use crate::error::Error;
 use crate::handler::Ctx;
+use crate::replication::activation::token::looks_like_jwt;
 use crate::request::{Caller, Operation, Request, Response, Secret};
 use crate::storage::Transaction;
 use crate::token::revoke_accessor;
@@ -129,6 +130,9 @@ fn lookup(
     let token = body
         .or(request.token.as_ref().map(Secret::expose))
         .ok_or_else(|| Error::bad_request("missing \"token\" value in input"))?;
+    if looks_like_jwt(token) {
+        return replication::lookup_activation(core, ctx, token, txn);
+    }
     let view = core.barrier.view(txn, &mut *ctx.rng)?;
     let wrapping = wrapping::find(&view, token, ctx.now)?;
     let creation = wrapping::read_creation(&view, &wrapping.token_hash)?;

@@ -16,6 +16,7 @@ mod token_steps;
 use coffer_core::Timestamp;
 use coffer_core::acl::parse_policy;
 use coffer_core::barrier::decode_share;
+use coffer_core::forwarding::{ForwardMessage, IndexKey, parse_index};
 use coffer_core::replication::activation::keys::{PrivateKey, PublicKey};
 use coffer_core::replication::activation::{ACTIVATION_TOKEN_TYPE, decode_bundle, token};
 use coffer_core::replication::frame::{FrameDecoder, FrameLimits, decode_frame, decode_message};
@@ -44,6 +45,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("barrier_tokens", barrier_tokens),
     ("activation_token", activation_token),
     ("bootstrap_bundle", bootstrap_bundle),
+    ("vault_index", vault_index),
+    ("forward_message", forward_message),
 ];
 
 /// The time at which `activation_token` verifies tokens.
@@ -150,6 +153,37 @@ pub fn bootstrap_bundle(data: &[u8]) {
     let _ = decode_bundle(data);
 }
 
+/// The key `vault_index` verifies with; its seeds were signed with it.
+pub const VAULT_INDEX_KEY: [u8; 32] = [7; 32];
+
+/// The replication set id `vault_index` verifies against.
+pub const VAULT_INDEX_SET: &str = "fuzz-set";
+
+/// Parses the input as an `X-Vault-Index` header, then verifies it with a fixed key; a header
+/// the key accepts must encode back to a header with the same state.
+pub fn vault_index(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = parse_index(text);
+    let key = IndexKey::from_bytes(VAULT_INDEX_KEY, VAULT_INDEX_SET);
+    if let Ok(state) = key.verify(text) {
+        let again = key.encode(state.local_index, state.replicated_index);
+        assert_eq!(
+            key.verify(&again).ok(),
+            Some(state),
+            "an accepted index re-encodes"
+        );
+    }
+}
+
+/// Feeds the input to a [`FrameDecoder`] as one stream of forwarding messages.
+pub fn forward_message(data: &[u8]) {
+    let mut decoder = FrameDecoder::new(FUZZ_LIMITS);
+    decoder.push(data);
+    while let Ok(Some(_)) = decoder.poll_payload::<ForwardMessage>() {}
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -242,6 +276,14 @@ mod tests {
             super::ACTIVATION_TOKEN_TYPE,
         );
         assert!(verified.is_ok(), "{verified:?}");
+        let index_key = coffer_core::forwarding::IndexKey::from_bytes(
+            super::VAULT_INDEX_KEY,
+            super::VAULT_INDEX_SET,
+        );
+        for (path, data) in seeds_of("vault_index") {
+            let state = index_key.verify(text(&data));
+            assert!(state.is_ok(), "{}: {state:?}", path.display());
+        }
     }
 
     #[test]

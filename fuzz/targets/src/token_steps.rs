@@ -137,6 +137,7 @@ impl Node {
             Outcome::ReadOnly(partition) => {
                 panic!("a write transaction rejected a write to {partition:?}")
             }
+            Outcome::Forward(_) => panic!("a standalone node forwarded a request"),
         }
     }
 }

@@ -1,11 +1,13 @@
-//! The clock and the randomness a node hands to the core, behind a trait so the simulation can
-//! supply simulated ones.
+//! The clock and the randomness a node hands to the core and to cluster TLS, behind a trait so
+//! the simulation can supply simulated ones.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_core::Timestamp;
 use rand::RngCore;
 use rand::rngs::OsRng;
+
+use super::cluster::TlsCrypto;
 
 /// The clock and the source of RNG seeds of a node.
 pub trait Environment: Send + Sync + 'static {
@@ -14,6 +16,12 @@ pub trait Environment: Send + Sync + 'static {
 
     /// Draws a fresh seed for one request's `ChaCha20Rng`.
     fn rng_seed(&self) -> [u8; 32];
+
+    /// Returns the crypto provider and clock of the cluster port's TLS: ring and the system
+    /// clock unless an environment supplies its own.
+    fn tls_crypto(&self) -> TlsCrypto {
+        TlsCrypto::default()
+    }
 }
 
 /// The real environment: the system clock and the operating system's RNG.

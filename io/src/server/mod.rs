@@ -8,6 +8,7 @@ pub mod dev;
 pub mod dev_cluster;
 pub mod environment;
 pub mod expiry;
+pub mod forwarding;
 pub mod http;
 pub mod logging;
 pub mod net;
@@ -204,7 +205,8 @@ fn load_config_file(path: &Path) -> anyhow::Result<Config> {
     parse_config(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
-fn core_config(config: &Config) -> CoreConfig {
+/// Builds the core's configuration from the server configuration's lease TTLs.
+pub fn core_config(config: &Config) -> CoreConfig {
     let defaults = CoreConfig::default();
     CoreConfig {
         default_lease_ttl: config
@@ -231,7 +233,7 @@ async fn launch<S: Storage + PinSnapshot + 'static>(
     storage: S,
     dev: Option<DevOptions>,
 ) -> anyhow::Result<()> {
-    let running = start_node(config, core, storage).await?;
+    let running = start_node(config, core, storage, Platform::system()).await?;
     if let Some(options) = dev {
         let credentials = dev::setup(&running.node, &options).await?;
         let address = format!("http://{}", config.listeners[0].address);
@@ -243,30 +245,79 @@ async fn launch<S: Storage + PinSnapshot + 'static>(
     Ok(())
 }
 
+/// The way a node commits its writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterMode {
+    /// A dedicated writer thread batches writes (group commit). Servers use it.
+    Thread,
+    /// Each write commits on the task that submits it. A single-threaded simulation uses it,
+    /// because a writer thread would run outside the simulated schedule.
+    Inline,
+}
+
+/// The parts a server runs on: its sockets, its clock and randomness, and its writer mode.
+#[derive(Clone, Debug)]
+pub struct Platform<E, N> {
+    /// The clock, the RNG seeds and the cluster port's TLS crypto.
+    pub environment: E,
+    /// Every listener and outgoing connection goes through it.
+    pub network: N,
+    /// The way writes commit.
+    pub writer: WriterMode,
+}
+
+impl Platform<SystemEnvironment, TokioNetwork> {
+    /// Returns the operating system's clock, RNG and TCP sockets, with a writer thread.
+    pub fn system() -> Platform<SystemEnvironment, TokioNetwork> {
+        Platform {
+            environment: SystemEnvironment,
+            network: TokioNetwork,
+            writer: WriterMode::Thread,
+        }
+    }
+}
+
 /// A node serving its listeners until [`RunningNode::stop`].
-struct RunningNode<S: Storage + 'static> {
-    node: Arc<Node<S, SystemEnvironment>>,
+pub struct RunningNode<S: Storage + 'static, E: Environment> {
+    node: Arc<Node<S, E>>,
+    writer: WriterMode,
     stop: watch::Sender<bool>,
     servers: JoinSet<()>,
 }
 
-impl<S: Storage + 'static> RunningNode<S> {
-    /// Stops accepting, lets in-flight requests finish and stops the writer.
-    async fn stop(mut self) {
+impl<S: Storage + 'static, E: Environment> RunningNode<S, E> {
+    /// Returns the running node.
+    pub fn node(&self) -> &Arc<Node<S, E>> {
+        &self.node
+    }
+
+    /// Stops accepting, lets in-flight requests finish and stops the writer. With a writer
+    /// thread it needs a multi-threaded tokio runtime, because it waits for that thread.
+    pub async fn stop(mut self) {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = self.stop.send(true);
         while self.servers.join_next().await.is_some() {}
         let node = self.node;
-        tokio::task::block_in_place(|| node.shutdown());
+        match self.writer {
+            WriterMode::Thread => tokio::task::block_in_place(|| node.shutdown()),
+            WriterMode::Inline => node.shutdown(),
+        }
     }
 }
 
-/// Starts the node's writer and its listeners.
-async fn start_node<S: Storage + PinSnapshot + 'static>(
+/// Starts a node over `storage` on `platform`: its writer, the API listeners, the cluster port
+/// (on the first listener's `cluster_address`) and the supervisor that runs replication.
+pub async fn start_node<S, E, N>(
     config: &Config,
     core: Core,
     storage: S,
-) -> anyhow::Result<RunningNode<S>> {
+    platform: Platform<E, N>,
+) -> anyhow::Result<RunningNode<S, E>>
+where
+    S: Storage + PinSnapshot + 'static,
+    E: Environment,
+    N: Network + Clone,
+{
     if config.listeners.is_empty() {
         bail!(
             "the config has no listener; add listener \"tcp\" {{ address = \"127.0.0.1:8200\" }}"
@@ -277,8 +328,16 @@ async fn start_node<S: Storage + PinSnapshot + 'static>(
         .engine()
         .context("invalid replication block")?;
     let limits = WriterLimits::default().with_replication(&replication);
-    let node = Node::start(core, storage, SystemEnvironment, limits)
-        .context("failed to start the storage writer")?;
+    let Platform {
+        environment,
+        network,
+        writer,
+    } = platform;
+    let node = match writer {
+        WriterMode::Thread => Node::start(core, storage, environment, limits)
+            .context("failed to start the storage writer")?,
+        WriterMode::Inline => Node::start_inline(core, storage, environment, limits),
+    };
     let node = Arc::new(node);
     let addresses = activation::NodeAddresses {
         api_addr: config.api_addr.clone(),
@@ -286,18 +345,19 @@ async fn start_node<S: Storage + PinSnapshot + 'static>(
     };
     node.set_interceptor(Arc::new(activation::Activator::new(
         Arc::downgrade(&node),
-        TokioNetwork,
+        network.clone(),
         addresses,
     )));
     let (stop, stopped) = watch::channel(false);
     let mut servers = JoinSet::new();
     for listener in &config.listeners {
-        start_listener(&node, listener, &stopped, &mut servers).await?;
+        start_listener(&node, &network, listener, &stopped, &mut servers).await?;
     }
-    start_replication(&node, config, replication, &stopped, &mut servers).await?;
+    start_replication(&node, &network, config, replication, &stopped, &mut servers).await?;
     servers.spawn(expiry::run(Arc::clone(&node), stopped.clone()));
     Ok(RunningNode {
         node,
+        writer,
         stop,
         servers,
     })
@@ -305,21 +365,27 @@ async fn start_node<S: Storage + PinSnapshot + 'static>(
 
 /// Starts the cluster port (on the first listener's `cluster_address`) and the supervisor
 /// that follows the node's replication role.
-async fn start_replication<S: Storage + PinSnapshot + 'static>(
-    node: &Arc<Node<S, SystemEnvironment>>,
+async fn start_replication<S, E, N>(
+    node: &Arc<Node<S, E>>,
+    network: &N,
     config: &Config,
     replication: coffer_core::replication::ReplicationConfig,
     stopped: &watch::Receiver<bool>,
     servers: &mut JoinSet<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: Storage + PinSnapshot + 'static,
+    E: Environment,
+    N: Network + Clone,
+{
     let (supervisor, acceptor) =
-        supervisor::Supervisor::new(Arc::clone(node), TokioNetwork, replication);
+        supervisor::Supervisor::new(Arc::clone(node), network.clone(), replication);
     let cluster_address = config
         .listeners
         .iter()
         .find_map(|listener| listener.cluster_address);
     if let Some(address) = cluster_address {
-        let bound = TokioNetwork
+        let bound = network
             .bind(address)
             .await
             .with_context(|| format!("failed to listen on the cluster address {address}"))?;
@@ -360,12 +426,14 @@ async fn run_dev_cluster(args: ServerArgs, config: Config) -> anyhow::Result<()>
         &primary_config,
         Core::new(core_config(&config)),
         primary_storage,
+        Platform::system(),
     )
     .await?;
     let secondary = start_node(
         &secondary_config,
         Core::new(core_config(&config)),
         secondary_storage,
+        Platform::system(),
     )
     .await?;
     let options = DevOptions {
@@ -409,14 +477,15 @@ fn dev_node_config(base: &Config, api: SocketAddr, cluster: SocketAddr) -> Confi
     config
 }
 
-async fn start_listener<S: Storage + 'static>(
-    node: &Arc<Node<S, SystemEnvironment>>,
+async fn start_listener<S: Storage + 'static, E: Environment, N: Network>(
+    node: &Arc<Node<S, E>>,
+    network: &N,
     listener: &ListenerConfig,
     stopped: &watch::Receiver<bool>,
     servers: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(listener)?;
-    let bound = TokioNetwork
+    let bound = network
         .bind(listener.address)
         .await
         .with_context(|| format!("failed to listen on {}", listener.address))?;

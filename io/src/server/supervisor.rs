@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use coffer_core::Core;
@@ -35,9 +35,12 @@ use super::cluster::{
     AcceptorState, ActiveCerts, ClusterAcceptor, ClusterAlpn, ClusterConnector, ClusterPeer,
     ReplicationHandler,
 };
-use super::environment::{Environment, SystemEnvironment};
+use super::environment::Environment;
+use super::forwarding::{
+    ClientLimits, ForwardClient, ForwardingLimits, NodeExecutor, serve_forwarding,
+};
 use super::net::{Network, Stream};
-use super::node::Node;
+use super::node::{Node, RoleListener};
 use super::storage::PinSnapshot;
 
 /// How often the role is checked even when nothing announced a change.
@@ -66,8 +69,8 @@ enum Running {
 }
 
 /// Follows the node's replication role. See the module documentation.
-pub struct Supervisor<S, N> {
-    node: Arc<Node<S, SystemEnvironment>>,
+pub struct Supervisor<S, E, N> {
+    node: Arc<Node<S, E>>,
     network: N,
     config: ReplicationConfig,
     acceptor: watch::Sender<AcceptorState>,
@@ -81,20 +84,24 @@ pub struct Supervisor<S, N> {
     active: ActiveCerts,
 }
 
-impl<S, N> Supervisor<S, N>
+impl<S, E, N> Supervisor<S, E, N>
 where
     S: Storage + PinSnapshot + 'static,
+    E: Environment,
     N: Network + Clone,
 {
     /// Creates a supervisor for `node` and the receiver its cluster listener reads the acceptor from.
     pub fn new(
-        node: Arc<Node<S, SystemEnvironment>>,
+        node: Arc<Node<S, E>>,
         network: N,
         config: ReplicationConfig,
-    ) -> (Supervisor<S, N>, watch::Receiver<AcceptorState>) {
+    ) -> (Supervisor<S, E, N>, watch::Receiver<AcceptorState>) {
         let (acceptor, receiver) = watch::channel(AcceptorState::NotPrimary {
             reason: "the node is starting".to_owned(),
         });
+        node.set_wal_wait(config.best_effort_wal_wait_duration);
+        let active = ActiveCerts::new(Vec::new());
+        node.set_role_listener(active_set_refresher(Arc::downgrade(&node), active.clone()));
         let supervisor = Supervisor {
             node,
             network,
@@ -104,13 +111,13 @@ where
             secondary_task: None,
             running: None,
             generation: u64::MAX,
-            active: ActiveCerts::new(Vec::new()),
+            active,
         };
         (supervisor, receiver)
     }
 
     /// The handler that runs a primary's sessions on the cluster port.
-    pub fn session_handler(&self) -> Arc<SessionHandler<S>> {
+    pub fn session_handler(&self) -> Arc<SessionHandler<S, E>> {
         Arc::new(SessionHandler {
             node: Arc::clone(&self.node),
             config: self.config.clone(),
@@ -213,12 +220,13 @@ where
             return;
         }
         self.stop_secondary();
-        match ClusterAcceptor::new(
+        match ClusterAcceptor::with_crypto(
             &credentials.ca_cert_der,
             &credentials.cert_der,
             &credentials.key,
             &credentials.cluster_id,
             self.active.clone(),
+            &self.node.environment().tls_crypto(),
         ) {
             Ok(acceptor) => {
                 *lock(&self.primary) = Some(Arc::new(credentials));
@@ -245,19 +253,33 @@ where
 
     fn start_secondary(&mut self, credentials: SecondaryCredentials) {
         self.stop_secondary();
-        let connector = match ClusterConnector::new(&credentials.bundle, &credentials.key) {
-            Ok(connector) => connector,
-            Err(error) => {
-                tracing::error!(%error, "the secondary's bundle is unusable; not replicating");
-                return;
-            }
-        };
+        let crypto = self.node.environment().tls_crypto();
+        let connector =
+            match ClusterConnector::with_crypto(&credentials.bundle, &credentials.key, &crypto) {
+                Ok(connector) => connector,
+                Err(error) => {
+                    tracing::error!(%error, "the secondary's bundle is unusable; not replicating");
+                    return;
+                }
+            };
         let addresses: Vec<SocketAddr> = credentials
             .bundle
             .primary_cluster_addrs
             .iter()
             .filter_map(|address| parse_cluster_addr(address).ok())
             .collect();
+        let limits = ClientLimits {
+            frames: ForwardingLimits::from_config(&self.config).frames,
+            max_in_flight: self.config.forwarding_max_in_flight,
+            ..ClientLimits::default()
+        };
+        let forwarder = ForwardClient::new(
+            self.network.clone(),
+            connector.clone(),
+            addresses.clone(),
+            limits,
+        );
+        self.node.set_forwarder(Some(Arc::new(forwarder)));
         let node = Arc::clone(&self.node);
         let network = self.network.clone();
         let config = self.config.clone();
@@ -268,11 +290,35 @@ where
     }
 
     fn stop_secondary(&mut self) {
+        self.node.set_forwarder(None);
         if let Some(task) = self.secondary_task.take() {
             task.abort();
             self.node.core().replication_live.clear_secondary();
         }
     }
+}
+
+/// Returns the role listener that replaces the active certificates as soon as a write changes
+/// them, so a revocation is in force for every handshake after `revoke-secondary` returns. The
+/// supervisor's next check does the rest (sessions, role changes).
+fn active_set_refresher<S, E>(node: Weak<Node<S, E>>, active: ActiveCerts) -> RoleListener
+where
+    S: Storage + PinSnapshot + 'static,
+    E: Environment,
+{
+    Arc::new(move || {
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let core = node.core();
+        let mut rng = node.rng();
+        let role = node
+            .storage()
+            .read(|txn| role::load_role(core, &mut ReadOnly(txn), &mut rng));
+        if let Ok(Ok(Role::Primary(credentials))) = role {
+            active.replace(credentials.active);
+        }
+    })
 }
 
 fn describe(running: &Running) -> String {
@@ -315,8 +361,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the node's secondary until the task is aborted.
-async fn replicate<S, N>(
-    node: Arc<Node<S, SystemEnvironment>>,
+async fn replicate<S, E, N>(
+    node: Arc<Node<S, E>>,
     network: N,
     connector: ClusterConnector,
     addresses: Vec<SocketAddr>,
@@ -324,6 +370,7 @@ async fn replicate<S, N>(
     config: ReplicationConfig,
 ) where
     S: Storage + PinSnapshot + 'static,
+    E: Environment,
     N: Network + Clone,
 {
     let SecondaryCredentials {
@@ -390,14 +437,15 @@ async fn dial<N: Network>(
     Err(last)
 }
 
-fn secondary_hooks<S>(
-    node: &Arc<Node<S, SystemEnvironment>>,
+fn secondary_hooks<S, E>(
+    node: &Arc<Node<S, E>>,
     bundle: BootstrapBundle,
     key: PrivateKey,
     activated: bool,
 ) -> SecondaryHooks
 where
     S: Storage + PinSnapshot + 'static,
+    E: Environment,
 {
     let status_node = Arc::clone(node);
     let mut activated = activated;
@@ -459,8 +507,8 @@ where
 }
 
 /// Runs a primary's replication session for each accepted secondary.
-pub struct SessionHandler<S> {
-    node: Arc<Node<S, SystemEnvironment>>,
+pub struct SessionHandler<S, E> {
+    node: Arc<Node<S, E>>,
     config: ReplicationConfig,
     primary: Arc<Mutex<Option<Arc<PrimaryCredentials>>>>,
     /// The open session of each secondary: a number that identifies the session, and the
@@ -469,9 +517,10 @@ pub struct SessionHandler<S> {
     next_session: AtomicU64,
 }
 
-impl<S> ReplicationHandler for SessionHandler<S>
+impl<S, E> ReplicationHandler for SessionHandler<S, E>
 where
     S: Storage + PinSnapshot + 'static,
+    E: Environment,
 {
     async fn serve<St: Stream>(&self, stream: TlsStream<St>, peer: ClusterPeer) {
         let Some(credentials) = lock(&self.primary).clone() else {
@@ -553,15 +602,26 @@ where
         }
         tracing::info!(%secondary_id, %reason, "replication session ended");
     }
+
+    async fn serve_forwarding<St: Stream>(&self, stream: TlsStream<St>, peer: ClusterPeer) {
+        if lock(&self.primary).is_none() {
+            return;
+        }
+        let secondary_id = peer.secondary.secondary_id.clone();
+        let executor = Arc::new(NodeExecutor(Arc::clone(&self.node)));
+        let limits = ForwardingLimits::from_config(&self.config);
+        let reason = serve_forwarding(stream, secondary_id.clone(), executor, limits).await;
+        tracing::info!(%secondary_id, %reason, "forwarding session ended");
+    }
 }
 
 /// Marks a secondary's session as disconnected in the live status when dropped.
-struct Disconnected<S: Storage + 'static> {
-    node: Arc<Node<S, SystemEnvironment>>,
+struct Disconnected<S: Storage + 'static, E: Environment> {
+    node: Arc<Node<S, E>>,
     secondary_id: String,
 }
 
-impl<S: Storage + 'static> Drop for Disconnected<S> {
+impl<S: Storage + 'static, E: Environment> Drop for Disconnected<S, E> {
     fn drop(&mut self) {
         self.node
             .core()

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use coffer_core::error::Error;
+use coffer_core::forwarding::{ForwardedRequest, execute_forwarded};
 use coffer_core::replication::apply::log_shared_writes;
 use coffer_core::replication::config::ReplicationConfig;
+use coffer_core::replication::position::Position;
 use coffer_core::replication::shipper::LogShipper;
 use coffer_core::replication::wal::{Entry, Wal};
 use coffer_core::request::{Caller, Request, Response};
@@ -131,17 +133,45 @@ impl CommitFeed {
 /// The result a write request ends with.
 pub type WriteResult = Result<Response, Error>;
 
-struct Job {
-    work: Work,
-    reply: oneshot::Sender<WriteResult>,
+/// The outcome of one job on the writer.
+#[derive(Debug)]
+pub struct Written {
+    /// The response or the error.
+    pub result: WriteResult,
+    /// The authenticated caller of a client request, which a secondary needs to forward the
+    /// request when its handler wrote replicated data.
+    pub caller: Option<Caller>,
+    /// The WAL head after the commit, when the commit logged replicated writes or the job was
+    /// a forwarded request.
+    pub position: Option<Position>,
 }
 
-/// The work of one queued job.
-enum Work {
-    /// Run a client request.
+/// One unit of work for the writer.
+#[derive(Debug)]
+pub enum Work {
+    /// A client request: authentication, then the handler.
     Request(Request),
+    /// A request a secondary forwarded, run at most once by the primary's executor.
+    Forwarded {
+        /// The secondary's id, from its certificate.
+        secondary_id: String,
+        /// The request.
+        request: Box<ForwardedRequest>,
+    },
+    /// The local post-processing of a response the primary returned for a forwarded request.
+    Finish {
+        /// The client's request, with its wrap TTL.
+        request: Request,
+        /// The primary's response.
+        response: Response,
+    },
     /// Revoke the leases that have ended, as [`Core::handle_timeout`] does.
     ExpireLeases,
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Written>,
 }
 
 /// Commits one batch on the calling thread.
@@ -196,7 +226,15 @@ impl Writer {
     /// one. A single-threaded simulation uses it, because a writer thread would run outside
     /// the simulated schedule. Servers use [`Writer::spawn`], which batches commits and keeps
     /// blocking disk flushes off the async workers.
-    pub fn inline<S, E>(core: Arc<Core>, storage: Arc<S>, environment: Arc<E>) -> Writer
+    ///
+    /// Of `limits`, only the WAL and log shipper bounds apply, because there is no queue and every
+    /// batch contains one request.
+    pub fn inline<S, E>(
+        core: Arc<Core>,
+        storage: Arc<S>,
+        environment: Arc<E>,
+        limits: WriterLimits,
+    ) -> Writer
     where
         S: Storage + 'static,
         E: Environment,
@@ -204,7 +242,7 @@ impl Writer {
         let limits = WriterLimits {
             queue_length: 0,
             batch_size: 1,
-            ..WriterLimits::default()
+            ..limits
         };
         let feed = CommitFeed::from_limits(&limits);
         let committer = Committer {
@@ -231,17 +269,18 @@ impl Writer {
 
     /// Queues `request` and returns the receiver of its result. Fails with 503 when the queue
     /// is full or the writer has stopped.
-    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<WriteResult>, Error> {
+    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Written>, Error> {
         self.submit_work(Work::Request(request))
     }
 
     /// Queues a revocation of the leases that have ended by the time the writer runs it. The
     /// result is a [`Response::Raw`] whose body is the number of leases revoked.
-    pub fn submit_lease_expiry(&self) -> Result<oneshot::Receiver<WriteResult>, Error> {
+    pub fn submit_lease_expiry(&self) -> Result<oneshot::Receiver<Written>, Error> {
         self.submit_work(Work::ExpireLeases)
     }
 
-    fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<WriteResult>, Error> {
+    /// Queues any kind of work, as [`Writer::submit`] does.
+    pub fn submit_work(&self, work: Work) -> Result<oneshot::Receiver<Written>, Error> {
         let (reply, receiver) = oneshot::channel();
         let inline = self
             .inline
@@ -339,11 +378,14 @@ fn run<S: Storage, E: Environment>(
 }
 
 impl Work {
-    /// Estimates the bytes this job writes, for the batch cap. Lease expiry counts as nothing,
-    /// because [`Core::handle_timeout`] bounds its own writes.
+    /// Estimates the bytes this job writes, for the batch cap. A forwarded request counts its
+    /// path and JSON data, and the post-processing of a forwarded response counts its client
+    /// request. Lease expiry counts as nothing, because [`Core::handle_timeout`] bounds its own
+    /// writes.
     fn size(&self) -> usize {
         match self {
-            Work::Request(request) => request_size(request),
+            Work::Request(request) | Work::Finish { request, .. } => request_size(request),
+            Work::Forwarded { request, .. } => request.path.len() + request.data_json.len(),
             Work::ExpireLeases => 0,
         }
     }
@@ -389,20 +431,29 @@ impl<S: Storage, E: Environment> Committer<S, E> {
                 .map(|(_, key)| key.clone())
                 .collect();
             let entry = log_shared_writes(txn, &self.wal, &shared)?;
-            Ok::<_, StorageError>((results, changed, entry))
+            let head = Wal::head(txn)?;
+            Ok::<_, StorageError>((results, changed, entry, head))
         });
         // NOTE: caches (mount tables, policies) reload only after the commit, so a request that
         // depends on a mount or policy written earlier in the same batch still reads the old
         // cache.
         match committed {
-            Ok((results, changed, entry)) => {
+            Ok((results, changed, entry, head)) => {
+                let logged = entry.is_some();
                 if let Some(entry) = entry {
                     self.feed.publish(entry);
                 }
                 reload(core, &*self.storage, changed);
-                for (job, result) in batch.into_iter().zip(results) {
+                for (job, (result, caller)) in batch.into_iter().zip(results) {
+                    let forwarded = matches!(job.work, Work::Forwarded { .. });
+                    let position = (logged || forwarded).then(|| head.clone());
+                    let written = Written {
+                        result,
+                        caller,
+                        position,
+                    };
                     // A receiver that went away (timed out, disconnected) no longer needs it.
-                    let _ = job.reply.send(result);
+                    let _ = job.reply.send(written);
                 }
             }
             Err(error) if batch.len() > 1 => {
@@ -416,72 +467,116 @@ impl<S: Storage, E: Environment> Committer<S, E> {
             Err(error) => {
                 tracing::error!(%error, "write failed to commit");
                 for job in batch {
-                    let _ = job.reply.send(Err(Error::Storage(error.clone())));
+                    let _ = job.reply.send(Written {
+                        result: Err(Error::Storage(error.clone())),
+                        caller: None,
+                        position: None,
+                    });
                 }
             }
         }
     }
 }
 
+/// Runs one job inside the batch transaction and returns its result and caller.
 fn run_job<E: Environment>(
     core: &Core,
     environment: &E,
     work: &Work,
     txn: &mut dyn Transaction,
     changed: &mut BTreeSet<(Partition, String)>,
-) -> Result<WriteResult, StorageError> {
+) -> Result<(WriteResult, Option<Caller>), StorageError> {
+    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
+    let mut ctx = Ctx::new(environment.now(), &mut rng);
     match work {
-        Work::Request(request) => run_one(core, environment, request, txn, changed),
-        Work::ExpireLeases => expire_leases(core, environment, txn, changed),
+        Work::Request(request) => run_one(core, &mut ctx, request, txn, changed),
+        Work::ExpireLeases => Ok((expire_leases(core, &mut ctx, txn, changed)?, None)),
+        Work::Forwarded {
+            secondary_id,
+            request,
+        } => {
+            let mut overlay = Overlay::new(txn);
+            let retry_window = coffer_core::forwarding::DEFAULT_RETRY_WINDOW;
+            let result = execute_forwarded(
+                core,
+                &mut ctx,
+                secondary_id,
+                request,
+                retry_window,
+                &mut overlay,
+            );
+            let writes = overlay.into_writes();
+            let result = match result {
+                Ok(forwarded) => {
+                    apply(txn, &writes, changed)?;
+                    forwarded.into_result()
+                }
+                Err(error) => Err(error),
+            };
+            Ok((
+                result.map_err(|error| unexpected_read_only(core, error)),
+                None,
+            ))
+        }
+        Work::Finish { request, response } => {
+            let mut overlay = Overlay::new(txn);
+            let response = response.clone();
+            let result = core.finish(&mut ctx, request, &mut overlay, |_, _| Ok(response));
+            let writes = overlay.into_writes();
+            if result.is_ok() {
+                apply(txn, &writes, changed)?;
+            }
+            Ok((
+                result.map_err(|error| unexpected_read_only(core, error)),
+                None,
+            ))
+        }
     }
 }
 
-/// Revokes the leases that ended by the environment's `now`, keeping the writes only on
-/// success.
-fn expire_leases<E: Environment>(
+/// Revokes the leases that ended by `ctx.now`, keeping the writes only on success.
+fn expire_leases(
     core: &Core,
-    environment: &E,
+    ctx: &mut Ctx<'_>,
     txn: &mut dyn Transaction,
     changed: &mut BTreeSet<(Partition, String)>,
 ) -> Result<WriteResult, StorageError> {
-    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
-    let mut ctx = Ctx::new(environment.now(), &mut rng);
     let mut overlay = Overlay::new(txn);
-    let result = core.handle_timeout(&mut ctx, &mut overlay);
+    let result = core.handle_timeout(ctx, &mut overlay);
     let writes = overlay.into_writes();
     match result {
         Ok(revoked) => {
             apply(txn, &writes, changed)?;
             Ok(Ok(Response::raw(serde_json::Value::from(revoked))))
         }
-        Err(error) => Ok(Err(unexpected_read_only(error))),
+        Err(error) => Ok(Err(unexpected_read_only(core, error))),
     }
 }
 
-/// Runs one request inside the batch transaction. Authentication writes (token use counts)
-/// are kept even when the handler fails; the handler's writes are kept only on success.
-fn run_one<E: Environment>(
+/// Runs one client request. Authentication writes (token use counts) are kept even when the
+/// handler fails; the handler's writes are kept only on success.
+fn run_one(
     core: &Core,
-    environment: &E,
+    ctx: &mut Ctx<'_>,
     request: &Request,
     txn: &mut dyn Transaction,
     changed: &mut BTreeSet<(Partition, String)>,
-) -> Result<WriteResult, StorageError> {
-    let mut rng = ChaCha20Rng::from_seed(environment.rng_seed());
-    let mut ctx = Ctx::new(environment.now(), &mut rng);
-
-    let (caller, writes) = authenticate(core, &mut ctx, request, txn);
+) -> Result<(WriteResult, Option<Caller>), StorageError> {
+    let (caller, writes) = authenticate(core, ctx, request, txn);
     apply(txn, &writes, changed)?;
     let caller = match caller {
         Ok(caller) => caller,
-        Err(error) => return Ok(Err(error)),
+        Err(error) => return Ok((Err(error), None)),
     };
 
-    let (result, writes) = dispatch(core, &mut ctx, request, caller.as_ref(), txn);
+    let (result, writes) = dispatch(core, ctx, request, caller.as_ref(), txn);
     if result.is_ok() {
         apply(txn, &writes, changed)?;
     }
-    Ok(result.map_err(unexpected_read_only))
+    Ok((
+        result.map_err(|error| unexpected_read_only(core, error)),
+        caller,
+    ))
 }
 
 fn authenticate(
@@ -518,8 +613,11 @@ fn apply(
 }
 
 /// The writer's transaction is writable everywhere, so a read-only error here is a bug in the
-/// handler rather than a request to forward.
-fn unexpected_read_only(error: Error) -> Error {
+/// handler, unless it is a secondary's write to replicated data, which the node forwards.
+fn unexpected_read_only(core: &Core, error: Error) -> Error {
+    if core.is_forward(&error) {
+        return error;
+    }
     match error {
         Error::Storage(StorageError::ReadOnly { partition }) => Error::internal(format!(
             "a write to the {} partition was rejected on the writer",
@@ -620,7 +718,7 @@ mod tests {
     }
 
     /// Submits one request and waits until the writer is blocked inside `write` with it.
-    fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<WriteResult> {
+    fn occupy_writer<S>(harness: &Harness<S>) -> oneshot::Receiver<Written> {
         let receiver = harness.writer.submit(request()).unwrap();
         harness.entered.recv().unwrap();
         receiver
@@ -725,11 +823,16 @@ mod tests {
     fn inline_writer_commits_each_request() {
         let storage = Arc::new(MemStorage::new());
         let core = Arc::new(Core::new(CoreConfig::default()));
-        let writer = Writer::inline(core, storage, Arc::new(SystemEnvironment));
+        let writer = Writer::inline(
+            core,
+            storage,
+            Arc::new(SystemEnvironment),
+            WriterLimits::default(),
+        );
         let mut receiver = writer.submit(request()).unwrap();
         // The result is ready before `submit` returns.
         let result = receiver.try_recv().unwrap();
-        assert_eq!(result.unwrap_err().status(), 503);
+        assert_eq!(result.result.unwrap_err().status(), 503);
 
         writer.close();
         let error = writer.submit(request()).unwrap_err();

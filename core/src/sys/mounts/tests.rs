@@ -1,4 +1,9 @@
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use crate::error::Error;
+use crate::handler::Outcome;
+use crate::request::Request;
+use crate::token::testing::{Node, data_of};
 
 use crate::engines::testing::Harness;
 use crate::request::Operation::{Delete, List, Read, Update};
@@ -348,6 +353,89 @@ fn ui_mounts_returns_entry_with_path() {
     let all = harness.data(Read, "sys/internal/ui/mounts", json!({}));
     assert!(all["secret"].get("secret/").is_some());
     assert!(all["auth"].get("token/").is_some());
+}
+
+/// A node with KV version 2 mounts at `secret/` and `other/`, and a token whose only rule
+/// outside the default policy is `rule` (HCL). Returns the node and the token.
+fn node_with_rule(rule: &str) -> (Node, String) {
+    let mut node = Node::new();
+    for mount in ["secret", "other"] {
+        let request = node.root_request(
+            Update,
+            &format!("sys/mounts/{mount}"),
+            json!({"type": "kv-v2"}),
+        );
+        node.ok(request);
+    }
+    node.put_policy("reader", rule);
+    let root = node.root.clone();
+    let auth = node.create_token(&root, json!({"policies": ["reader"]}));
+    (node, auth.client_token.expose().to_owned())
+}
+
+fn ui_read(node: &mut Node, token: &str, path: &str) -> Result<Map<String, Value>, Error> {
+    let request = Request::new(Read, path).with_token(token);
+    match node.run(&request) {
+        Outcome::Response(response) => Ok(data_of(response)),
+        Outcome::Error(error) => Err(error),
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn ui_mount_read_needs_only_access_under_it() {
+    let rule = r#"path "secret/data/public/*" { capabilities = ["read"] }"#;
+    let (mut node, token) = node_with_rule(rule);
+    let entry = ui_read(&mut node, &token, "sys/internal/ui/mounts/secret/public/a").unwrap();
+    assert_eq!(entry["path"], json!("secret/"));
+    assert_eq!(entry["options"]["version"], json!("2"));
+
+    let error = ui_read(&mut node, &token, "sys/internal/ui/mounts/other/a").unwrap_err();
+    assert_eq!(error.status(), 403);
+    assert!(error.to_string().contains("\"other/\""), "{error}");
+}
+
+#[test]
+fn ui_mount_read_ignores_deny_rules() {
+    let rule = r#"path "secret/*" { capabilities = ["deny"] }"#;
+    let (mut node, token) = node_with_rule(rule);
+    let error = ui_read(&mut node, &token, "sys/internal/ui/mounts/secret/a").unwrap_err();
+    assert_eq!(error.status(), 403);
+}
+
+#[test]
+fn ui_mount_read_accepts_segment_wildcards() {
+    let rule = r#"path "+/data/team" { capabilities = ["list"] }"#;
+    let (mut node, token) = node_with_rule(rule);
+    for path in ["secret/team", "other/team"] {
+        let uri = format!("sys/internal/ui/mounts/{path}");
+        assert!(ui_read(&mut node, &token, &uri).is_ok(), "{path}");
+    }
+}
+
+#[test]
+fn ui_mount_list_shows_accessible_mounts() {
+    let rule = r#"path "secret/data/public/*" { capabilities = ["read"] }"#;
+    let (mut node, token) = node_with_rule(rule);
+    let all = ui_read(&mut node, &token, "sys/internal/ui/mounts").unwrap();
+    assert!(all["secret"].get("secret/").is_some(), "{all:?}");
+    assert!(all["secret"].get("other/").is_none(), "{all:?}");
+
+    let root = node.root.clone();
+    let everything = ui_read(&mut node, &root, "sys/internal/ui/mounts").unwrap();
+    assert!(everything["secret"].get("other/").is_some());
+}
+
+#[test]
+fn ui_mounts_are_read_only() {
+    let (mut node, token) = node_with_rule(r#"path "secret/*" { capabilities = ["update"] }"#);
+    let write = Request::new(Update, "sys/internal/ui/mounts/secret/a");
+    // A write is checked against the ACL on its own path first, which grants nothing here.
+    let error = node.fail(write.clone().with_token(token));
+    assert_eq!(error.status(), 403);
+    let root = node.root.clone();
+    let error = node.fail(write.with_token(root));
+    assert_eq!(error.status(), 405);
 }
 
 #[test]

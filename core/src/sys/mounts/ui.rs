@@ -4,30 +4,41 @@
 use serde_json::{Map, Value, json};
 
 use crate::Core;
+use crate::acl::has_mount_access;
 use crate::error::Error;
 use crate::mounts::{MountEntry, TableKind};
-use crate::request::Response;
+use crate::request::{Caller, Response};
 use crate::storage::Transaction;
 
-/// Lists secrets engines under `secret` and auth methods under `auth`.
-pub(super) fn list(core: &Core, txn: &dyn Transaction) -> Result<Response, Error> {
+/// Lists the secrets engines (under `secret`) and auth methods (under `auth`) on which
+/// `caller` has some capability.
+pub(super) fn list(core: &Core, caller: &Caller, txn: &dyn Transaction) -> Result<Response, Error> {
     let tables = core.mounts.tables(core, txn)?;
-    let table = |kind: TableKind| -> Map<String, Value> {
-        tables
-            .entries(kind)
-            .iter()
-            .map(|entry| (entry.path.clone(), entry.to_json()))
-            .collect()
-    };
     let mut data = Map::new();
-    data.insert("secret".into(), Value::Object(table(TableKind::Secrets)));
-    data.insert("auth".into(), Value::Object(table(TableKind::Auth)));
+    for (kind, key, prefix) in [
+        (TableKind::Secrets, "secret", ""),
+        (TableKind::Auth, "auth", "auth/"),
+    ] {
+        let mut visible = Map::new();
+        for entry in tables.entries(kind) {
+            let mount_path = format!("{prefix}{}", entry.path);
+            if has_mount_access(core, caller, &mount_path, txn)? {
+                visible.insert(entry.path.clone(), entry.to_json());
+            }
+        }
+        data.insert(key.into(), Value::Object(visible));
+    }
     Ok(Response::data(data))
 }
 
 /// Returns the mount serving `path` with its `path` field; 404 when no mount matches, which
-/// the CLI reads as "KV version 1".
-pub(super) fn read(core: &Core, txn: &dyn Transaction, path: &str) -> Result<Response, Error> {
+/// the CLI reads as "KV version 1", and 403 when `caller` has no capability on the mount.
+pub(super) fn read(
+    core: &Core,
+    caller: &Caller,
+    txn: &dyn Transaction,
+    path: &str,
+) -> Result<Response, Error> {
     let tables = core.mounts.tables(core, txn)?;
     let found = match path.strip_prefix("auth/") {
         Some(rest) => tables
@@ -43,6 +54,15 @@ pub(super) fn read(core: &Core, txn: &dyn Transaction, path: &str) -> Result<Res
             format!("no mount serves the path {path:?}"),
         ));
     };
+    if !has_mount_access(core, caller, &mount_path, txn)? {
+        return Err(Error::api(
+            403,
+            format!(
+                "permission denied: the token has no capability on the mount {mount_path:?} \
+                 that serves {path:?}; ask for a policy that grants access to a path under it"
+            ),
+        ));
+    }
     Ok(Response::data_value(with_path(entry, &mount_path)))
 }
 

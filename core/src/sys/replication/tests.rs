@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::state::{self, PrimaryIdentity};
 use super::status::merkle_root_prefix;
+use super::{ACTIVATION_TOKEN_PATH, unwrap};
 use crate::error::Error;
 use crate::replication::activation::token::{self, Claims};
 use crate::replication::activation::{PrivateKey, cert, check_unwrapped_bundle};
@@ -115,17 +116,52 @@ fn unwrap_needs_no_client_token() {
 }
 
 #[test]
-fn second_unwrap_fails_with_vault_message() {
+fn second_unwrap_reports_already_used() {
     let mut node = Node::new();
     enable(&mut node);
     let jwt = jwt_of(&mut node, "east");
     node.ok(unwrap_request(&jwt));
     let error = node.fail(unwrap_request(&jwt));
     assert_eq!(error.status(), 400);
-    assert_eq!(
-        message(&error),
-        "wrapping token is not valid or does not exist"
+    let message = message(&error);
+    assert!(message.starts_with(unwrap::ALREADY_USED), "{message}");
+    // Clients that match Vault's message still find it.
+    assert!(
+        message.ends_with("wrapping token is not valid or does not exist"),
+        "{message}"
     );
+}
+
+#[test]
+fn lookup_of_activation_token_reports_creation() {
+    let mut node = Node::new();
+    enable(&mut node);
+    let wrap_info = secondary_token(&mut node, json!({"id": "east", "ttl": 600}));
+    let jwt = wrap_info.token.expose().to_owned();
+    let lookup =
+        Request::new(Operation::Update, "sys/wrapping/lookup").with_data(json!({ "token": jwt }));
+    let data = data_of(node.ok(lookup.clone()));
+    assert_eq!(data["creation_ttl"], json!(600));
+    assert_eq!(data["creation_path"], json!(ACTIVATION_TOKEN_PATH));
+    assert!(data["creation_time"].is_string(), "{data:?}");
+
+    // Lookup leaves the token valid, and after its unwrap the lookup fails as a replay does.
+    node.ok(unwrap_request(&jwt));
+    let error = node.fail(lookup);
+    assert!(message(&error).starts_with(unwrap::ALREADY_USED));
+}
+
+#[test]
+fn lookup_of_forged_activation_token_fails() {
+    let mut node = Node::new();
+    enable(&mut node);
+    let jwt = jwt_of(&mut node, "east");
+    let forged = token::issue(&PrivateKey::generate(&mut node.rng), &claims_of(&jwt));
+    let lookup = Request::new(Operation::Update, "sys/wrapping/lookup")
+        .with_data(json!({ "token": forged }));
+    let error = node.fail(lookup);
+    assert_eq!(error.status(), 400);
+    assert!(message(&error).contains("signature"));
 }
 
 #[test]
@@ -177,10 +213,7 @@ fn revoke_voids_token_and_reissue_renews_serial() {
     assert_eq!(node.ok(request), Response::NoContent);
     assert_eq!(active_serial(&mut node, "east"), None);
     let error = node.fail(unwrap_request(&first));
-    assert_eq!(
-        message(&error),
-        "wrapping token is not valid or does not exist"
-    );
+    assert!(message(&error).starts_with(unwrap::ALREADY_USED));
 
     let second = jwt_of(&mut node, "east");
     let bundle = data_of(node.ok(unwrap_request(&second)));

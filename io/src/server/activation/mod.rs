@@ -182,7 +182,8 @@ where
                 activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
             })??
         };
-        let offer = probe::fetch_key_offer(&self.network, &bundle, &key)
+        let crypto = node.environment().tls_crypto();
+        let offer = probe::fetch_key_offer(&self.network, &bundle, &key, &crypto)
             .await
             .map_err(|error| {
                 let what = "connecting to the primary's cluster port";

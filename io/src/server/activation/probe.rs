@@ -13,7 +13,7 @@ use coffer_core::replication::message::Message;
 use coffer_core::replication::position::{Epoch, Position};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::server::cluster::{ClusterAlpn, ClusterConnector};
+use crate::server::cluster::{ClusterAlpn, ClusterConnector, TlsCrypto};
 use crate::server::net::Network;
 
 /// How long the primary may take to send its key offer after the handshake.
@@ -50,8 +50,9 @@ pub async fn fetch_key_offer<N: Network>(
     network: &N,
     bundle: &BootstrapBundle,
     key: &PrivateKey,
+    crypto: &TlsCrypto,
 ) -> Result<KeyOffer, ProbeError> {
-    let connector = ClusterConnector::new(bundle, key)
+    let connector = ClusterConnector::with_crypto(bundle, key, crypto)
         .map_err(|error| ProbeError::Failed(format!("the bundle's credentials: {error}")))?;
     let mut last = ProbeError::NoAddress;
     for round in 0..ROUNDS {

@@ -1,7 +1,9 @@
 //! The cluster listener: the accept loop of the cluster port.
 //!
-//! Each connection gets a permit from a bounded pool, and counts against its address's
-//! unfinished handshakes until it authenticates, then a handshake within a time limit. A
+//! Each connection first takes a slot in the bounded pool of unfinished handshakes, within a
+//! per-address cap, and has a time limit to authenticate. When the pool is full, a new
+//! connection evicts the oldest unfinished handshake, so stalled handshakes cannot keep a real
+//! peer out. An authenticated connection moves to the separate pool of sessions. A
 //! node that is not a primary rejects every connection with a TLS alert. A replication
 //! connection goes to the [`ReplicationHandler`] and is closed when the handler returns or the
 //! secondary's certificate leaves the active set, whichever comes first. A forwarding
@@ -14,8 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
@@ -30,11 +31,14 @@ use crate::server::net::{Listener, Stream};
 pub struct ClusterLimits {
     /// Time a peer has to send its ClientHello and complete the handshake.
     pub handshake_timeout: Duration,
-    /// Maximum number of open connections, handshaking or in session. A connection beyond it
-    /// is closed at once.
+    /// Maximum number of authenticated connections (sessions). Unfinished handshakes do not
+    /// count against it. An authenticated connection beyond it is closed at once.
     pub max_connections: usize,
+    /// Maximum number of unfinished handshakes from all addresses. A new connection beyond it
+    /// evicts the oldest unfinished handshake.
+    pub max_handshakes: usize,
     /// Maximum number of connections from one IP address that have not finished their
-    /// handshake, so one unauthenticated source cannot take every connection slot.
+    /// handshake. A new connection from an address at the cap is closed at once.
     pub max_handshakes_per_ip: usize,
 }
 
@@ -43,29 +47,55 @@ impl Default for ClusterLimits {
         ClusterLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: 256,
+            max_handshakes: 64,
             max_handshakes_per_ip: 16,
         }
     }
 }
 
-/// The connections of each IP address still in their handshake.
+/// The connections still in their handshake, by IP address and in order of arrival.
 #[derive(Default)]
 struct Handshakes {
-    by_ip: Mutex<BTreeMap<IpAddr, usize>>,
+    state: Mutex<HandshakeState>,
+}
+
+#[derive(Default)]
+struct HandshakeState {
+    by_ip: BTreeMap<IpAddr, usize>,
+    /// The eviction signal of each unfinished handshake, by arrival number, oldest first.
+    open: BTreeMap<u64, oneshot::Sender<()>>,
+    next_id: u64,
 }
 
 impl Handshakes {
-    /// Counts one more handshake from `ip`, or returns `None` when `ip` has `max` already.
-    fn start(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<HandshakeSlot> {
-        let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = by_ip.entry(ip).or_insert(0);
-        if *count >= max.max(1) {
+    /// Counts one more handshake from `ip`, evicting the oldest unfinished handshake when
+    /// `max_total` are open. Returns `None` when `ip` has `max_per_ip` already.
+    fn start(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max_per_ip: usize,
+        max_total: usize,
+    ) -> Option<HandshakeSlot> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = state.by_ip.entry(ip).or_insert(0);
+        if *count >= max_per_ip.max(1) {
             return None;
         }
         *count += 1;
+        while state.open.len() >= max_total.max(1) {
+            if let Some((_, evict)) = state.open.pop_first() {
+                let _ = evict.send(());
+            }
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let (evict, evicted) = oneshot::channel();
+        state.open.insert(id, evict);
         Some(HandshakeSlot {
             handshakes: Arc::clone(self),
             ip,
+            id,
+            evicted,
         })
     }
 }
@@ -74,19 +104,33 @@ impl Handshakes {
 struct HandshakeSlot {
     handshakes: Arc<Handshakes>,
     ip: IpAddr,
+    id: u64,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl HandshakeSlot {
+    /// Runs `future` unless a newer connection evicts this handshake first, which returns
+    /// `None`.
+    async fn unless_evicted<F: Future>(&mut self, future: F) -> Option<F::Output> {
+        tokio::select! {
+            output = future => Some(output),
+            _ = &mut self.evicted => None,
+        }
+    }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        let mut by_ip = self
+        let mut state = self
             .handshakes
-            .by_ip
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = by_ip.get_mut(&self.ip) {
+        state.open.remove(&self.id);
+        if let Some(count) = state.by_ip.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                by_ip.remove(&self.ip);
+                state.by_ip.remove(&self.ip);
             }
         }
     }
@@ -138,6 +182,14 @@ pub trait ReplicationHandler: Send + Sync + 'static {
         stream: TlsStream<S>,
         peer: ClusterPeer,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Serves one secondary's forwarded requests until the connection ends. The listener drops
+    /// the future, and with it the connection, under the same conditions as [`Self::serve`].
+    fn serve_forwarding<S: Stream>(
+        &self,
+        stream: TlsStream<S>,
+        peer: ClusterPeer,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// Serves the cluster port on `listener` until `shutdown` completes, then closes every open
@@ -160,11 +212,12 @@ pub async fn serve_cluster<L, A, H>(
         source,
         handler,
         limits,
+        sessions: Arc::new(Semaphore::new(limits.max_connections.max(1))),
         rejected: RepeatCounter::default(),
         failed: RepeatCounter::default(),
+        evicted: RepeatCounter::default(),
+        over_limit: RepeatCounter::default(),
     });
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let over_limit = RepeatCounter::default();
     let over_ip_limit = RepeatCounter::default();
     let handshakes = Arc::new(Handshakes::default());
     let mut connections = JoinSet::new();
@@ -175,7 +228,12 @@ pub async fn serve_cluster<L, A, H>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    let Some(slot) = handshakes.start(addr.ip(), limits.max_handshakes_per_ip) else {
+                    let slot = handshakes.start(
+                        addr.ip(),
+                        limits.max_handshakes_per_ip,
+                        limits.max_handshakes,
+                    );
+                    let Some(slot) = slot else {
                         if let Some(rejected) = over_ip_limit.record() {
                             tracing::warn!(
                                 peer = %addr,
@@ -187,22 +245,9 @@ pub async fn serve_cluster<L, A, H>(
                         drop(stream);
                         continue;
                     };
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        if let Some(rejected) = over_limit.record() {
-                            tracing::warn!(
-                                peer = %addr,
-                                max_connections = limits.max_connections,
-                                rejected,
-                                "too many open cluster connections; closing a new one"
-                            );
-                        }
-                        drop(stream);
-                        continue;
-                    };
                     let shared = Arc::clone(&shared);
                     connections.spawn(async move {
                         shared.run(stream, addr, slot).await;
-                        drop(permit);
                     });
                 }
                 Err(error) => {
@@ -224,12 +269,16 @@ struct Shared<A, H> {
     source: A,
     handler: Arc<H>,
     limits: ClusterLimits,
+    /// Permits for authenticated connections, taken after the handshake.
+    sessions: Arc<Semaphore>,
     rejected: RepeatCounter,
     failed: RepeatCounter,
+    evicted: RepeatCounter,
+    over_limit: RepeatCounter,
 }
 
 impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
-    async fn run<S: Stream>(&self, stream: S, addr: SocketAddr, slot: HandshakeSlot) {
+    async fn run<S: Stream>(&self, stream: S, addr: SocketAddr, mut slot: HandshakeSlot) {
         let acceptor = match self.source.acceptor_state() {
             AcceptorState::Primary(acceptor) => acceptor,
             AcceptorState::NotPrimary { reason } => {
@@ -237,13 +286,26 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
                     tracing::info!(peer = %addr, rejected, "rejected a cluster connection: {reason}");
                 }
                 let rejection = reject_not_primary(stream);
-                let _ = tokio::time::timeout(self.limits.handshake_timeout, rejection).await;
+                let rejection = tokio::time::timeout(self.limits.handshake_timeout, rejection);
+                let _ = slot.unless_evicted(rejection).await;
                 return;
             }
         };
 
         let handshake = acceptor.accept(stream);
-        let accepted = match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
+        let handshake = tokio::time::timeout(self.limits.handshake_timeout, handshake);
+        let Some(handshake) = slot.unless_evicted(handshake).await else {
+            if let Some(evicted) = self.evicted.record() {
+                tracing::warn!(
+                    peer = %addr,
+                    max_handshakes = self.limits.max_handshakes,
+                    evicted,
+                    "too many unfinished cluster handshakes; closing the oldest"
+                );
+            }
+            return;
+        };
+        let accepted = match handshake {
             Ok(Ok(accepted)) => accepted,
             Ok(Err(error)) => {
                 if let Some(failed) = self.failed.record() {
@@ -264,8 +326,19 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
             }
         };
 
-        // Authenticated: the connection no longer counts against its address's handshakes.
+        // Authenticated: the connection moves from the handshake pool to the session pool.
         drop(slot);
+        let Ok(_session) = Arc::clone(&self.sessions).try_acquire_owned() else {
+            if let Some(rejected) = self.over_limit.record() {
+                tracing::warn!(
+                    peer = %addr,
+                    max_connections = self.limits.max_connections,
+                    rejected,
+                    "too many open cluster sessions; closing a new one"
+                );
+            }
+            return;
+        };
         let peer = accepted.peer;
         let span = tracing::info_span!(
             "cluster",
@@ -273,7 +346,7 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
             secondary_id = %peer.secondary.secondary_id,
             serial = %peer.secondary.serial,
         );
-        let mut stream = accepted.stream;
+        let stream = accepted.stream;
         match accepted.alpn {
             ClusterAlpn::Replication => {
                 self.replicate(&acceptor, stream, peer)
@@ -281,12 +354,25 @@ impl<A: AcceptorSource, H: ReplicationHandler> Shared<A, H> {
                     .await;
             }
             ClusterAlpn::Forwarding => {
-                span.in_scope(|| {
-                    tracing::warn!(
-                        "closing a forwarding connection: forwarding is not supported yet"
-                    );
-                });
-                let _ = stream.shutdown().await;
+                self.forward(&acceptor, stream, peer).instrument(span).await;
+            }
+        }
+    }
+
+    async fn forward<S: Stream>(
+        &self,
+        acceptor: &ClusterAcceptor,
+        stream: TlsStream<S>,
+        peer: ClusterPeer,
+    ) {
+        tracing::info!("forwarding session started");
+        let secondary = peer.secondary.clone();
+        tokio::select! {
+            () = self.handler.serve_forwarding(stream, peer) => {
+                tracing::info!("forwarding session ended");
+            }
+            () = acceptor.active().revoked(&secondary) => {
+                tracing::info!("closing the forwarding session: the certificate is no longer active");
             }
         }
     }
@@ -349,6 +435,10 @@ mod tests {
             let _ = self.peers.send(peer);
             let (mut reader, mut writer) = tokio::io::split(stream);
             let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+
+        async fn serve_forwarding<S: Stream>(&self, stream: TlsStream<S>, peer: ClusterPeer) {
+            self.serve(stream, peer).await;
         }
     }
 
@@ -468,7 +558,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn forwarding_connection_is_closed() {
+    async fn forwarding_session_closes_on_revocation() {
         let mut cluster = TestCluster::new(103);
         let east = secondary(&mut cluster);
         let mut listener = TestListener::start(primary(&cluster), fast_limits()).await;
@@ -477,11 +567,16 @@ mod tests {
             .connect(&east.connector(), ClusterAlpn::Forwarding)
             .await
             .unwrap();
+        assert_eq!(&echo(&mut stream).await.unwrap(), b"ping");
+        let peer = listener.peers.recv().await.unwrap();
+        assert_eq!(peer.secondary.secondary_id, "east");
+
+        cluster.active.replace([]);
         assert_closed(&mut stream).await;
-        assert!(
-            listener.peers.try_recv().is_err(),
-            "the replication handler got no forwarding connection"
-        );
+        let again = listener
+            .connect(&east.connector(), ClusterAlpn::Forwarding)
+            .await;
+        assert!(again.is_err(), "a revoked secondary cannot forward again");
         listener.stop().await;
     }
 
@@ -511,11 +606,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_cap_holds() {
+    async fn session_cap_holds() {
         let mut cluster = TestCluster::new(105);
         let east = secondary(&mut cluster);
         let limits = ClusterLimits {
-            max_connections: 2,
+            max_connections: 1,
             ..fast_limits()
         };
         let listener = TestListener::start(primary(&cluster), limits).await;
@@ -525,20 +620,25 @@ mod tests {
             .connect(&connector, ClusterAlpn::Replication)
             .await
             .unwrap();
-        let idle = TcpStream::connect(listener.addr).await.unwrap();
-        // Give the accept loop time to hand the idle connection its permit.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(&echo(&mut session).await.unwrap(), b"ping");
+        // An idle connection takes a handshake slot, not a session permit.
+        let _idle = TcpStream::connect(listener.addr).await.unwrap();
 
-        let mut extra = TcpStream::connect(listener.addr).await.unwrap();
-        assert_closed(&mut extra).await;
-        let rejected = listener.connect(&connector, ClusterAlpn::Replication).await;
-        assert!(rejected.is_err(), "a connection over the cap is closed");
+        if let Ok(mut extra) = listener.connect(&connector, ClusterAlpn::Replication).await {
+            assert!(
+                echo(&mut extra).await.is_err(),
+                "a session over the cap is closed"
+            );
+        }
         assert_eq!(&echo(&mut session).await.unwrap(), b"ping");
 
-        drop(idle);
+        drop(session);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let accepted = listener.connect(&connector, ClusterAlpn::Replication).await;
-        assert!(accepted.is_ok(), "{:?}", accepted.err());
+        let mut accepted = listener
+            .connect(&connector, ClusterAlpn::Replication)
+            .await
+            .unwrap();
+        assert_eq!(&echo(&mut accepted).await.unwrap(), b"ping");
         listener.stop().await;
     }
 
@@ -581,6 +681,63 @@ mod tests {
             idle.is_err(),
             "a new handshake is accepted once the others are gone"
         );
+        listener.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stalled_handshakes_leave_room_for_sessions() {
+        let mut cluster = TestCluster::new(110);
+        let east = secondary(&mut cluster);
+        let limits = ClusterLimits {
+            max_connections: 2,
+            max_handshakes: 4,
+            max_handshakes_per_ip: 2,
+            ..fast_limits()
+        };
+        let listener = TestListener::start(primary(&cluster), limits).await;
+        let connector = east.connector();
+        let mut session = listener
+            .connect(&connector, ClusterAlpn::Replication)
+            .await
+            .unwrap();
+
+        let mut stalled = Vec::new();
+        for last_octet in 2..12 {
+            let source = format!("127.0.0.{last_octet}");
+            for _ in 0..2 {
+                stalled.push(connect_from(&source, listener.addr).await);
+            }
+        }
+        // Give the accept loop time to count every stalled handshake.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let mut second = listener
+            .connect(&connector, ClusterAlpn::Replication)
+            .await
+            .unwrap();
+        assert_eq!(&echo(&mut second).await.unwrap(), b"ping");
+        assert_eq!(&echo(&mut session).await.unwrap(), b"ping");
+        listener.stop().await;
+    }
+
+    #[tokio::test]
+    async fn full_handshake_pool_evicts_oldest() {
+        let cluster = TestCluster::new(111);
+        let limits = ClusterLimits {
+            max_handshakes: 2,
+            ..fast_limits()
+        };
+        let listener = TestListener::start(primary(&cluster), limits).await;
+        let mut oldest = connect_from("127.0.0.2", listener.addr).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut middle = connect_from("127.0.0.3", listener.addr).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _newest = connect_from("127.0.0.4", listener.addr).await;
+
+        assert_closed(&mut oldest).await;
+        let mut buffer = [0u8; 1];
+        let open = tokio::time::timeout(Duration::from_millis(300), middle.read(&mut buffer));
+        assert!(open.await.is_err(), "only the oldest handshake is evicted");
         listener.stop().await;
     }
 

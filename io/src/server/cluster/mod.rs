@@ -12,5 +12,5 @@ pub use listener::{
 };
 pub use tls::{
     AcceptedConnection, ActiveCerts, CertRejection, ClusterAcceptor, ClusterAlpn, ClusterConnector,
-    ClusterPeer, ClusterTlsError, FORWARDING_ALPN, PeerRole, REPLICATION_ALPN,
+    ClusterPeer, ClusterTlsError, FORWARDING_ALPN, PeerRole, REPLICATION_ALPN, TlsCrypto,
 };

@@ -32,6 +32,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{Acceptor, ClientHello, NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{
     AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName,
     OtherError, RootCertStore, ServerConfig, SignatureScheme,
@@ -51,6 +52,28 @@ pub const FORWARDING_ALPN: &[u8] = b"coffer-forwarding-v1";
 
 /// How long a peer has to complete the handshake, unless configured otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cryptography and the clock that cluster TLS runs on.
+///
+/// Servers use [`TlsCrypto::default`]: ring and the system clock. A simulation supplies a
+/// provider with a seeded random source and its simulated clock, so that certificate validity
+/// is checked against simulated time.
+#[derive(Clone, Debug)]
+pub struct TlsCrypto {
+    /// The rustls crypto provider.
+    pub provider: Arc<CryptoProvider>,
+    /// The clock rustls checks certificate validity against.
+    pub time: Arc<dyn TimeProvider>,
+}
+
+impl Default for TlsCrypto {
+    fn default() -> TlsCrypto {
+        TlsCrypto {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            time: Arc::new(DefaultTimeProvider),
+        }
+    }
+}
 
 /// The byte the acceptor sends after a successful handshake.
 const ACCEPTED: u8 = 0x01;
@@ -305,8 +328,22 @@ impl ClusterAcceptor {
         cluster_id: &str,
         active: ActiveCerts,
     ) -> Result<ClusterAcceptor, ClusterTlsError> {
+        let crypto = TlsCrypto::default();
+        ClusterAcceptor::with_crypto(ca_cert_der, cert_der, key, cluster_id, active, &crypto)
+    }
+
+    /// Builds the acceptor as [`ClusterAcceptor::new`] does, on the given crypto provider and
+    /// clock.
+    pub fn with_crypto(
+        ca_cert_der: &[u8],
+        cert_der: &[u8],
+        key: &PrivateKey,
+        cluster_id: &str,
+        active: ActiveCerts,
+        crypto: &TlsCrypto,
+    ) -> Result<ClusterAcceptor, ClusterTlsError> {
         check_primary_cert(cert_der, cluster_id).map_err(|error| credentials(&error))?;
-        let provider = provider();
+        let provider = Arc::clone(&crypto.provider);
         let roots = root_store(ca_cert_der)?;
         let webpki = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
             .build()
@@ -316,7 +353,7 @@ impl ClusterAcceptor {
             cluster_id: cluster_id.to_owned(),
             active: active.clone(),
         });
-        let config = |alpn| server_config(&provider, &verifier, cert_der, key, alpn);
+        let config = |alpn| server_config(crypto, &verifier, cert_der, key, alpn);
         Ok(ClusterAcceptor {
             replication: config(ClusterAlpn::Replication)?,
             forwarding: config(ClusterAlpn::Forwarding)?,
@@ -410,8 +447,18 @@ impl ClusterConnector {
         bundle: &BootstrapBundle,
         key: &PrivateKey,
     ) -> Result<ClusterConnector, ClusterTlsError> {
+        ClusterConnector::with_crypto(bundle, key, &TlsCrypto::default())
+    }
+
+    /// Builds the connector as [`ClusterConnector::new`] does, on the given crypto provider
+    /// and clock.
+    pub fn with_crypto(
+        bundle: &BootstrapBundle,
+        key: &PrivateKey,
+        crypto: &TlsCrypto,
+    ) -> Result<ClusterConnector, ClusterTlsError> {
         check_bundle_secondary_cert(bundle)?;
-        ClusterConnector::build(bundle, &bundle.secondary_cert_der, key)
+        ClusterConnector::build(bundle, &bundle.secondary_cert_der, key, crypto)
     }
 
     /// Builds a connector that presents `client_cert_der`, which [`ClusterConnector::new`]
@@ -420,8 +467,9 @@ impl ClusterConnector {
         bundle: &BootstrapBundle,
         client_cert_der: &[u8],
         key: &PrivateKey,
+        crypto: &TlsCrypto,
     ) -> Result<ClusterConnector, ClusterTlsError> {
-        let provider = provider();
+        let provider = Arc::clone(&crypto.provider);
         let roots = root_store(&bundle.ca_cert_der)?;
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
             .build()
@@ -431,7 +479,7 @@ impl ClusterConnector {
             pinned: bundle.primary_cert_der.clone(),
         });
         let chain = vec![CertificateDer::from(client_cert_der.to_vec())];
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let mut config = ClientConfig::builder_with_details(provider, Arc::clone(&crypto.time))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|error| credentials(&error))?
             .dangerous()
@@ -627,10 +675,6 @@ impl ServerCertVerifier for PinnedPrimaryVerifier {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn root_store(ca_cert_der: &[u8]) -> Result<Arc<RootCertStore>, ClusterTlsError> {
     let mut roots = RootCertStore::empty();
     roots
@@ -640,14 +684,15 @@ fn root_store(ca_cert_der: &[u8]) -> Result<Arc<RootCertStore>, ClusterTlsError>
 }
 
 fn server_config(
-    provider: &Arc<CryptoProvider>,
+    crypto: &TlsCrypto,
     verifier: &Arc<dyn ClientCertVerifier>,
     cert_der: &[u8],
     key: &PrivateKey,
     alpn: ClusterAlpn,
 ) -> Result<Arc<ServerConfig>, ClusterTlsError> {
     let chain = vec![CertificateDer::from(cert_der.to_vec())];
-    let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
+    let provider = Arc::clone(&crypto.provider);
+    let mut config = ServerConfig::builder_with_details(provider, Arc::clone(&crypto.time))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| credentials(&error))?
         .with_client_cert_verifier(Arc::clone(verifier))
@@ -1160,7 +1205,7 @@ mod tests {
         let mut cluster = TestCluster::new(9);
         let secondary = cluster.secondary("east");
         let impostor = cluster.secondary("mallory");
-        let config = ServerConfig::builder_with_provider(provider())
+        let config = ServerConfig::builder_with_provider(TlsCrypto::default().provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_no_client_auth()
@@ -1218,6 +1263,7 @@ mod tests {
             &secondary.bundle,
             &cluster.primary.cert_der,
             cluster.primary_key(),
+            &TlsCrypto::default(),
         )
         .unwrap();
         let (accepted, connected) =

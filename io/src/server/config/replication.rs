@@ -29,6 +29,9 @@ impl ReplicationConfig {
                 .heartbeat_interval
                 .unwrap_or(defaults.heartbeat_interval),
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(defaults.heartbeat_timeout),
+            best_effort_wal_wait_duration: self
+                .best_effort_wal_wait_duration
+                .unwrap_or(defaults.best_effort_wal_wait_duration),
             ..defaults
         };
         if config.heartbeat_interval.is_zero() {

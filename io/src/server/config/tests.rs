@@ -294,6 +294,7 @@ fn replication_block_maps_to_engine_settings() {
           wal_retain = 5000
           heartbeat_interval = "2s"
           heartbeat_timeout = "10s"
+          best_effort_wal_wait_duration = "750ms"
         }
         "#,
     )
@@ -304,6 +305,10 @@ fn replication_block_maps_to_engine_settings() {
     assert_eq!(engine.wal_retain, 5000);
     assert_eq!(engine.heartbeat_interval, Duration::from_secs(2));
     assert_eq!(engine.heartbeat_timeout, Duration::from_secs(10));
+    assert_eq!(
+        engine.best_effort_wal_wait_duration,
+        Duration::from_millis(750)
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The Vault-compatible HTTP API: request mapping, response rendering and the hyper server.
 
+mod activity;
 pub mod request;
 pub mod response;
 pub mod server;

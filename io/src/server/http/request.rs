@@ -14,6 +14,11 @@ pub type MapError = (u16, String);
 const MERGE_PATCH: &str = "application/merge-patch+json";
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// Maximum number of values (JSON values, or form fields) in one request body. A parsed value
+/// costs several times its size in the body, so without this bound a 32 MiB body of small
+/// values grows the server by hundreds of MiB before the token is even checked.
+pub const MAX_BODY_VALUES: usize = 100_000;
+
 /// Maps one HTTP request to a logical request.
 ///
 /// The path must start with `/v1/`. The request id is left empty; the node fills it in. The
@@ -45,7 +50,29 @@ pub fn map_request(
         token: token(headers)?,
         wrap_ttl: wrap_ttl(headers)?,
         remote_addr: remote_addr.map(|addr| addr.ip()),
+        index: header_text(headers, "X-Vault-Index")?.map(str::to_owned),
     })
+}
+
+/// Returns the URL path as the request log shows it: decoded and with repeated slashes
+/// collapsed as [`map_request`] routes it, then with a token in the path replaced by
+/// `<redacted>`. Redacting the raw path instead would miss `auth//token/lookup/<token>` and
+/// `auth/token/lookup%2F<token>`, which route to the same endpoint.
+pub fn log_path(raw_path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+    let collapsed = collapse_slashes(&decoded);
+    coffer_core::token::redact_path(&collapsed).into_owned()
+}
+
+fn collapse_slashes(path: &str) -> String {
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && collapsed.ends_with('/') {
+            continue;
+        }
+        collapsed.push(c);
+    }
+    collapsed
 }
 
 /// Decodes the URL path, checks the `/v1/` prefix and collapses repeated slashes.
@@ -53,13 +80,7 @@ fn logical_path(raw_path: &str) -> Result<String, MapError> {
     let decoded = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()
         .map_err(|_| (400, format!("invalid URL path {raw_path:?}: not UTF-8")))?;
-    let mut collapsed = String::with_capacity(decoded.len());
-    for c in decoded.chars() {
-        if c == '/' && collapsed.ends_with('/') {
-            continue;
-        }
-        collapsed.push(c);
-    }
+    let collapsed = collapse_slashes(&decoded);
     let Some(rest) = collapsed.strip_prefix("/v1/") else {
         return Err((404, String::new()));
     };
@@ -148,6 +169,10 @@ fn body_data(
         ));
     }
     if content_type.as_deref() == Some(FORM) && !looks_like_json(body) {
+        let fields = body.split(|byte| *byte == b'&').count();
+        if fields > MAX_BODY_VALUES {
+            return Err(too_many_values("form fields"));
+        }
         return Ok(parse_query(&String::from_utf8_lossy(body)));
     }
     json_object(body)
@@ -164,6 +189,9 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, MapError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
+    if json_values_exceed(body, MAX_BODY_VALUES) {
+        return Err(too_many_values("JSON values"));
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| (400, format!("failed to parse JSON input: {error}")))?;
     match value {
@@ -176,6 +204,54 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, MapError> {
             ),
         )),
     }
+}
+
+fn too_many_values(unit: &str) -> MapError {
+    (
+        400,
+        format!(
+            "the request body has more than {MAX_BODY_VALUES} {unit}; \
+             split the data over several requests or secrets"
+        ),
+    )
+}
+
+/// Reports whether the JSON text `body` contains more than `max` values, counting without
+/// building them. Keys are not counted. In valid JSON every value but the root follows a comma
+/// or opens a non-empty array or object, so the count is exact for valid JSON; for invalid JSON
+/// it may be anything, and the parser rejects the text afterwards.
+fn json_values_exceed(body: &[u8], max: usize) -> bool {
+    let mut count: usize = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (index, byte) in body.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b',' => count += 1,
+            b'[' | b'{' => {
+                let next = body[index + 1..]
+                    .iter()
+                    .find(|byte| !byte.is_ascii_whitespace());
+                if !matches!(next, Some(b']' | b'}') | None) {
+                    count += 1;
+                }
+            }
+            _ => {}
+        }
+        if count > max {
+            return true;
+        }
+    }
+    false
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -355,6 +431,53 @@ mod tests {
         assert_eq!(status, 400);
         assert!(
             message.contains("must be a JSON object, not an array"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn json_value_count_is_exact() {
+        let cases = [
+            ("{}", 1),
+            (r#"{"a": 1}"#, 2),
+            (r#"{"a": [1, 2, {"b": "x,[{"}], "c": []}"#, 7),
+            (r#"[[], [ ], {}, "\",", "\\"]"#, 6),
+        ];
+        for (text, values) in cases {
+            let body = text.as_bytes();
+            assert!(!json_values_exceed(body, values), "{text} has {values}");
+            assert!(json_values_exceed(body, values - 1), "{text} has {values}");
+        }
+    }
+
+    #[test]
+    fn json_with_too_many_values_is_400() {
+        let numbers = vec!["0"; MAX_BODY_VALUES].join(",");
+        let body = format!(r#"{{"a":[{numbers}]}}"#);
+        let (status, message) = map("POST", "/v1/secret/foo", &[], &body).unwrap_err();
+        assert_eq!(status, 400);
+        assert!(
+            message.contains(&format!("more than {MAX_BODY_VALUES} JSON values")),
+            "{message}"
+        );
+
+        let fewer = vec!["0"; MAX_BODY_VALUES - 2].join(",");
+        let body = format!(r#"{{"a":[{fewer}]}}"#);
+        let request = map("POST", "/v1/secret/foo", &[], &body).unwrap();
+        assert_eq!(
+            request.data["a"].as_array().unwrap().len(),
+            MAX_BODY_VALUES - 2
+        );
+    }
+
+    #[test]
+    fn form_with_too_many_fields_is_400() {
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        let body = vec!["a="; MAX_BODY_VALUES + 1].join("&");
+        let (status, message) = map("POST", "/v1/secret/foo", &headers, &body).unwrap_err();
+        assert_eq!(status, 400);
+        assert!(
+            message.contains(&format!("more than {MAX_BODY_VALUES} form fields")),
             "{message}"
         );
     }

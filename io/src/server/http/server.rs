@@ -18,7 +18,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::request::map_request;
+use super::activity::Activity;
+use super::request::{log_path, map_request};
 use super::response::{render_errors, render_result};
 use crate::server::environment::Environment;
 use crate::server::net::{Listener, Stream};
@@ -33,8 +34,12 @@ pub struct HttpLimits {
     pub max_header_size: usize,
     /// Time a request may take from its head to its response before it gets 503.
     pub request_timeout: Duration,
-    /// Time a client has to finish the TLS handshake or to send its request head.
+    /// Time a client has, from the moment its connection is accepted, to finish the TLS
+    /// handshake and send a complete request head. It holds for HTTP/1, HTTP/2 and a client
+    /// that sends nothing. Later HTTP/1 request heads get the same time each.
     pub handshake_timeout: Duration,
+    /// Time a connection may stay open with no request in flight after its last response.
+    pub idle_timeout: Duration,
     /// Maximum number of open connections. A connection beyond it is closed at once, so idle
     /// or slow clients cannot exhaust the process's file descriptors.
     pub max_connections: usize,
@@ -47,6 +52,8 @@ impl Default for HttpLimits {
             max_header_size: 64 << 10,
             request_timeout: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(10),
+            // Vault's listener `http_idle_timeout` defaults to 5 minutes as well.
+            idle_timeout: Duration::from_secs(300),
             max_connections: 4096,
         }
     }
@@ -150,12 +157,15 @@ where
     E: Environment,
 {
     async fn run(self, stream: impl Stream) {
+        // The handshake timeout counts from the accept, so the TLS handshake and the first
+        // request head share it.
+        let activity = Activity::new();
         match self.tls.clone() {
-            None => self.serve(stream).await,
+            None => self.serve(stream, activity).await,
             Some(acceptor) => {
                 let handshake = acceptor.accept(stream);
                 match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
-                    Ok(Ok(stream)) => self.serve(stream).await,
+                    Ok(Ok(stream)) => self.serve(stream, activity).await,
                     Ok(Err(error)) => {
                         tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
                     }
@@ -165,7 +175,10 @@ where
         }
     }
 
-    async fn serve(self, stream: impl Stream) {
+    /// Serves requests until the client closes the connection, an error ends it, or it has
+    /// carried no request for the handshake or idle timeout. Hyper's own HTTP/1 header timeout
+    /// does not cover the HTTP version detection or HTTP/2, so this check covers every case.
+    async fn serve(self, stream: impl Stream, activity: Arc<Activity>) {
         let Connection {
             node,
             builder,
@@ -174,13 +187,27 @@ where
             peer,
             ..
         } = self;
+        let requests = Arc::clone(&activity);
         let service = service_fn(move |request| {
             let node = Arc::clone(&node);
-            async move { Ok::<_, Infallible>(handle(&node, request, peer, limits).await) }
+            let in_flight = requests.start();
+            async move {
+                let response = handle(&node, request, peer, limits).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(error) = watcher.watch(connection.into_owned()).await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+        let expired = activity.expired(limits.handshake_timeout, limits.idle_timeout);
+        tokio::select! {
+            ended = watcher.watch(connection.into_owned()) => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            }
+            () = expired => {
+                tracing::debug!(%peer, "closing a connection that carried no request in time");
+            }
         }
     }
 }
@@ -198,7 +225,7 @@ where
     let started = Instant::now();
     let method = request.method().clone();
     // Old token endpoints carry the token in the path (`auth/token/lookup/<token>`).
-    let path = coffer_core::token::redact_path(request.uri().path()).into_owned();
+    let path = log_path(request.uri().path());
     let respond = respond(node, request, peer, limits);
     let mut response = match tokio::time::timeout(limits.request_timeout, respond).await {
         Ok(response) => response,
@@ -256,7 +283,13 @@ where
     };
     let path = logical.path.clone();
     let executed = node.execute(logical).await;
-    render_result(&executed.request_id, &path, &executed.result)
+    let mut response = render_result(&executed.request_id, &path, &executed.result);
+    if let Some(index) = executed.index {
+        if let Ok(value) = http::HeaderValue::from_str(&index) {
+            response.headers_mut().insert("x-vault-index", value);
+        }
+    }
+    response
 }
 
 fn messages(message: String) -> Vec<String> {
@@ -568,6 +601,104 @@ mod tests {
         server.stop().await;
     }
 
+    /// Limits with short connection timeouts, so tests can watch them close connections.
+    fn short_timeouts() -> HttpLimits {
+        HttpLimits {
+            handshake_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(600),
+            ..HttpLimits::default()
+        }
+    }
+
+    /// Sends `bytes`, then reads until the server closes the connection. Panics if it is still
+    /// open after 5 s, well past the short timeouts.
+    async fn assert_closed_after(mut stream: impl Stream, bytes: &[u8]) {
+        stream.write_all(bytes).await.unwrap();
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received));
+        let read = read.await;
+        assert!(read.is_ok(), "the server kept the connection open");
+    }
+
+    #[tokio::test]
+    async fn silent_connection_is_closed() {
+        let server = start_with_limits(None, short_timeouts()).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        assert_closed_after(stream, b"").await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn partial_http1_head_is_closed() {
+        let server = start_with_limits(None, short_timeouts()).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        assert_closed_after(stream, b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n").await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn http2_preface_alone_is_closed() {
+        let server = start_with_limits(None, short_timeouts()).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        assert_closed_after(stream, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn silent_tls_client_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acceptor, ca) = self_signed(dir.path());
+        let server = start_with_limits(Some(acceptor), short_timeouts()).await;
+        let connector = tokio_rustls::TlsConnector::from(client_config(ca));
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        assert_closed_after(stream, b"").await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn idle_http2_connection_is_closed() {
+        let server = start_with_limits(None, short_timeouts()).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri("http://127.0.0.1/elsewhere")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+        let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        assert!(
+            ended.is_ok(),
+            "the server kept the idle HTTP/2 connection open"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connection_serves_until_idle() {
+        let server = start_with_limits(None, short_timeouts()).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // Requests spaced closer than the idle timeout keep the connection open past the
+        // handshake timeout.
+        for _ in 0..4 {
+            let response = sender.send_request(get("/elsewhere")).await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        server.stop().await;
+    }
+
     #[derive(Clone, Default)]
     struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -582,8 +713,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn request_log_omits_token_and_body() {
+    /// Runs `send` against a test server while capturing every log line at TRACE level.
+    fn capture_log<F>(send: F) -> String
+    where
+        F: AsyncFnOnce(&mut hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    {
         let buffer = LogBuffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -603,32 +737,61 @@ mod tests {
                         .await
                         .unwrap();
                 tokio::spawn(connection);
-                let request = http::Request::builder()
-                    .method(Method::POST)
-                    .uri("/v1/secret/foo?q=1")
-                    .header(http::header::HOST, "127.0.0.1")
-                    .header("X-Vault-Token", "hvs.known-token-value")
-                    .body(Full::new(Bytes::from(
-                        r#"{"password": "known-body-value"}"#,
-                    )))
-                    .unwrap();
-                sender.send_request(request).await.unwrap();
-                let lookup = http::Request::builder()
-                    .method(Method::GET)
-                    .uri("/v1/auth/token/lookup/hvs.token-in-the-path")
-                    .header(http::header::HOST, "127.0.0.1")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                sender.send_request(lookup).await.unwrap();
+                send(&mut sender).await;
                 server.stop().await;
             });
         });
-        let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn get(uri: &str) -> http::Request<Full<Bytes>> {
+        http::Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(http::header::HOST, "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[test]
+    fn request_log_omits_token_and_body() {
+        let log = capture_log(async |sender| {
+            let request = http::Request::builder()
+                .method(Method::POST)
+                .uri("/v1/secret/foo?q=1")
+                .header(http::header::HOST, "127.0.0.1")
+                .header("X-Vault-Token", "hvs.known-token-value")
+                .body(Full::new(Bytes::from(
+                    r#"{"password": "known-body-value"}"#,
+                )))
+                .unwrap();
+            sender.send_request(request).await.unwrap();
+            let lookup = get("/v1/auth/token/lookup/hvs.token-in-the-path");
+            sender.send_request(lookup).await.unwrap();
+        });
         assert!(log.contains("/v1/secret/foo"), "{log}");
         assert!(log.contains("/v1/auth/token/lookup/<redacted>"), "{log}");
         assert!(!log.contains("token-in-the-path"), "{log}");
         assert!(!log.contains("known-token-value"), "{log}");
         assert!(!log.contains("known-body-value"), "{log}");
         assert!(!log.contains("q=1"), "{log}");
+    }
+
+    #[test]
+    fn request_log_redacts_unnormalised_token_paths() {
+        let uris = [
+            "/v1/auth//token/lookup/hvs.double-slash-token",
+            "/v1/auth/token/lookup%2Fhvs.encoded-slash-token",
+            "/v1/auth/token/lookup%2fhvs.lower-hex-token",
+        ];
+        let log = capture_log(async |sender| {
+            for uri in uris {
+                sender.send_request(get(uri)).await.unwrap();
+            }
+        });
+        assert!(log.contains("/v1/auth/token/lookup/<redacted>"), "{log}");
+        assert!(!log.contains("double-slash-token"), "{log}");
+        assert!(!log.contains("encoded-slash-token"), "{log}");
+        assert!(!log.contains("lower-hex-token"), "{log}");
     }
 }

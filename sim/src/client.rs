@@ -1,0 +1,178 @@
+//! A Vault API client for simulated hosts: HTTP/1.1 over TLS over turmoil TCP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::Value;
+use tokio_rustls::TlsConnector;
+use turmoil::net::TcpStream;
+
+use crate::environment::seeded_provider;
+
+/// The API port of every simulated node.
+pub const API_PORT: u16 = 8200;
+
+/// How long a request may take before the client gives up on it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A response's status and JSON body (`Value::Null` for an empty body).
+#[derive(Clone, Debug)]
+pub struct ApiResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The parsed body.
+    pub body: Value,
+}
+
+impl ApiResponse {
+    /// Returns the `errors` array of an error body, joined.
+    pub fn errors(&self) -> String {
+        match self.body["errors"].as_array() {
+            Some(errors) => errors
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+            None => String::new(),
+        }
+    }
+}
+
+/// Sends API requests to one simulated host. It must be used from inside the simulation.
+#[derive(Clone)]
+pub struct ApiClient {
+    host: String,
+    token: String,
+    connector: TlsConnector,
+}
+
+impl ApiClient {
+    /// Makes a client of `host` that trusts the API certificate `ca_der`.
+    pub fn new(host: &str, ca_der: &[u8]) -> anyhow::Result<ApiClient> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(ca_der.to_vec()))
+            .context("the API certificate is not a valid trust anchor")?;
+        let config = ClientConfig::builder_with_provider(seeded_provider())
+            .with_safe_default_protocol_versions()
+            .context("ring supports no default TLS version")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ApiClient {
+            host: host.to_owned(),
+            token: String::new(),
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// Returns a client that sends `token` as `X-Vault-Token`.
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Returns the host this client talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends a GET of `/v1/{path}`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<ApiResponse> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Sends a POST of `/v1/{path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<ApiResponse> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Sends a DELETE of `/v1/{path}`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<ApiResponse> {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Sends one request and waits for its response, at most [`REQUEST_TIMEOUT`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<ApiResponse> {
+        let exchange = self.exchange(method.clone(), path, body);
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .with_context(|| format!("{method} {path} on {} timed out", self.host))
+            .and_then(|result| result);
+        match &result {
+            Ok(response) => {
+                tracing::info!(host = %self.host, %method, path, status = response.status, "response");
+            }
+            Err(error) => {
+                tracing::info!(host = %self.host, %method, path, error = %format!("{error:#}"), "request failed");
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<ApiResponse> {
+        let ip: IpAddr = turmoil::lookup(self.host.as_str());
+        let stream = TcpStream::connect(SocketAddr::new(ip, API_PORT))
+            .await
+            .with_context(|| format!("connecting to {} failed", self.host))?;
+        let name = ServerName::IpAddress(ip.into());
+        let stream = self
+            .connector
+            .connect(name, stream)
+            .await
+            .with_context(|| format!("the TLS handshake with {} failed", self.host))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("the HTTP handshake failed")?;
+        let connection = tokio::spawn(connection);
+        let payload = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body)?),
+            None => Bytes::new(),
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("/v1/{path}"))
+            .header(http::header::HOST, format!("{ip}:{API_PORT}"))
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if !self.token.is_empty() {
+            request = request.header("X-Vault-Token", &self.token);
+        }
+        let response = sender
+            .send_request(request.body(Full::new(payload))?)
+            .await
+            .context("the request failed")?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the response body failed")?
+            .to_bytes();
+        connection.abort();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).context("the response body is not JSON")?
+        };
+        Ok(ApiResponse { status, body })
+    }
+}
