@@ -13,6 +13,8 @@ pub struct ServerOptions {
     pub max_request_size: Option<u64>,
     /// HCL appended to the configuration, such as a `replication { ... }` block.
     pub extra_config: String,
+    /// The server's `log_level`; `debug` when `None`, so a failing test shows every request.
+    pub log_level: Option<String>,
 }
 
 impl ServerOptions {
@@ -27,6 +29,12 @@ impl ServerOptions {
     /// Sets the listener's maximum request size in bytes.
     pub fn max_request_size(mut self, bytes: u64) -> ServerOptions {
         self.max_request_size = Some(bytes);
+        self
+    }
+
+    /// Sets the server's `log_level`, such as `info`.
+    pub fn log_level(mut self, level: &str) -> ServerOptions {
+        self.log_level = Some(level.to_owned());
         self
     }
 
@@ -114,8 +122,9 @@ fn config_text(
          api_addr      = \"{scheme}://127.0.0.1:{api_port}\"\n\
          cluster_addr  = \"https://127.0.0.1:{cluster_port}\"\n\
          disable_mlock = true\n\
-         log_level     = \"debug\"\n{}",
+         log_level     = \"{}\"\n{}",
         data_dir.display().to_string(),
+        options.log_level.as_deref().unwrap_or("debug"),
         options.extra_config
     )
 }
@@ -142,10 +151,18 @@ mod tests {
         );
         assert!(text.contains("tls_disable     = true"), "{text}");
         assert!(text.contains("max_request_size = 1024"), "{text}");
+        assert!(text.contains("log_level     = \"debug\""), "{text}");
         assert!(
             text.contains("api_addr      = \"http://127.0.0.1:8200\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn config_text_sets_log_level() {
+        let options = ServerOptions::default().log_level("info");
+        let text = config_text(Path::new("/tmp/d"), 8200, 8201, None, &options);
+        assert!(text.contains("log_level     = \"info\""), "{text}");
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl Server {
         format!("{scheme}://127.0.0.1:{}", self.api_port)
     }
 
+    /// Returns the process id while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Returns the LMDB data directory.
     pub fn data_dir(&self) -> &Path {
         &self.files.data_dir

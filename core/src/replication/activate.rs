@@ -768,6 +768,7 @@ mod tests {
             json!("disconnected")
         );
         assert_eq!(status.get("merkle_sync_progress"), None);
+        assert_eq!(status["bytes_received"], json!(0));
 
         node.core
             .replication_live
@@ -788,6 +789,11 @@ mod tests {
         assert_eq!(status["connection_state"], json!("ready"));
         assert_eq!(status["merkle_sync_progress"]["sync_total_keys"], json!(9));
         assert_eq!(status["merkle_sync_progress"]["sync_progress"], json!(2));
+
+        node.core.replication_live.set_traffic(70_000, 1_200);
+        let status = performance_status(&mut node);
+        assert_eq!(status["bytes_received"], json!(70_000));
+        assert_eq!(status["bytes_sent"], json!(1_200));
         let primary = &status["primaries"][0];
         assert_eq!(primary["connection_status"], json!("connected"));
         assert_eq!(

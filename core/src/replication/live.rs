@@ -77,6 +77,10 @@ pub struct SecondaryLive {
     pub primaries: Vec<PeerStatus>,
     /// When replication last started.
     pub last_start: Option<Timestamp>,
+    /// Bytes received from the primary on the cluster port since this process started.
+    pub bytes_received: u64,
+    /// Bytes queued for the primary on the cluster port since this process started.
+    pub bytes_sent: u64,
     /// The primary's head as of its last `StreamStart` or heartbeat.
     pub primary_head: Option<Position>,
     /// The reason the last connection to the primary ended or failed, for status.
@@ -92,6 +96,8 @@ impl Default for SecondaryLive {
             merkle_sync_progress: None,
             primaries: Vec::new(),
             last_start: None,
+            bytes_received: 0,
+            bytes_sent: 0,
             primary_head: None,
             last_error: None,
         }
@@ -145,6 +151,14 @@ impl LiveStatus {
     /// Records a message from the primary at `now`.
     pub fn set_last_heartbeat(&self, now: Timestamp) {
         self.update_secondary(|live| live.last_heartbeat = Some(now));
+    }
+
+    /// Sets the byte counters of the replication traffic with the primary.
+    pub fn set_traffic(&self, bytes_received: u64, bytes_sent: u64) {
+        self.update_secondary(|live| {
+            live.bytes_received = bytes_received;
+            live.bytes_sent = bytes_sent;
+        });
     }
 
     /// Sets or clears the Merkle sync progress.

@@ -464,6 +464,8 @@ where
             if let Some(heard) = status.last_heard {
                 core.replication_live.set_last_heartbeat(heard);
             }
+            core.replication_live
+                .set_traffic(status.bytes_received, status.bytes_sent);
             let primary_head = status.primary_head.clone();
             let state = status.state;
             let reason = status.reason.clone();

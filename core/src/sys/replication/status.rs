@@ -190,6 +190,8 @@ fn secondary_fields(
         "last_reindex_epoch": "0",
         "last_corruption_check_epoch": NEVER_CHECKED,
         "ssct_generation_counter": 0,
+        "bytes_received": live.bytes_received,
+        "bytes_sent": live.bytes_sent,
     });
     if let Some(progress) = live.merkle_sync_progress {
         status["merkle_sync_progress"] = json!({

@@ -63,6 +63,12 @@ pub async fn fetch_key_offer<N: Network>(
             let socket = parse_cluster_addr(address)?;
             match offer_from(network, &connector, bundle, socket).await {
                 Ok(offer) => return Ok(offer),
+                // A primary enabled a moment ago may not serve its cluster port yet, so
+                // only the last round's failures are warnings.
+                Err(reason) if round + 1 < ROUNDS => {
+                    tracing::info!(%address, %reason, "the primary's cluster port failed during activation; retrying");
+                    last = ProbeError::Failed(format!("{address}: {reason}"));
+                }
                 Err(reason) => {
                     tracing::warn!(%address, %reason, "the primary's cluster port failed during activation");
                     last = ProbeError::Failed(format!("{address}: {reason}"));

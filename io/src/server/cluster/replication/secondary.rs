@@ -45,6 +45,10 @@ pub struct SecondaryStatus {
     pub last_heard: Option<Timestamp>,
     /// Progress of the running Merkle sync, once its keys are known.
     pub sync_progress: Option<SyncCounts>,
+    /// Bytes received from the primary, over every connection of this driver.
+    pub bytes_received: u64,
+    /// Bytes queued for the primary, over every connection of this driver.
+    pub bytes_sent: u64,
     /// The primary's head as of its last `StreamStart` or heartbeat.
     pub primary_head: Option<Position>,
 }
@@ -105,6 +109,8 @@ where
         connected: false,
         last_heard: None,
         sync_progress: None,
+        bytes_received: 0,
+        bytes_sent: 0,
         primary_head: None,
     };
     let mut runner = Runner {
@@ -188,6 +194,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
             return Ok(());
         };
         let bytes = conn.received(count);
+        self.status.bytes_received += count as u64;
         let machine = &mut self.machine;
         let applied = self.storage.write(|txn| {
             if !role::is_following(txn)? {
@@ -236,6 +243,7 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
                 // Frames produced without a connection belong to none and are dropped.
                 if let Some(conn) = &mut self.conn {
                     conn.queue(&frame);
+                    self.status.bytes_sent += frame.len() as u64;
                 }
             }
             let Some(event) = self.machine.poll_event() else {
