@@ -466,6 +466,8 @@ where
             }
             core.replication_live
                 .set_traffic(status.bytes_received, status.bytes_sent);
+            core.replication_live
+                .set_merkle_sync_progress(status.sync_progress);
             let primary_head = status.primary_head.clone();
             let state = status.state;
             let reason = status.reason.clone();
