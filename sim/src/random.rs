@@ -9,7 +9,7 @@ use crate::faults::{ScheduledFault, draw_schedule, inject};
 use crate::harness::{Control, Harness, PRIMARY, SimConfig};
 use crate::invariants::{no_local_state_replicated, no_plaintext_in_storage, no_secret_in_trace};
 use crate::oracle::{Oracle, body_of, outcome_of};
-use crate::set::{ReplicaSet, expect_ok, wait_converged};
+use crate::set::{ReplicaSet, mount_app, wait_converged};
 
 /// How long faults are injected.
 pub const FAULTY_PHASE: Duration = Duration::from_secs(30);
@@ -83,12 +83,7 @@ async fn scenario(
 ) -> anyhow::Result<(usize, Vec<String>)> {
     let set = ReplicaSet::establish(control).await?;
     let primary = set.root_api(control, PRIMARY);
-    expect_ok(
-        &primary
-            .post("sys/mounts/app", &serde_json::json!({"type": "kv"}))
-            .await?,
-        "mounting app/",
-    )?;
+    mount_app(&primary).await?;
 
     let faults = tokio::task::spawn_local({
         let control = control.clone();

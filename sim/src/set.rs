@@ -170,6 +170,12 @@ async fn retry_until_reachable(
     Err(last.unwrap_or_else(|| anyhow::anyhow!("{path} was never sent")))
 }
 
+/// Mounts the KV version 1 engine at `app/` through `api`; the scenarios write their keys there.
+pub async fn mount_app(api: &ApiClient) -> anyhow::Result<()> {
+    let mounted = api.post("sys/mounts/app", &json!({"type": "kv"})).await?;
+    expect_ok(&mounted, "mounting app/")
+}
+
 /// Fails unless `response` has a 2xx status.
 pub fn expect_ok(response: &ApiResponse, what: &str) -> anyhow::Result<()> {
     if (200..300).contains(&response.status) {

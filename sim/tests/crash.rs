@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sim::set::{ReplicaSet, expect_ok, wait_converged};
+use sim::set::{ReplicaSet, expect_ok, mount_app, wait_converged};
 use sim::{Control, Harness, PRIMARY, SimConfig, seed_or};
 
 async fn write_keys(set: &ReplicaSet, control: &Control, prefix: &str) -> anyhow::Result<()> {
@@ -36,21 +36,13 @@ async fn check_keys(
     Ok(())
 }
 
-async fn mount(set: &ReplicaSet, control: &Control) -> anyhow::Result<()> {
-    let created = set
-        .root_api(control, PRIMARY)
-        .post("sys/mounts/app", &json!({"type": "kv"}))
-        .await?;
-    expect_ok(&created, "mounting app/")
-}
-
 #[test]
 fn primary_crash_keeps_acknowledged_writes() -> anyhow::Result<()> {
     let mut harness = Harness::new(SimConfig::new(seed_or(4), 2))?;
     let control = harness.control();
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
-        mount(&set, &control).await?;
+        mount_app(&set.root_api(&control, PRIMARY)).await?;
         write_keys(&set, &control, "before").await?;
 
         control.crash(PRIMARY).await;
@@ -76,7 +68,7 @@ fn secondary_crash_catches_up() -> anyhow::Result<()> {
     let control = harness.control();
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
-        mount(&set, &control).await?;
+        mount_app(&set.root_api(&control, PRIMARY)).await?;
         write_keys(&set, &control, "before").await?;
         wait_converged(&control, Duration::from_secs(10)).await?;
 

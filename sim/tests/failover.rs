@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sim::set::{ReplicaSet, expect_ok, performance_status, wait_converged, wait_converged_to};
+use sim::set::{
+    ReplicaSet, expect_ok, mount_app, performance_status, wait_converged, wait_converged_to,
+};
 use sim::{Control, Harness, PRIMARY, SimConfig, seed_or};
 
 const NEW_PRIMARY: &str = "secondary-1";
@@ -76,12 +78,7 @@ fn failover_drill_keeps_writes() -> anyhow::Result<()> {
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
         let primary = set.root_api(&control, PRIMARY);
-        expect_ok(
-            &primary
-                .post("sys/mounts/app", &json!({"type": "kv"}))
-                .await?,
-            "mounting app/",
-        )?;
+        mount_app(&primary).await?;
         write_keys(&primary, "before").await?;
         wait_converged(&control, Duration::from_secs(10)).await?;
 
@@ -125,12 +122,7 @@ fn isolated_primary_writes_are_quarantined() -> anyhow::Result<()> {
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
         let primary = set.root_api(&control, PRIMARY);
-        expect_ok(
-            &primary
-                .post("sys/mounts/app", &json!({"type": "kv"}))
-                .await?,
-            "mounting app/",
-        )?;
+        mount_app(&primary).await?;
         write_keys(&primary, "before").await?;
         wait_converged(&control, Duration::from_secs(10)).await?;
 

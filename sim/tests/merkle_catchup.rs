@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sim::random::SMALL_BUFFERS;
-use sim::set::{ReplicaSet, expect_ok, wait_converged};
+use sim::set::{ReplicaSet, expect_ok, mount_app, wait_converged};
 use sim::{Harness, PRIMARY, SimConfig, seed_or};
 
 #[test]
@@ -17,10 +17,7 @@ fn long_partition_catches_up_by_merkle() -> anyhow::Result<()> {
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
         let primary = set.root_api(&control, PRIMARY);
-        expect_ok(
-            &primary.post("sys/mounts/app", &json!({"type": "kv"})).await?,
-            "mounting app/",
-        )?;
+        mount_app(&primary).await?;
         wait_converged(&control, Duration::from_secs(10)).await?;
         let diffs_before = merkle_diffs(&trace.lines());
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sim::set::{ReplicaSet, expect_ok, wait_converged};
+use sim::set::{ReplicaSet, expect_ok, mount_app, wait_converged};
 use sim::{Harness, PRIMARY, SimConfig, seed_or};
 
 #[test]
@@ -13,12 +13,7 @@ fn partition_then_heal_converges() -> anyhow::Result<()> {
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
         let primary = set.root_api(&control, PRIMARY);
-        expect_ok(
-            &primary
-                .post("sys/mounts/app", &json!({"type": "kv"}))
-                .await?,
-            "mounting app/",
-        )?;
+        mount_app(&primary).await?;
         for n in 0..5 {
             let written = primary
                 .post(&format!("app/before-{n}"), &json!({"v": n}))

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sim::set::{ReplicaSet, expect_ok, merkle_state, wait_hosts_converged};
+use sim::set::{ReplicaSet, expect_ok, merkle_state, mount_app, wait_hosts_converged};
 use sim::snapshot::NodeState;
 use sim::{Harness, PRIMARY, SimConfig, seed_or};
 
@@ -16,12 +16,7 @@ fn revoked_secondary_stops_receiving() -> anyhow::Result<()> {
     harness.client("client", async move {
         let set = ReplicaSet::establish(&control).await?;
         let primary = set.root_api(&control, PRIMARY);
-        expect_ok(
-            &primary
-                .post("sys/mounts/app", &json!({"type": "kv"}))
-                .await?,
-            "mounting app/",
-        )?;
+        mount_app(&primary).await?;
 
         let writer = tokio::task::spawn_local({
             let primary = primary.clone();
