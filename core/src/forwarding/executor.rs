@@ -1,9 +1,9 @@
 //! The primary's executor of forwarded requests.
 //!
-//! It runs each (secondary id, request id) at most once. The record of a successful answer is
+//! It runs each (secondary id, request id) at most once. The record of a successful response is
 //! written in the shared partition in the same transaction as the request's own writes, so it
 //! survives a restart and replicates to every secondary, which keeps it valid after a
-//! failover. A retry within the retry window gets the recorded answer back. A failed request
+//! failover. A retry within the retry window gets the recorded response back. A failed request
 //! writes nothing, so a retry runs it again.
 //!
 //! A forwarded request runs with the primary's local partition read-only: it can change
@@ -21,7 +21,7 @@ use crate::handler::Ctx;
 use crate::storage::{Guarded, Partition, Transaction};
 use crate::time::Timestamp;
 
-/// How long the primary keeps the answer of a forwarded request for retries, by default.
+/// The default time the primary keeps the response of a forwarded request for retries.
 pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(600);
 
 /// Maximum number of expired records one execution deletes, so cleanup work per write is
@@ -68,22 +68,22 @@ const UNFORWARDABLE_PREFIXES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The stored answer of one forwarded request.
+/// The stored response of one forwarded request.
 #[derive(Serialize, Deserialize)]
 struct Record {
     /// When the record may be deleted.
     expires_at: Timestamp,
     /// SHA-256 of the operation, path and data, so a reused request id with another request
-    /// is detected rather than answered with the first request's answer.
+    /// is detected rather than given the first request's response.
     fingerprint: String,
-    /// The answer.
+    /// The response.
     result: ForwardedResult,
 }
 
-/// Runs `forwarded` from `secondary_id` at most once, in `txn`, and returns its answer.
+/// Runs `forwarded` from `secondary_id` at most once, in `txn`, and returns its response.
 ///
 /// `secondary_id` must come from the secondary's certificate. Errors from the handler come
-/// back as `Err`, and the caller must then drop `txn`'s writes; the answer of a success is
+/// back as `Err`, and the caller must then drop `txn`'s writes; the response of a success is
 /// recorded for `retry_window`.
 pub fn execute_forwarded(
     core: &Core,

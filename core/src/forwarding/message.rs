@@ -20,7 +20,7 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 pub enum ForwardMessage {
     /// Secondary to primary: run this request.
     Request(ForwardedRequest),
-    /// Primary to secondary: the answer to the request with this id.
+    /// Primary to secondary: the response to the request with this id.
     Answer(ForwardedAnswer),
 }
 
@@ -53,15 +53,15 @@ pub struct ForwardedIdentity {
     pub token_path: String,
 }
 
-/// The primary's answer to a forwarded request.
+/// The primary's response to a forwarded request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardedAnswer {
-    /// The id of the request this answers.
+    /// The id of the request this responds to.
     pub request_id: String,
     /// The response or error.
     pub result: ForwardedResult,
     /// The primary's WAL position after the write, which the secondary waits for before it
-    /// answers the client. `None` when the request failed.
+    /// responds to the client. `None` when the request failed.
     pub position: Option<Position>,
 }
 
@@ -260,6 +260,6 @@ fn parse_json(text: &str) -> Result<Value, Error> {
 
 fn invalid_answer(reason: &str) -> Error {
     Error::internal(format!(
-        "the primary's answer to a forwarded request is invalid: {reason}"
+        "the primary's response to a forwarded request is invalid: {reason}"
     ))
 }

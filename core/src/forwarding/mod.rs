@@ -1,6 +1,6 @@
 //! Request forwarding from a secondary to the primary, and read-your-writes.
 //!
-//! - [`message`]: what a secondary sends and what the primary answers.
+//! - [`message`]: what a secondary sends and what the primary returns.
 //! - [`executor`]: the primary's at-most-once executor of forwarded requests.
 //! - [`index`]: the signed `X-Vault-Index` header.
 

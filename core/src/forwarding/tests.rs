@@ -157,7 +157,7 @@ fn executor_runs_request_id_once() {
     let first = execute(&mut node, "east", &kv_put("r1", "one")).unwrap();
     let retry = execute(&mut node, "east", &kv_put("r1", "one")).unwrap();
     assert_eq!(version_of(&first), 1);
-    assert_eq!(retry, first, "a retry gets the recorded answer");
+    assert_eq!(retry, first, "a retry gets the recorded response");
 
     let next = execute(&mut node, "east", &kv_put("r2", "two")).unwrap();
     assert_eq!(version_of(&next), 2, "a new request id runs again");

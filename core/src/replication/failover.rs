@@ -4,7 +4,7 @@
 //!
 //! A promoted secondary starts its epoch at the position it had applied (the fork point) and
 //! continues the chain from there, so a follower whose own entries after the fork point are in an
-//! older epoch holds writes the new primary never received. The Merkle diff that follows
+//! older epoch contains writes the new primary never received. The Merkle diff that follows
 //! replaces them with the new primary's state, so they are copied to a quarantine in the local
 //! partition first, with their keys and positions, and logged.
 
@@ -193,7 +193,7 @@ pub fn adopt_new_primary(
     let own_set = follower_cluster_id(&view)?;
     require_same_set(&own_set, &bundle.cluster_id)?;
     // A secondary still in its first sync keeps that mark, so it cannot be promoted with
-    // partial data; a demoted primary has all of its data.
+    // partial data. A demoted primary has all of its data.
     let activated = load_secondary(&view)?.is_none_or(|record| record.activated);
     open_key_offer(offer, key, &bundle.cluster_id, &bundle.secondary_id)?;
 

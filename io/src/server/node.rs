@@ -59,7 +59,7 @@ pub type Forwarding<'a> = Pin<Box<dyn Future<Output = Result<ForwardedAnswer, Er
 /// Sends a secondary's forwarded requests to its primary. The cluster port's forwarding
 /// client implements it.
 pub trait Forwarder: Send + Sync + 'static {
-    /// Sends `request` and returns the primary's answer, retrying with the same request id
+    /// Sends `request` and returns the primary's response, retrying with the same request id
     /// on connection failures. Fails with 503 when the primary cannot be reached in time.
     fn forward(&self, request: ForwardedRequest) -> Forwarding<'_>;
 }
@@ -70,7 +70,7 @@ pub type Intercepted<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> 
 /// Runs the requests that the core cannot run alone because they need the network, such as
 /// a secondary's activation, which talks to the primary between its storage steps.
 pub trait Interceptor: Send + Sync + 'static {
-    /// Returns the future that answers `request`, or `None` to let the core run it.
+    /// Returns the future that responds to `request`, or `None` to let the core run it.
     fn intercept<'a>(&'a self, request: &'a Request) -> Option<Intercepted<'a>>;
 }
 
@@ -260,10 +260,9 @@ where
     /// audit response entry (and fails the request with 500 when no device records it).
     /// `audit` is what [`Core::audit_begin`] returned before the request ran.
     ///
-    /// Response wrapping runs earlier, in [`Core::finish`]: inside the handler's transaction
-    /// for a local request, and on this node's writer for a response forwarded from the
-    /// primary, so the wrapping token is always local and is audited here as part of the
-    /// response.
+    /// Response wrapping runs earlier, in [`Core::finish`]. A local request is wrapped inside
+    /// the handler's transaction, and a response forwarded from the primary on this node's
+    /// writer, so the wrapping token is always local and is audited here with the response.
     pub fn post_process(
         &self,
         request: &Request,

@@ -43,7 +43,7 @@ const PROMOTED_WARNING: &str = "This cluster is now the performance primary with
 /// Demotes the primary: it keeps its data and cluster id, becomes read-only for shared data and
 /// stops serving replication. Returns its final position.
 ///
-/// NOTE: the sessions close without sending the final position, so a secondary knows only the
+/// NOTE: the sessions close without sending the final position, so a secondary has only the
 /// head of the last heartbeat it received, and `promote` waits for that head, not this one.
 pub(super) fn demote(
     core: &Core,

@@ -36,7 +36,7 @@ pub struct ClientLimits {
     pub attempts: u32,
     /// Delay before the second attempt; it doubles for each later one.
     pub backoff: Duration,
-    /// Maximum time from the first attempt to the answer, after which the client gets 503.
+    /// Maximum time from the first attempt to the response, after which the client gets 503.
     pub deadline: Duration,
     /// Maximum time one connection attempt, TCP and TLS, may take.
     pub connect_timeout: Duration,
@@ -67,10 +67,10 @@ pub struct ForwardClient<N: Network> {
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
-/// The requests waiting for an answer on one connection.
+/// The requests waiting for a response on one connection.
 type Pending = Arc<Mutex<BTreeMap<String, oneshot::Sender<ForwardedAnswer>>>>;
 
-/// One open connection: a task that writes queued requests and routes answers by request id.
+/// One open connection: a task that writes queued requests and routes responses by request id.
 struct Connection {
     outgoing: mpsc::Sender<ForwardedRequest>,
     pending: Pending,
@@ -109,7 +109,7 @@ impl<N: Network + Clone> ForwardClient<N> {
         }
     }
 
-    /// Sends `request` and waits for its answer, retrying as the module documentation says.
+    /// Sends `request` and waits for its response, retrying as the module documentation says.
     pub async fn send(&self, request: ForwardedRequest) -> Result<ForwardedAnswer, Error> {
         let deadline = Instant::now() + self.limits.deadline;
         let mut backoff = self.limits.backoff;
@@ -271,7 +271,7 @@ impl Connection {
     }
 }
 
-/// Writes queued requests and routes answers until the connection fails, then drops every
+/// Writes queued requests and routes responses until the connection fails, then drops every
 /// waiting request's sender so its attempt fails and retries.
 async fn run_connection<S: Stream>(
     stream: S,

@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs forwarded requests for one secondary.
 pub trait ForwardExecutor: Send + Sync + 'static {
-    /// Runs `request` from `secondary_id` at most once and returns the answer.
+    /// Runs `request` from `secondary_id` at most once and returns the response.
     fn execute(
         &self,
         secondary_id: &str,
