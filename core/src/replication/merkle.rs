@@ -4,8 +4,9 @@
 //! high byte picks one of [`PAGES`] pages and whose low byte one of [`BUCKETS_PER_PAGE`]
 //! buckets in it. A leaf is SHA-256(length-prefixed key, value). A bucket stores its members
 //! (key and leaf, sorted by key) and hashes them; a page hashes its bucket hashes; the root
-//! hashes the page hashes. One write rewrites one bucket, one page and the root record, so an
-//! update costs the same whatever the size of the data set.
+//! hashes the page hashes. A page's bucket hashes and the root's page hashes are each stored as
+//! eight records of 32 digests. One write rewrites one bucket, one record of its page and one
+//! record of the root, so an update costs the same whatever the size of the data set.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +21,6 @@ use crate::storage::{Partition, StorageError, Transaction};
 pub const PAGES: usize = 256;
 /// Number of buckets in each page.
 pub const BUCKETS_PER_PAGE: usize = 256;
-/// Merkle key of the record holding every page hash.
-pub const ROOT_KEY: &str = "root";
 
 /// Index of a bucket: the page in the high byte, the slot in the low byte.
 pub type BucketId = u16;
@@ -85,20 +84,77 @@ fn empty_page() -> Vec<Digest> {
     vec![bucket_hash(&[]); BUCKETS_PER_PAGE]
 }
 
+/// Returns the hash of a page whose buckets are all empty.
+fn empty_page_hash() -> Digest {
+    static EMPTY: std::sync::OnceLock<Digest> = std::sync::OnceLock::new();
+    *EMPTY.get_or_init(|| page_hash(&empty_page()))
+}
+
 fn empty_root() -> Vec<Digest> {
-    vec![page_hash(&empty_page()); PAGES]
+    vec![empty_page_hash(); PAGES]
 }
 
 fn bucket_key(bucket: BucketId) -> String {
     format!("bucket/{bucket:04x}")
 }
 
-fn page_key(page: u8) -> String {
+/// Digests per stored record of a page or of the root. Such a record (1 KiB) fits inside one
+/// LMDB page of 4 KiB beside others, where a whole page's 8 KiB would take a run of overflow
+/// pages that every update copies anew.
+pub(crate) const DIGESTS_PER_RECORD: usize = 32;
+
+/// Merkle key prefix of the records of one page's bucket hashes.
+fn page_prefix(page: u8) -> String {
     format!("page/{page:02x}")
 }
 
-fn digests_to_bytes(digests: &[Digest]) -> Vec<u8> {
-    digests.concat()
+/// Merkle key prefix of the records of the page hashes.
+pub(crate) const ROOT_PREFIX: &str = "root";
+
+pub(crate) fn record_key(prefix: &str, record: usize) -> String {
+    format!("{prefix}/{record}")
+}
+
+/// Reads `count` digests stored under `prefix`; a missing record holds `empty` digests.
+fn read_digests(
+    txn: &dyn Transaction,
+    prefix: &str,
+    count: usize,
+    empty: Digest,
+) -> Result<Vec<Digest>, StorageError> {
+    let mut digests = Vec::with_capacity(count);
+    for record in 0..count.div_ceil(DIGESTS_PER_RECORD) {
+        let expected = DIGESTS_PER_RECORD.min(count - digests.len());
+        let key = record_key(prefix, record);
+        match txn.get(Partition::Merkle, &key)? {
+            Some(bytes) => digests.extend(digests_from_bytes(&key, &bytes, expected)?),
+            None => digests.extend(std::iter::repeat_n(empty, expected)),
+        }
+    }
+    Ok(digests)
+}
+
+/// Stores `digests` under `prefix`, writing only the records that differ from `stored`, or
+/// every record when `stored` is `None`.
+fn write_digests(
+    txn: &mut dyn Transaction,
+    prefix: &str,
+    stored: Option<&[Digest]>,
+    digests: &[Digest],
+) -> Result<(), StorageError> {
+    for (record, chunk) in digests.chunks(DIGESTS_PER_RECORD).enumerate() {
+        let start = record * DIGESTS_PER_RECORD;
+        let unchanged =
+            stored.is_some_and(|stored| stored.get(start..start + chunk.len()) == Some(chunk));
+        if !unchanged {
+            txn.put(
+                Partition::Merkle,
+                &record_key(prefix, record),
+                &chunk.concat(),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn digests_from_bytes(key: &str, bytes: &[u8], count: usize) -> Result<Vec<Digest>, StorageError> {
@@ -145,7 +201,7 @@ impl Merkle {
         txn: &mut dyn Transaction,
         buckets: &BTreeMap<BucketId, Members>,
     ) -> Result<(), StorageError> {
-        let mut pages: BTreeMap<u8, Vec<Digest>> = BTreeMap::new();
+        let mut pages: BTreeMap<u8, (Vec<Digest>, Vec<Digest>)> = BTreeMap::new();
         for (bucket, members) in buckets {
             let key = bucket_key(*bucket);
             if members.is_empty() {
@@ -154,24 +210,22 @@ impl Merkle {
                 txn.put(Partition::Merkle, &key, &encode(members)?)?;
             }
             let page = page_of(*bucket);
-            let hashes = match pages.entry(page) {
+            let (_, hashes) = match pages.entry(page) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(Merkle::page(txn, page)?)
+                    let stored = Merkle::page(txn, page)?;
+                    entry.insert((stored.clone(), stored))
                 }
             };
             hashes[usize::from(*bucket as u8)] = bucket_hash(members);
         }
-        let mut root = Merkle::pages(txn)?;
-        for (page, hashes) in &pages {
-            txn.put(
-                Partition::Merkle,
-                &page_key(*page),
-                &digests_to_bytes(hashes),
-            )?;
+        let stored_root = Merkle::pages(txn)?;
+        let mut root = stored_root.clone();
+        for (page, (stored, hashes)) in &pages {
+            write_digests(txn, &page_prefix(*page), Some(stored), hashes)?;
             root[usize::from(*page)] = page_hash(hashes);
         }
-        txn.put(Partition::Merkle, ROOT_KEY, &digests_to_bytes(&root))
+        write_digests(txn, ROOT_PREFIX, Some(&stored_root), &root)
     }
 
     /// Returns the root hash.
@@ -181,19 +235,12 @@ impl Merkle {
 
     /// Returns the hash of every page, in page order.
     pub fn pages(txn: &dyn Transaction) -> Result<Vec<Digest>, StorageError> {
-        match txn.get(Partition::Merkle, ROOT_KEY)? {
-            Some(bytes) => digests_from_bytes(ROOT_KEY, &bytes, PAGES),
-            None => Ok(empty_root()),
-        }
+        read_digests(txn, ROOT_PREFIX, PAGES, empty_page_hash())
     }
 
     /// Returns the bucket hashes of one page, in slot order.
     pub fn page(txn: &dyn Transaction, page: u8) -> Result<Vec<Digest>, StorageError> {
-        let key = page_key(page);
-        match txn.get(Partition::Merkle, &key)? {
-            Some(bytes) => digests_from_bytes(&key, &bytes, BUCKETS_PER_PAGE),
-            None => Ok(empty_page()),
-        }
+        read_digests(txn, &page_prefix(page), BUCKETS_PER_PAGE, bucket_hash(&[]))
     }
 
     /// Returns the members of one bucket.
@@ -215,17 +262,9 @@ impl Merkle {
             txn.put(Partition::Merkle, &bucket_key(*bucket), &encode(members)?)?;
         }
         for (page, hashes) in &rebuilt.pages {
-            txn.put(
-                Partition::Merkle,
-                &page_key(*page),
-                &digests_to_bytes(hashes),
-            )?;
+            write_digests(txn, &page_prefix(*page), None, hashes)?;
         }
-        txn.put(
-            Partition::Merkle,
-            ROOT_KEY,
-            &digests_to_bytes(&rebuilt.root),
-        )?;
+        write_digests(txn, ROOT_PREFIX, None, &rebuilt.root)?;
         Ok(root_hash(&rebuilt.root))
     }
 
@@ -373,6 +412,54 @@ mod tests {
         assert_ne!(root(&storage), empty);
         write(&storage, vec![Op::Delete { key: "a".into() }]);
         assert_eq!(root(&storage), empty);
+    }
+
+    /// Every Merkle record with its value.
+    fn records(storage: &MemStorage) -> BTreeMap<String, Vec<u8>> {
+        storage
+            .read(|txn| {
+                let keys = txn.scan(Partition::Merkle, "", None, None).unwrap();
+                keys.into_iter()
+                    .map(|key| {
+                        let value = txn.get(Partition::Merkle, &key).unwrap().unwrap();
+                        (key, value)
+                    })
+                    .collect()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn one_put_rewrites_one_record_of_its_page_and_of_the_root() {
+        let storage = MemStorage::new();
+        let ops = (0..500)
+            .map(|n| put(&format!("key-{n}"), "value"))
+            .collect();
+        write(&storage, ops);
+        let before = records(&storage);
+        write(&storage, vec![put("key-7", "changed")]);
+        let after = records(&storage);
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|(key, value)| before.get(*key) != Some(value))
+            .map(|(key, _)| key)
+            .collect();
+        let bucket = bucket_of("key-7");
+        let page = page_of(bucket);
+        let slot = usize::from(bucket as u8);
+        let expected = [
+            bucket_key(bucket),
+            record_key(&page_prefix(page), slot / DIGESTS_PER_RECORD),
+            record_key(ROOT_PREFIX, usize::from(page) / DIGESTS_PER_RECORD),
+        ];
+        let mut expected: Vec<&String> = expected.iter().collect();
+        expected.sort();
+        assert_eq!(changed, expected);
+        for (key, value) in &after {
+            if !key.starts_with("bucket/") {
+                assert_eq!(value.len(), DIGESTS_PER_RECORD * 32, "record {key}");
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::Timestamp;
 use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
 use crate::replication::keys::sample_offer;
-use crate::replication::merkle::Merkle;
+use crate::replication::merkle::{self, Merkle};
 use crate::replication::message::{ErrorCode, Message};
 use crate::replication::position::{Epoch, Position};
 use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
@@ -692,11 +692,9 @@ fn secondary_reindexes_when_sync_misses_root() {
         .write(|txn| {
             let mut pages = Merkle::pages(txn)?;
             pages[0] = [0xab; 32];
-            txn.put(
-                Partition::Merkle,
-                crate::replication::merkle::ROOT_KEY,
-                &pages.concat(),
-            )?;
+            let first = &pages[..merkle::DIGESTS_PER_RECORD];
+            let key = merkle::record_key(merkle::ROOT_PREFIX, 0);
+            txn.put(Partition::Merkle, &key, &first.concat())?;
             let unsynced = Position {
                 epoch: Epoch::new(1, CLUSTER),
                 index: 0,

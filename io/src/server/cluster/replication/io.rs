@@ -1,6 +1,9 @@
 //! One replication connection: reads and queued writes on a split stream.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use super::{CLOSE_FLUSH_TIMEOUT, READ_CHUNK};
 use crate::server::net::Stream;
@@ -27,6 +30,9 @@ pub(super) struct Connection<S> {
     outbound: Vec<u8>,
     unflushed: bool,
     max_outbound: usize,
+    /// Why the connection ended, when [`Connection::read_ready`] saw it end. The next
+    /// [`Connection::transfer`] reports it.
+    ended: Option<String>,
 }
 
 impl<S: Stream> Connection<S> {
@@ -41,6 +47,7 @@ impl<S: Stream> Connection<S> {
             outbound: Vec::new(),
             unflushed: false,
             max_outbound,
+            ended: None,
         }
     }
 
@@ -59,9 +66,38 @@ impl<S: Stream> Connection<S> {
         &self.buffer[..count]
     }
 
+    /// Appends to the last read, which returned `count` bytes, whatever the connection can
+    /// deliver without waiting, until `limit` bytes are held, and returns the new count.
+    ///
+    /// A receiver that applies each read in its own flushed transaction calls this first, so
+    /// that a backlog arrives in as few transactions as possible. The buffer keeps the size
+    /// it grew to, at most `limit`.
+    pub(super) fn read_ready(&mut self, mut count: usize, limit: usize) -> usize {
+        let mut context = Context::from_waker(Waker::noop());
+        while count < limit && self.ended.is_none() {
+            let end = count.saturating_add(READ_CHUNK).min(limit);
+            if self.buffer.len() < end {
+                self.buffer.resize(end, 0);
+            }
+            let mut buf = ReadBuf::new(&mut self.buffer[count..end]);
+            match Pin::new(&mut self.reader).poll_read(&mut context, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    self.ended = Some("the peer closed the connection".into());
+                }
+                Poll::Ready(Ok(())) => count += buf.filled().len(),
+                Poll::Ready(Err(error)) => self.ended = Some(format!("reading failed: {error}")),
+                Poll::Pending => break,
+            }
+        }
+        count
+    }
+
     /// Sends queued bytes until bytes arrive, reading only when `read` is set. It is cancel
     /// safe: the queue loses nothing when the future is dropped.
     pub(super) async fn transfer(&mut self, read: bool) -> Transfer {
+        if let Some(reason) = self.ended.take() {
+            return Transfer::Closed(reason);
+        }
         loop {
             let writing = !self.outbound.is_empty();
             let flushing = self.unflushed && !writing;
@@ -76,7 +112,7 @@ impl<S: Stream> Connection<S> {
             };
             tokio::select! {
                 biased;
-                result = self.reader.read(&mut self.buffer), if read => {
+                result = self.reader.read(&mut self.buffer[..READ_CHUNK]), if read => {
                     return match result {
                         Ok(0) => Transfer::Closed("the peer closed the connection".into()),
                         Ok(count) => Transfer::Received(count),
@@ -111,6 +147,55 @@ impl<S: Stream> Connection<S> {
         };
         if let Ok(Err(error)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, send).await {
             tracing::debug!(%error, "replication connection did not close cleanly");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::{Connection, Transfer};
+
+    async fn received(conn: &mut Connection<tokio::io::DuplexStream>) -> usize {
+        match conn.transfer(true).await {
+            Transfer::Received(count) => count,
+            Transfer::Closed(reason) => panic!("connection closed: {reason}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn read_ready_takes_what_has_arrived_up_to_the_limit() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut conn = Connection::new(near, 1024);
+        let sent: Vec<u8> = (0..300_000u32).map(|n| n as u8).collect();
+        far.write_all(&sent).await.unwrap();
+
+        let first = received(&mut conn).await;
+        assert!(first <= super::READ_CHUNK, "one read took {first} bytes");
+        let count = conn.read_ready(first, 200_000);
+        assert_eq!(count, 200_000);
+        assert_eq!(conn.received(count), &sent[..count]);
+
+        // Nothing more is waiting past what arrived.
+        let next = received(&mut conn).await;
+        let count = conn.read_ready(next, 1 << 20);
+        assert_eq!(conn.received(count), &sent[200_000..]);
+    }
+
+    #[tokio::test]
+    async fn close_seen_while_reading_ahead_is_reported_next() {
+        let (near, mut far) = tokio::io::duplex(1 << 16);
+        let mut conn = Connection::new(near, 1024);
+        far.write_all(b"last bytes").await.unwrap();
+        drop(far);
+
+        let first = received(&mut conn).await;
+        let count = conn.read_ready(first, 1 << 20);
+        assert_eq!(conn.received(count), b"last bytes");
+        match conn.transfer(true).await {
+            Transfer::Closed(reason) => assert!(reason.contains("closed"), "{reason}"),
+            Transfer::Received(count) => panic!("{count} bytes after the close"),
         }
     }
 }

@@ -15,6 +15,11 @@ use coffer_core::{Core, Timestamp};
 use super::io::{Connection, Transfer};
 use super::{Clock, Dialer, deadline};
 
+/// The most received bytes applied in one write transaction. A secondary that is behind
+/// receives faster than it commits, so it applies its backlog in transactions of this size
+/// rather than one per network read.
+const APPLY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Identity and settings of the secondary.
 #[derive(Clone, Debug)]
 pub struct SecondaryParams {
@@ -78,7 +83,8 @@ impl Default for SecondaryHooks {
 
 /// Replicates from the primary into `storage` until the future is dropped.
 ///
-/// Each batch of received bytes is applied in one `storage.write` transaction, and the caches
+/// The bytes that have arrived, up to [`APPLY_BATCH_BYTES`], are applied in one
+/// `storage.write` transaction, and the caches
 /// of `core` reload the shared keys it changed. When applying fails, the machine is rebuilt
 /// from storage after its reconnect delay, because its cached position may be ahead of what
 /// committed. Returns only when storage cannot be read to rebuild it.
@@ -190,9 +196,10 @@ impl<S: Storage, D: Dialer> Runner<S, D> {
 
     /// Applies received bytes in one write transaction.
     async fn apply(&mut self, now: Timestamp, count: usize) -> Result<(), StorageError> {
-        let Some(conn) = &self.conn else {
+        let Some(conn) = &mut self.conn else {
             return Ok(());
         };
+        let count = conn.read_ready(count, APPLY_BATCH_BYTES);
         let bytes = conn.received(count);
         self.status.bytes_received += count as u64;
         let machine = &mut self.machine;
