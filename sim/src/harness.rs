@@ -25,7 +25,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::client::{API_PORT, ApiClient};
 use crate::environment::{SimEnvironment, seed_tls_random};
-use crate::network::SimNetwork;
+use crate::network::{SimNetwork, StreamRegistry};
 use crate::pki::ApiCertificate;
 use crate::trace::Trace;
 
@@ -190,6 +190,7 @@ pub struct Harness {
     control: Control,
     trace: Trace,
     config: SimConfig,
+    streams: Arc<StreamRegistry>,
     _trace_guard: tracing::subscriber::DefaultGuard,
     _files: tempfile::TempDir,
 }
@@ -201,6 +202,7 @@ impl Harness {
         let trace = Trace::default();
         let trace_guard = trace.install();
         seed_tls_random(config.seed);
+        let streams = StreamRegistry::install();
         let files = tempfile::Builder::new()
             .prefix("coffer-sim-")
             .tempdir()
@@ -248,6 +250,7 @@ impl Harness {
             control,
             trace,
             config,
+            streams,
             _trace_guard: trace_guard,
             _files: files,
         })
@@ -307,8 +310,15 @@ impl Harness {
         loop {
             let action = self.control.actions.borrow_mut().pop_front();
             match action {
-                Some(Action::Crash(host)) => self.sim.crash(host.as_str()),
-                Some(Action::Restart(host)) => self.sim.bounce(host.as_str()),
+                Some(Action::Crash(host)) => {
+                    let ip = self.sim.lookup(host.as_str());
+                    self.streams.run_crash(ip, || self.sim.crash(host.as_str()));
+                }
+                Some(Action::Restart(host)) => {
+                    let ip = self.sim.lookup(host.as_str());
+                    self.streams
+                        .run_crash(ip, || self.sim.bounce(host.as_str()));
+                }
                 Some(Action::Latency { a, b, max }) => {
                     self.sim
                         .set_link_max_message_latency(a.as_str(), b.as_str(), max);
