@@ -540,7 +540,8 @@ mod tests {
         let key_file = dir.join("key.pem");
         std::fs::write(&cert_file, certified.cert.pem()).unwrap();
         std::fs::write(&key_file, certified.key_pair.serialize_pem()).unwrap();
-        let config = crate::server::tls::server_config(&cert_file, &key_file).unwrap();
+        let crypto = crate::server::cluster::TlsCrypto::default();
+        let config = crate::server::tls::server_config(&cert_file, &key_file, &crypto).unwrap();
         (TlsAcceptor::from(config), certified.cert.der().clone())
     }
 
