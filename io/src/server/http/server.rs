@@ -5,9 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use coffer_core::Timestamp;
 use coffer_core::storage::Storage;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -129,15 +130,19 @@ pub async fn serve<S, E, L>(
     }
 }
 
+/// Builds the HTTP/1 and HTTP/2 connection settings. Hyper's own `Date` header reads the system
+/// clock, so it is off and [`handle`] sets `Date` from the node's environment.
 fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .auto_date_header(false)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout)
         .max_buf_size(limits.max_header_size.max(8192));
     builder
         .http2()
+        .auto_date_header(false)
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
     builder
@@ -242,6 +247,9 @@ where
     if method == http::Method::HEAD {
         *response.body_mut() = Bytes::new();
     }
+    response
+        .headers_mut()
+        .insert(http::header::DATE, http_date(node.environment().now()));
     // The path is logged without the query, and never the token or the body.
     tracing::debug!(
         %method,
@@ -251,6 +259,14 @@ where
         "request"
     );
     response.map(Full::new)
+}
+
+/// Formats `now` as an HTTP date (RFC 9110, section 5.6.7), such as
+/// `Thu, 01 Jan 2026 00:00:00 GMT`.
+fn http_date(now: Timestamp) -> http::HeaderValue {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+    http::HeaderValue::from_str(&httpdate::fmt_http_date(time))
+        .expect("an HTTP date is a valid header value")
 }
 
 async fn respond<S, E>(
