@@ -209,6 +209,7 @@ impl Harness {
             .context("failed to create the directory of the API certificate")?;
         let certificate = ApiCertificate::generate(config.seed)?;
         let (cert_file, key_file) = certificate.write(files.path())?;
+        let api_ca_file = certificate.write_shared_ca()?;
 
         let mut sim = turmoil::Builder::new()
             .simulation_duration(config.max_duration)
@@ -241,7 +242,7 @@ impl Harness {
             crashed: Rc::new(RefCell::new(BTreeSet::new())),
             storages: Rc::new(storages),
             api_ca: Rc::new(certificate.cert_der),
-            api_ca_file: Rc::new(cert_file),
+            api_ca_file: Rc::new(api_ca_file),
             seed: config.seed,
             secondaries: config.secondaries,
         };
@@ -279,7 +280,8 @@ impl Harness {
     }
 
     /// Steps the simulation until every scenario host has finished, applying queued actions
-    /// between steps. Fails with the seed and the replay command when a scenario fails.
+    /// between steps, then records the wire digest of the nodes' streams in the trace. Fails
+    /// with the seed and the replay command when a scenario fails.
     pub fn run(&mut self) -> anyhow::Result<()> {
         loop {
             let finished = self
@@ -288,7 +290,11 @@ impl Harness {
                 .map_err(|error| self.failure(&error.to_string()));
             self.apply_actions();
             match finished {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    let (bytes, sha256) = self.streams.wire_digest();
+                    tracing::info!(bytes, sha256, "bytes carried by the nodes' streams");
+                    return Ok(());
+                }
                 Ok(false) => {}
                 Err(error) => return Err(error),
             }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use coffer_io::server::{Listener, Network};
+use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use turmoil::net::{TcpListener, TcpStream};
 
@@ -66,7 +67,8 @@ thread_local! {
         RefCell::new(Arc::new(StreamRegistry::default()));
 }
 
-/// The open streams of one simulation, by host and creation order, and the host being crashed.
+/// The open streams of one simulation, by host and creation order, the host being crashed,
+/// and a digest of every byte the streams carried.
 #[derive(Debug, Default)]
 pub struct StreamRegistry {
     state: Mutex<RegistryState>,
@@ -77,6 +79,15 @@ struct RegistryState {
     next_id: u64,
     open: BTreeMap<(IpAddr, u64), Weak<Mutex<Option<TcpStream>>>>,
     crashing: Option<IpAddr>,
+    wire: Sha256,
+    wire_bytes: u64,
+}
+
+/// The direction of bytes through a stream, as recorded in the wire digest.
+#[derive(Clone, Copy)]
+enum Direction {
+    Read = 0,
+    Written = 1,
 }
 
 impl StreamRegistry {
@@ -100,6 +111,26 @@ impl StreamRegistry {
             state.open.remove(&key);
         }
         result
+    }
+
+    /// Returns the number of bytes the registered streams read and wrote, and the SHA-256 of
+    /// those bytes, each chunk tagged with its stream and direction, hex-encoded.
+    pub fn wire_digest(&self) -> (u64, String) {
+        let state = self.lock();
+        (state.wire_bytes, hex::encode(state.wire.clone().finalize()))
+    }
+
+    fn record(&self, stream_id: u64, direction: Direction, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let mut state = self.lock();
+        state.wire.update(stream_id.to_le_bytes());
+        state.wire.update([direction as u8]);
+        state.wire.update(length.to_le_bytes());
+        state.wire.update(bytes);
+        state.wire_bytes += length;
     }
 
     fn lock(&self) -> MutexGuard<'_, RegistryState> {
@@ -192,7 +223,13 @@ impl AsyncRead for SimStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.poll_with(|stream| stream.poll_read(cx, buf))
+        let before = buf.filled().len();
+        let poll = self.poll_with(|stream| stream.poll_read(cx, buf));
+        if let Poll::Ready(Ok(())) = poll {
+            self.registry
+                .record(self.key.1, Direction::Read, &buf.filled()[before..]);
+        }
+        poll
     }
 }
 
@@ -202,7 +239,12 @@ impl AsyncWrite for SimStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_with(|stream| stream.poll_write(cx, buf))
+        let poll = self.poll_with(|stream| stream.poll_write(cx, buf));
+        if let Poll::Ready(Ok(written)) = poll {
+            self.registry
+                .record(self.key.1, Direction::Written, &buf[..written]);
+        }
+        poll
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
