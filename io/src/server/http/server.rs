@@ -389,11 +389,19 @@ mod tests {
     }
 
     async fn start_with_limits(tls: Option<TlsAcceptor>, limits: HttpLimits) -> TestServer {
+        start_with_environment(SystemEnvironment, tls, limits).await
+    }
+
+    async fn start_with_environment<E: Environment>(
+        environment: E,
+        tls: Option<TlsAcceptor>,
+        limits: HttpLimits,
+    ) -> TestServer {
         let core = Core::new(CoreConfig::default());
         let node = Node::start(
             core,
             MemStorage::new(),
-            SystemEnvironment,
+            environment,
             WriterLimits::default(),
         )
         .unwrap();
@@ -455,6 +463,38 @@ mod tests {
 
     fn json_body(response: &http::Response<Bytes>) -> Value {
         serde_json::from_slice(response.body()).unwrap()
+    }
+
+    /// The system environment with its clock stopped at 2026-01-01T00:00:00Z.
+    struct StoppedClock;
+
+    impl Environment for StoppedClock {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_secs(1_767_225_600)
+        }
+
+        fn rng_seed(&self) -> [u8; 32] {
+            SystemEnvironment.rng_seed()
+        }
+    }
+
+    #[test]
+    fn http_date_is_imf_fixdate() {
+        let date = http_date(Timestamp::from_secs(1_767_225_600));
+        assert_eq!(date, "Thu, 01 Jan 2026 00:00:00 GMT");
+    }
+
+    #[tokio::test]
+    async fn date_header_comes_from_environment() {
+        let server = start_with_environment(StoppedClock, None, HttpLimits::default()).await;
+        let response = send(server.addr, Method::GET, "/v1/sys/health", Vec::new()).await;
+        let dates: Vec<_> = response
+            .headers()
+            .get_all(http::header::DATE)
+            .iter()
+            .collect();
+        assert_eq!(dates, ["Thu, 01 Jan 2026 00:00:00 GMT"]);
+        server.stop().await;
     }
 
     #[tokio::test]
