@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio_rustls::TlsConnector;
 
 use crate::client::ApiClient;
-use crate::environment::{SimEnvironment, seeded_provider};
+use crate::environment::{SimEnvironment, seeded_crypto, seeded_provider};
 use crate::harness::CLUSTER_PORT;
 use crate::network::SimNetwork;
 
@@ -99,7 +99,8 @@ pub async fn connect_with_bundle(bundle: &BootstrapBundle, host: &str) -> anyhow
 /// extension when empty), without checking the server's certificate, and returns the
 /// handshake's error.
 pub async fn connect_with_alpn(host: &str, alpn: &[&[u8]]) -> anyhow::Result<()> {
-    let mut config = ClientConfig::builder_with_provider(seeded_provider())
+    let crypto = seeded_crypto();
+    let mut config = ClientConfig::builder_with_details(crypto.provider, crypto.time)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))

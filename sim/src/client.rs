@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio_rustls::TlsConnector;
 use turmoil::net::TcpStream;
 
-use crate::environment::seeded_provider;
+use crate::environment::seeded_crypto;
 
 /// The API port of every simulated node.
 pub const API_PORT: u16 = 8200;
@@ -61,7 +61,9 @@ impl ApiClient {
         roots
             .add(CertificateDer::from(ca_der.to_vec()))
             .context("the API certificate is not a valid trust anchor")?;
-        let config = ClientConfig::builder_with_provider(seeded_provider())
+        // The simulated clock also sets the ticket age that a resumed handshake sends.
+        let crypto = seeded_crypto();
+        let config = ClientConfig::builder_with_details(crypto.provider, crypto.time)
             .with_safe_default_protocol_versions()
             .context("ring supports no default TLS version")?
             .with_root_certificates(roots)

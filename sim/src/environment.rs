@@ -13,6 +13,8 @@ use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom};
 use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
 
+use crate::key_exchange::SEEDED_X25519;
+
 /// The wall-clock reading at the start of every simulation: 2026-01-01T00:00:00Z.
 pub const SIM_EPOCH: Timestamp = Timestamp::from_secs(1_767_225_600);
 
@@ -33,13 +35,18 @@ pub fn seed_tls_random(seed: u64) {
     TLS_RANDOM.with(|rng| *rng.borrow_mut() = ChaCha20Rng::seed_from_u64(seed ^ 0x746c_7372));
 }
 
+/// Runs `draw` on the thread's seeded stream that rustls draws from.
+pub(crate) fn with_tls_random<R>(draw: impl FnOnce(&mut ChaCha20Rng) -> R) -> R {
+    TLS_RANDOM.with(|rng| draw(&mut rng.borrow_mut()))
+}
+
 /// rustls's random source, drawn from the thread's seeded ChaCha20 stream.
 #[derive(Debug)]
 struct SeededRandom;
 
 impl SecureRandom for SeededRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
-        TLS_RANDOM.with(|rng| rng.borrow_mut().fill_bytes(buf));
+        with_tls_random(|rng| rng.fill_bytes(buf));
         Ok(())
     }
 }
@@ -58,13 +65,24 @@ impl TimeProvider for SimTime {
     }
 }
 
-/// Returns ring's provider with its random source replaced by the seeded one. Key exchange
-/// still draws ephemeral keys from ring's own source, which changes bytes but not sizes.
+/// Returns ring's provider with its random source replaced by the seeded one and X25519 with
+/// seeded ephemeral keys as its only key-exchange group, so that every byte of a handshake
+/// repeats with the seed.
 pub fn seeded_provider() -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
         secure_random: &SEEDED_RANDOM,
+        kx_groups: vec![SEEDED_X25519],
         ..rustls::crypto::ring::default_provider()
     })
+}
+
+/// Returns the seeded provider and the simulated clock, the TLS crypto of every simulated
+/// node and client.
+pub fn seeded_crypto() -> TlsCrypto {
+    TlsCrypto {
+        provider: seeded_provider(),
+        time: Arc::new(SimTime),
+    }
 }
 
 /// One simulated node's environment: simulated time, and RNG seeds from a ChaCha20 stream
@@ -104,9 +122,6 @@ impl Environment for SimEnvironment {
     }
 
     fn tls_crypto(&self) -> TlsCrypto {
-        TlsCrypto {
-            provider: seeded_provider(),
-            time: Arc::new(SimTime),
-        }
+        seeded_crypto()
     }
 }

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::client::{API_PORT, ApiClient};
 use crate::environment::{SimEnvironment, seed_tls_random};
-use crate::network::SimNetwork;
+use crate::network::{SimNetwork, StreamRegistry};
 use crate::pki::ApiCertificate;
 use crate::trace::Trace;
 
@@ -190,6 +190,7 @@ pub struct Harness {
     control: Control,
     trace: Trace,
     config: SimConfig,
+    streams: Arc<StreamRegistry>,
     _trace_guard: tracing::subscriber::DefaultGuard,
     _files: tempfile::TempDir,
 }
@@ -201,12 +202,14 @@ impl Harness {
         let trace = Trace::default();
         let trace_guard = trace.install();
         seed_tls_random(config.seed);
+        let streams = StreamRegistry::install();
         let files = tempfile::Builder::new()
             .prefix("coffer-sim-")
             .tempdir()
             .context("failed to create the directory of the API certificate")?;
         let certificate = ApiCertificate::generate(config.seed)?;
         let (cert_file, key_file) = certificate.write(files.path())?;
+        let api_ca_file = certificate.write_shared_ca()?;
 
         let mut sim = turmoil::Builder::new()
             .simulation_duration(config.max_duration)
@@ -239,7 +242,7 @@ impl Harness {
             crashed: Rc::new(RefCell::new(BTreeSet::new())),
             storages: Rc::new(storages),
             api_ca: Rc::new(certificate.cert_der),
-            api_ca_file: Rc::new(cert_file),
+            api_ca_file: Rc::new(api_ca_file),
             seed: config.seed,
             secondaries: config.secondaries,
         };
@@ -248,6 +251,7 @@ impl Harness {
             control,
             trace,
             config,
+            streams,
             _trace_guard: trace_guard,
             _files: files,
         })
@@ -276,7 +280,8 @@ impl Harness {
     }
 
     /// Steps the simulation until every scenario host has finished, applying queued actions
-    /// between steps. Fails with the seed and the replay command when a scenario fails.
+    /// between steps, then records the wire digest of the nodes' streams in the trace. Fails
+    /// with the seed and the replay command when a scenario fails.
     pub fn run(&mut self) -> anyhow::Result<()> {
         loop {
             let finished = self
@@ -285,7 +290,11 @@ impl Harness {
                 .map_err(|error| self.failure(&error.to_string()));
             self.apply_actions();
             match finished {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    let (bytes, sha256) = self.streams.wire_digest();
+                    tracing::info!(bytes, sha256, "bytes carried by the nodes' streams");
+                    return Ok(());
+                }
                 Ok(false) => {}
                 Err(error) => return Err(error),
             }
@@ -307,8 +316,15 @@ impl Harness {
         loop {
             let action = self.control.actions.borrow_mut().pop_front();
             match action {
-                Some(Action::Crash(host)) => self.sim.crash(host.as_str()),
-                Some(Action::Restart(host)) => self.sim.bounce(host.as_str()),
+                Some(Action::Crash(host)) => {
+                    let ip = self.sim.lookup(host.as_str());
+                    self.streams.run_crash(ip, || self.sim.crash(host.as_str()));
+                }
+                Some(Action::Restart(host)) => {
+                    let ip = self.sim.lookup(host.as_str());
+                    self.streams
+                        .run_crash(ip, || self.sim.bounce(host.as_str()));
+                }
                 Some(Action::Latency { a, b, max }) => {
                     self.sim
                         .set_link_max_message_latency(a.as_str(), b.as_str(), max);

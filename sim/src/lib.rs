@@ -12,6 +12,7 @@ pub mod environment;
 pub mod faults;
 pub mod harness;
 pub mod invariants;
+pub mod key_exchange;
 pub mod network;
 pub mod oracle;
 pub mod pki;

@@ -14,6 +14,7 @@ use coffer_core::replication::activation::PrivateKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rcgen::{CertificateParams, KeyPair, SanType, SerialNumber};
+use sha2::{Digest as _, Sha256};
 
 /// How many of turmoil's first host addresses (192.168.0.1 upwards) the certificate names.
 const NAMED_ADDRESSES: u8 = 40;
@@ -46,6 +47,26 @@ impl ApiCertificate {
             cert_pem: certificate.pem(),
             key_pem: key_pair.serialize_pem(),
         })
+    }
+
+    /// Writes the certificate as PEM into the system's temporary directory, under a name made
+    /// from its SHA-256, and returns the path. The path is the activations' `ca_file`, which
+    /// travels in a request body, so unlike a fresh temporary directory it repeats with the
+    /// seed and keeps the bytes on the wire equal. Runs with the same seed write the same
+    /// bytes, and the rename replaces the file at once, so concurrent runs can share it.
+    ///
+    /// NOTE: the file stays in the temporary directory after the run, one per seed.
+    pub fn write_shared_ca(&self) -> anyhow::Result<String> {
+        let digest = hex::encode(Sha256::digest(&self.cert_der));
+        let directory = std::env::temp_dir();
+        let path = directory.join(format!("coffer-sim-api-ca-{}.pem", &digest[..16]));
+        let mut file = tempfile::NamedTempFile::new_in(&directory)
+            .context("failed to create the shared API CA file")?;
+        std::io::Write::write_all(&mut file, self.cert_pem.as_bytes())
+            .context("failed to write the shared API CA file")?;
+        file.persist(&path)
+            .with_context(|| format!("failed to move the API CA file to {}", path.display()))?;
+        Ok(path.display().to_string())
     }
 
     /// Writes the certificate and key as PEM into `directory` and returns their paths.

@@ -17,8 +17,9 @@ pub trait Environment: Send + Sync + 'static {
     /// Draws a fresh seed for one request's `ChaCha20Rng`.
     fn rng_seed(&self) -> [u8; 32];
 
-    /// Returns the crypto provider and clock of the cluster port's TLS: ring and the system
-    /// clock unless an environment supplies its own.
+    /// Returns the crypto provider and clock of the node's TLS (the API listener, the cluster
+    /// port and the activation's unwrap request): ring and the system clock unless an
+    /// environment supplies its own.
     fn tls_crypto(&self) -> TlsCrypto {
         TlsCrypto::default()
     }

@@ -37,6 +37,7 @@ pub use http::{map_request, render_response};
 pub use net::{Listener, Network, TokioNetwork};
 pub use node::Node;
 
+use cluster::TlsCrypto;
 use config::{ListenerConfig, StorageConfig};
 use dev::DevOptions;
 use storage::{DEFAULT_MAP_SIZE, LmdbStorage, PinSnapshot};
@@ -484,7 +485,7 @@ async fn start_listener<S: Storage + 'static, E: Environment, N: Network>(
     stopped: &watch::Receiver<bool>,
     servers: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let tls = tls_acceptor(listener)?;
+    let tls = tls_acceptor(listener, &node.environment().tls_crypto())?;
     let bound = network
         .bind(listener.address)
         .await
@@ -505,7 +506,10 @@ async fn start_listener<S: Storage + 'static, E: Environment, N: Network>(
     Ok(())
 }
 
-fn tls_acceptor(listener: &ListenerConfig) -> anyhow::Result<Option<TlsAcceptor>> {
+fn tls_acceptor(
+    listener: &ListenerConfig,
+    crypto: &TlsCrypto,
+) -> anyhow::Result<Option<TlsAcceptor>> {
     if listener.tls_disable {
         return Ok(None);
     }
@@ -515,7 +519,7 @@ fn tls_acceptor(listener: &ListenerConfig) -> anyhow::Result<Option<TlsAcceptor>
             listener.address
         );
     };
-    let config = tls::server_config(cert, key)
+    let config = tls::server_config(cert, key, crypto)
         .with_context(|| format!("failed to load TLS for the listener {}", listener.address))?;
     Ok(Some(TlsAcceptor::from(config)))
 }

@@ -1,5 +1,5 @@
 //! TLS for the API listener: loading the PEM certificate chain and key into a rustls server
-//! configuration.
+//! configuration on the node's crypto provider and clock.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::cluster::TlsCrypto;
 
 /// An error loading a listener's TLS configuration. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +41,13 @@ pub enum TlsError {
     },
 }
 
-/// Builds the server configuration from PEM files, offering HTTP/2 and HTTP/1.1 by ALPN.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// Builds the server configuration from PEM files on `crypto`'s provider and clock, offering
+/// HTTP/2 and HTTP/1.1 by ALPN.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    crypto: &TlsCrypto,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert_file)?;
     let key = load_key(key_file)?;
     let rejected = |error| TlsError::Rejected {
@@ -48,8 +55,8 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
         key: key_file.to_owned(),
         error,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let provider = Arc::clone(&crypto.provider);
+    let mut config = ServerConfig::builder_with_details(provider, Arc::clone(&crypto.time))
         .with_safe_default_protocol_versions()
         .map_err(rejected)?
         .with_no_client_auth()
@@ -99,9 +106,13 @@ mod tests {
 
     #[test]
     fn missing_cert_file_is_named() {
-        let error = server_config(Path::new("/nonexistent/cert.pem"), Path::new("/k.pem"))
-            .unwrap_err()
-            .to_string();
+        let error = server_config(
+            Path::new("/nonexistent/cert.pem"),
+            Path::new("/k.pem"),
+            &TlsCrypto::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("/nonexistent/cert.pem"), "{error}");
     }
 
@@ -110,7 +121,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         std::fs::write(&cert, "not a certificate").unwrap();
-        let error = server_config(&cert, &cert).unwrap_err().to_string();
+        let error = server_config(&cert, &cert, &TlsCrypto::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("cert.pem"), "{error}");
         assert!(error.contains("no CERTIFICATE block"), "{error}");
     }

@@ -165,8 +165,10 @@ where
         } else {
             None
         };
+        let crypto = node.environment().tls_crypto();
+        let token = &request.token;
         let bundle_bytes =
-            unwrap_bundle(&self.network, &primary, &request.token, ca_pem.as_deref())
+            unwrap_bundle(&self.network, &primary, token, ca_pem.as_deref(), &crypto)
                 .await
                 .map_err(|error| {
                     let what = "unwrapping the activation token at the primary";
@@ -185,7 +187,6 @@ where
                 activate::activation_key(core, &mut ReadOnly(txn), &mut rng, &bundle)
             })??
         };
-        let crypto = node.environment().tls_crypto();
         let offer = probe::fetch_key_offer(&self.network, &bundle, &key, &crypto)
             .await
             .map_err(|error| {

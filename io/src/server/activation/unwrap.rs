@@ -19,6 +19,7 @@ use rustls::{ClientConfig, RootCertStore};
 use serde_json::Value;
 use tokio_rustls::TlsConnector;
 
+use crate::server::cluster::TlsCrypto;
 use crate::server::net::Network;
 
 /// How long connecting, the TLS handshake and the whole exchange may each take.
@@ -166,14 +167,15 @@ impl PrimaryApi {
 /// Sends `token` to the primary's `sys/wrapping/unwrap` and returns the bundle as JSON bytes.
 ///
 /// `ca_pem` is the operator's `ca_file` contents, trusted for the primary's API certificate;
-/// without it the system's roots are used.
+/// without it the system's roots are used. TLS runs on `crypto`'s provider and clock.
 pub async fn unwrap_bundle<N: Network>(
     network: &N,
     primary: &PrimaryApi,
     token: &Secret,
     ca_pem: Option<&[u8]>,
+    crypto: &TlsCrypto,
 ) -> Result<Vec<u8>, UnwrapError> {
-    let exchange = exchange(network, primary, token, ca_pem);
+    let exchange = exchange(network, primary, token, ca_pem, crypto);
     tokio::time::timeout(UNWRAP_TIMEOUT, exchange)
         .await
         .map_err(|_| UnwrapError::Unreachable {
@@ -187,9 +189,10 @@ async fn exchange<N: Network>(
     primary: &PrimaryApi,
     token: &Secret,
     ca_pem: Option<&[u8]>,
+    crypto: &TlsCrypto,
 ) -> Result<Vec<u8>, UnwrapError> {
     let connector = if primary.tls {
-        Some(tls_connector(ca_pem)?)
+        Some(tls_connector(ca_pem, crypto)?)
     } else {
         None
     };
@@ -224,7 +227,7 @@ async fn exchange<N: Network>(
     bundle_from(primary, status, &body)
 }
 
-fn tls_connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, UnwrapError> {
+fn tls_connector(ca_pem: Option<&[u8]>, crypto: &TlsCrypto) -> Result<TlsConnector, UnwrapError> {
     let mut roots = RootCertStore::empty();
     match ca_pem {
         Some(pem) => {
@@ -250,8 +253,8 @@ fn tls_connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, UnwrapError> {
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let provider = Arc::clone(&crypto.provider);
+    let config = ClientConfig::builder_with_details(provider, Arc::clone(&crypto.time))
         .with_safe_default_protocol_versions()
         .map_err(|error| UnwrapError::CaFile(error.to_string()))?
         .with_root_certificates(roots)
@@ -402,7 +405,9 @@ mod tests {
 
     #[test]
     fn ca_file_without_certificates_is_rejected() {
-        let error = tls_connector(Some(b"not a pem")).err().unwrap();
+        let error = tls_connector(Some(b"not a pem"), &TlsCrypto::default())
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
     }
 }

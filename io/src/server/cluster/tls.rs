@@ -53,11 +53,12 @@ pub const FORWARDING_ALPN: &[u8] = b"coffer-forwarding-v1";
 /// How long a peer has to complete the handshake, unless configured otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The cryptography and the clock that cluster TLS runs on.
+/// The cryptography and the clock that a node's TLS runs on: the API listener, the cluster
+/// port and the activation's unwrap request.
 ///
 /// Servers use [`TlsCrypto::default`]: ring and the system clock. A simulation supplies a
-/// provider with a seeded random source and its simulated clock, so that certificate validity
-/// is checked against simulated time.
+/// provider with seeded randomness and key exchange and its simulated clock, so that
+/// certificate validity is checked against simulated time.
 #[derive(Clone, Debug)]
 pub struct TlsCrypto {
     /// The rustls crypto provider.

@@ -5,9 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use coffer_core::Timestamp;
 use coffer_core::storage::Storage;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -129,15 +130,19 @@ pub async fn serve<S, E, L>(
     }
 }
 
+/// Builds the HTTP/1 and HTTP/2 connection settings. Hyper's own `Date` header reads the system
+/// clock, so it is off and [`handle`] sets `Date` from the node's environment.
 fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .auto_date_header(false)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout)
         .max_buf_size(limits.max_header_size.max(8192));
     builder
         .http2()
+        .auto_date_header(false)
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
     builder
@@ -242,6 +247,9 @@ where
     if method == http::Method::HEAD {
         *response.body_mut() = Bytes::new();
     }
+    response
+        .headers_mut()
+        .insert(http::header::DATE, http_date(node.environment().now()));
     // The path is logged without the query, and never the token or the body.
     tracing::debug!(
         %method,
@@ -251,6 +259,14 @@ where
         "request"
     );
     response.map(Full::new)
+}
+
+/// Formats `now` as an HTTP date (RFC 9110, section 5.6.7), such as
+/// `Thu, 01 Jan 2026 00:00:00 GMT`.
+fn http_date(now: Timestamp) -> http::HeaderValue {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+    http::HeaderValue::from_str(&httpdate::fmt_http_date(time))
+        .expect("an HTTP date is a valid header value")
 }
 
 async fn respond<S, E>(
@@ -373,11 +389,19 @@ mod tests {
     }
 
     async fn start_with_limits(tls: Option<TlsAcceptor>, limits: HttpLimits) -> TestServer {
+        start_with_environment(SystemEnvironment, tls, limits).await
+    }
+
+    async fn start_with_environment<E: Environment>(
+        environment: E,
+        tls: Option<TlsAcceptor>,
+        limits: HttpLimits,
+    ) -> TestServer {
         let core = Core::new(CoreConfig::default());
         let node = Node::start(
             core,
             MemStorage::new(),
-            SystemEnvironment,
+            environment,
             WriterLimits::default(),
         )
         .unwrap();
@@ -439,6 +463,38 @@ mod tests {
 
     fn json_body(response: &http::Response<Bytes>) -> Value {
         serde_json::from_slice(response.body()).unwrap()
+    }
+
+    /// The system environment with its clock stopped at 2026-01-01T00:00:00Z.
+    struct StoppedClock;
+
+    impl Environment for StoppedClock {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_secs(1_767_225_600)
+        }
+
+        fn rng_seed(&self) -> [u8; 32] {
+            SystemEnvironment.rng_seed()
+        }
+    }
+
+    #[test]
+    fn http_date_is_imf_fixdate() {
+        let date = http_date(Timestamp::from_secs(1_767_225_600));
+        assert_eq!(date, "Thu, 01 Jan 2026 00:00:00 GMT");
+    }
+
+    #[tokio::test]
+    async fn date_header_comes_from_environment() {
+        let server = start_with_environment(StoppedClock, None, HttpLimits::default()).await;
+        let response = send(server.addr, Method::GET, "/v1/sys/health", Vec::new()).await;
+        let dates: Vec<_> = response
+            .headers()
+            .get_all(http::header::DATE)
+            .iter()
+            .collect();
+        assert_eq!(dates, ["Thu, 01 Jan 2026 00:00:00 GMT"]);
+        server.stop().await;
     }
 
     #[tokio::test]
@@ -540,7 +596,8 @@ mod tests {
         let key_file = dir.join("key.pem");
         std::fs::write(&cert_file, certified.cert.pem()).unwrap();
         std::fs::write(&key_file, certified.key_pair.serialize_pem()).unwrap();
-        let config = crate::server::tls::server_config(&cert_file, &key_file).unwrap();
+        let crypto = crate::server::cluster::TlsCrypto::default();
+        let config = crate::server::tls::server_config(&cert_file, &key_file, &crypto).unwrap();
         (TlsAcceptor::from(config), certified.cert.der().clone())
     }
 
