@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::replication::message::Message;
 
 /// Protocol version carried in every frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Flag bit: more frames of the same message follow.
 pub const FLAG_MORE: u8 = 0b0000_0001;
 /// Size of a frame header in bytes.
@@ -361,12 +361,32 @@ mod tests {
                 prop::collection::vec(
                     (
                         any::<u16>(),
-                        prop::collection::vec((".*", any::<[u8; 32]>()), 0..3)
+                        prop::collection::vec((".*", any::<[u8; 32]>()), 0..3),
+                        prop::collection::vec(any::<u32>(), 0..3)
                     ),
                     0..3
                 )
             )
-                .prop_map(|(sync, buckets)| Message::BucketResponse { sync, buckets }),
+                .prop_map(|(sync, buckets)| Message::BucketResponse {
+                    sync,
+                    buckets: buckets
+                        .into_iter()
+                        .map(|(bucket, missing, unmatched)| {
+                            (
+                                bucket,
+                                crate::replication::message::BucketDelta { missing, unmatched },
+                            )
+                        })
+                        .collect(),
+                }),
+            (
+                any::<u64>(),
+                prop::collection::vec(
+                    (any::<u16>(), prop::collection::vec(any::<[u8; 8]>(), 0..3)),
+                    0..3
+                )
+            )
+                .prop_map(|(sync, buckets)| Message::BucketRequest { sync, buckets }),
             ".*".prop_map(|reason| Message::Goodbye { reason }),
             any::<u8>()
                 .prop_map(|seed| Message::KeyOffer(crate::replication::keys::sample_offer(seed))),

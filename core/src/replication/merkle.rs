@@ -28,6 +28,10 @@ pub type BucketId = u16;
 /// Members of one bucket: each key with its leaf hash, sorted by key.
 pub type Members = Vec<(String, Digest)>;
 
+/// A short digest of one bucket member, which a secondary sends in a Merkle diff in place of
+/// the member's key and leaf.
+pub type Fingerprint = [u8; 8];
+
 /// Returns the bucket that contains `key`.
 pub fn bucket_of(key: &str) -> BucketId {
     let digest = Sha256::digest(key.as_bytes());
@@ -47,6 +51,27 @@ pub fn leaf(key: &str, value: &[u8]) -> Digest {
     hasher.update(key.as_bytes());
     hasher.update(value);
     hasher.finalize().into()
+}
+
+/// Returns the fingerprint of the member `key` with `leaf` in Merkle sync `sync` of the
+/// snapshot with root `root`.
+///
+/// The sync and root salt every fingerprint, so a writer who picks keys and values cannot
+/// prepare two members with one fingerprint ahead of a sync. A collision that happens anyway
+/// (about one in 2^64 per pair of members) leaves the root unmatched, and the next sync has
+/// another salt.
+pub fn fingerprint(root: &Digest, sync: u64, key: &str, leaf: &Digest) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(b"coffer-member-v1");
+    hasher.update(root);
+    hasher.update(sync.to_be_bytes());
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(leaf);
+    let digest = hasher.finalize();
+    let mut short = [0u8; 8];
+    short.copy_from_slice(&digest[..8]);
+    short
 }
 
 /// Returns the hash of a bucket with these members.
@@ -115,7 +140,7 @@ pub(crate) fn record_key(prefix: &str, record: usize) -> String {
     format!("{prefix}/{record}")
 }
 
-/// Reads `count` digests stored under `prefix`; a missing record holds `empty` digests.
+/// Reads `count` digests stored under `prefix`. A missing record reads as `empty` digests.
 fn read_digests(
     txn: &dyn Transaction,
     prefix: &str,
@@ -414,7 +439,7 @@ mod tests {
         assert_eq!(root(&storage), empty);
     }
 
-    /// Every Merkle record with its value.
+    /// Returns every Merkle record with its value.
     fn records(storage: &MemStorage) -> BTreeMap<String, Vec<u8>> {
         storage
             .read(|txn| {
@@ -430,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn one_put_rewrites_one_record_of_its_page_and_of_the_root() {
+    fn put_rewrites_one_record_per_level() {
         let storage = MemStorage::new();
         let ops = (0..500)
             .map(|n| put(&format!("key-{n}"), "value"))

@@ -1,9 +1,11 @@
 //! The typed messages of the replication protocol. [`crate::replication::frame`] carries them.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::replication::keys::KeyOffer;
-use crate::replication::merkle::{BucketId, Members};
+use crate::replication::merkle::{BucketId, Fingerprint, Members};
 use crate::replication::position::{Digest, Position};
 use crate::replication::wal::Entry;
 
@@ -75,19 +77,20 @@ pub enum Message {
         /// Each page with its bucket hashes.
         pages: Vec<(u8, Vec<Digest>)>,
     },
-    /// Secondary to primary: members of some buckets, requested.
+    /// Secondary to primary: some differing buckets, each with the fingerprints of the
+    /// secondary's members in key order (see [`crate::replication::merkle::fingerprint`]).
     BucketRequest {
         /// Id of the sync.
         sync: u64,
-        /// Buckets requested.
-        buckets: Vec<BucketId>,
+        /// Each bucket with the secondary's member fingerprints.
+        buckets: Vec<(BucketId, Vec<Fingerprint>)>,
     },
-    /// Primary to secondary: keys with their leaf hashes in the requested buckets.
+    /// Primary to secondary: how each requested bucket differs.
     BucketResponse {
         /// Id of the sync.
         sync: u64,
-        /// Each bucket with its members.
-        buckets: Vec<(BucketId, Members)>,
+        /// Each bucket with its difference, in the order of the request.
+        buckets: Vec<(BucketId, BucketDelta)>,
     },
     /// Secondary to primary: values of some keys, requested.
     FetchKeys {
@@ -126,6 +129,42 @@ pub enum Message {
     /// Primary to secondary, after a valid `Hello` and before the primary's answer to it, and
     /// again after a rekey: the root key sealed to this secondary, with the barrier records.
     KeyOffer(KeyOffer),
+}
+
+/// The difference between the primary's members of one bucket and the fingerprints a
+/// secondary sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketDelta {
+    /// The primary's members whose fingerprints the secondary did not send, sorted by key.
+    pub missing: Members,
+    /// Positions, in the secondary's list, of the fingerprints the primary has no member for.
+    pub unmatched: Vec<u32>,
+}
+
+impl BucketDelta {
+    /// Compares the primary's `members` of a bucket with the secondary's fingerprints
+    /// `theirs`, each member fingerprinted by `print`.
+    pub fn between(
+        members: Members,
+        theirs: &[Fingerprint],
+        print: impl Fn(&str, &Digest) -> Fingerprint,
+    ) -> BucketDelta {
+        let prints: Vec<Fingerprint> = members.iter().map(|(key, leaf)| print(key, leaf)).collect();
+        let ours: BTreeSet<&Fingerprint> = prints.iter().collect();
+        let known: BTreeSet<&Fingerprint> = theirs.iter().collect();
+        let missing = members
+            .into_iter()
+            .zip(&prints)
+            .filter(|(_, print)| !known.contains(print))
+            .map(|(member, _)| member)
+            .collect();
+        let unmatched = (0u32..)
+            .zip(theirs)
+            .filter(|(_, print)| !ours.contains(print))
+            .map(|(position, _)| position)
+            .collect();
+        BucketDelta { missing, unmatched }
+    }
 }
 
 impl Message {

@@ -543,7 +543,7 @@ impl Cluster {
             match &message {
                 Message::KeyValues { values, .. } => self.traffic.keys_sent += values.len() as u64,
                 Message::BucketResponse { buckets, .. } => {
-                    let members: usize = buckets.iter().map(|(_, members)| members.len()).sum();
+                    let members: usize = buckets.iter().map(|(_, delta)| delta.missing.len()).sum();
                     self.traffic.members_sent += members as u64;
                 }
                 _ => {}

@@ -16,7 +16,7 @@ use coffer_core::replication::activation::{
     self, BootstrapBundle, Claims, ClaimsParams, ReplicationCa, token,
 };
 use coffer_core::replication::frame::{decode_frame, encode_message};
-use coffer_core::replication::message::{ErrorCode, Message};
+use coffer_core::replication::message::{BucketDelta, ErrorCode, Message};
 use coffer_core::replication::wal::{Entry, Op, Wal};
 use coffer_core::replication::{Epoch, Position};
 use coffer_core::storage::{MemStorage, Partition, Storage};
@@ -227,7 +227,20 @@ fn messages() -> Vec<(&'static str, Message)> {
             "bucket-response",
             Message::BucketResponse {
                 sync: 9,
-                buckets: vec![(17, vec![("logical/kv/app".into(), [7; 32])])],
+                buckets: vec![(
+                    17,
+                    BucketDelta {
+                        missing: vec![("logical/kv/app".into(), [7; 32])],
+                        unmatched: vec![0],
+                    },
+                )],
+            },
+        ),
+        (
+            "bucket-request",
+            Message::BucketRequest {
+                sync: 9,
+                buckets: vec![(17, vec![[3; 8], [4; 8]])],
             },
         ),
         (

@@ -2,8 +2,10 @@
 //! the snapshot pinned for the sync.
 
 use super::{Phase, PrimarySession, PrimaryView};
-use crate::replication::merkle::{BUCKETS_PER_PAGE, Merkle, PAGES};
-use crate::replication::message::{ErrorCode, Message};
+use crate::replication::merkle::{
+    BUCKETS_PER_PAGE, BucketId, Fingerprint, Merkle, PAGES, fingerprint,
+};
+use crate::replication::message::{BucketDelta, ErrorCode, Message};
 use crate::storage::{Partition, StorageError, Transaction};
 
 impl PrimarySession {
@@ -30,7 +32,7 @@ impl PrimarySession {
     pub(super) fn serve_buckets(
         &mut self,
         sync: u64,
-        buckets: &[u16],
+        buckets: &[(BucketId, Vec<Fingerprint>)],
         view: &PrimaryView<'_>,
     ) -> Result<(), StorageError> {
         let Some(snapshot) =
@@ -38,9 +40,14 @@ impl PrimarySession {
         else {
             return Ok(());
         };
+        let root = Merkle::root(snapshot)?;
         let mut answer = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            answer.push((*bucket, Merkle::bucket(snapshot, *bucket)?));
+        for (bucket, theirs) in buckets {
+            let members = Merkle::bucket(snapshot, *bucket)?;
+            let delta = BucketDelta::between(members, theirs, |key, leaf| {
+                fingerprint(&root, sync, key, leaf)
+            });
+            answer.push((*bucket, delta));
         }
         self.send(&Message::BucketResponse {
             sync,

@@ -8,8 +8,10 @@ use super::{Phase, Secondary, SecondaryEvent, SecondaryState, UNSYNCED_HASH};
 use crate::Timestamp;
 use crate::replication::apply::apply_ops;
 use crate::replication::live::SyncCounts;
-use crate::replication::merkle::{BUCKETS_PER_PAGE, BucketId, Members, Merkle, PAGES};
-use crate::replication::message::{ErrorCode, Message};
+use crate::replication::merkle::{
+    BUCKETS_PER_PAGE, BucketId, Fingerprint, Members, Merkle, PAGES, fingerprint,
+};
+use crate::replication::message::{BucketDelta, ErrorCode, Message};
 use crate::replication::position::{Digest, Position};
 use crate::replication::wal::{Op, Wal};
 use crate::storage::{StorageError, Transaction};
@@ -18,8 +20,8 @@ use crate::storage::{StorageError, Transaction};
 /// before the rest, so the node can always decrypt and route what it holds.
 const SYSTEM_PREFIXES: [&str; 2] = ["core/", "sys/"];
 
-/// Maximum number of buckets in one `BucketRequest`. With a million keys a bucket has about 15
-/// members, so a response stays near a megabyte.
+/// Maximum number of buckets in one `BucketRequest`. With two million keys a bucket has about
+/// 30 members, so a request carries about 250 KiB of fingerprints.
 const BUCKETS_PER_REQUEST: usize = 1024;
 
 /// Returns whether `key` is a system key, synced first.
@@ -302,8 +304,16 @@ impl Secondary {
             self.set_state(SecondaryState::MerkleSync, "differing keys found");
             return self.next_keys(now, txn);
         }
-        let buckets = in_flight.clone();
-        let sync = self.current_sync();
+        let requested = in_flight.clone();
+        let (sync, root) = (self.current_sync(), self.sync_root());
+        let mut buckets = Vec::with_capacity(requested.len());
+        for bucket in requested {
+            let prints: Vec<Fingerprint> = Merkle::bucket(txn, bucket)?
+                .iter()
+                .map(|(key, leaf)| fingerprint(&root, sync, key, leaf))
+                .collect();
+            buckets.push((bucket, prints));
+        }
         self.request(now, &Message::BucketRequest { sync, buckets });
         Ok(())
     }
@@ -311,7 +321,7 @@ impl Secondary {
     fn handle_buckets(
         &mut self,
         now: Timestamp,
-        buckets: Vec<(BucketId, Members)>,
+        buckets: Vec<(BucketId, BucketDelta)>,
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
         let Phase::Syncing(SyncProgress {
@@ -335,9 +345,16 @@ impl Secondary {
             return Ok(());
         }
         let mut found = Vec::new();
-        for (bucket, remote) in &buckets {
+        for (bucket, delta) in &buckets {
             let own = Merkle::bucket(txn, *bucket)?;
-            diff_members(&own, remote, &mut found);
+            if let Err(reason) = diff_members(&own, delta, &mut found) {
+                self.fail(
+                    now,
+                    ErrorCode::Protocol,
+                    format!("bucket {bucket:04x}: {reason}"),
+                );
+                return Ok(());
+            }
         }
         if let Phase::Syncing(SyncProgress {
             stage: Stage::Buckets { work, .. },
@@ -502,6 +519,14 @@ impl Secondary {
         }
     }
 
+    /// Returns the snapshot root of the running sync, which salts member fingerprints.
+    fn sync_root(&self) -> Digest {
+        match &self.phase {
+            Phase::Syncing(progress) => progress.root,
+            _ => Digest::default(),
+        }
+    }
+
     fn current_sync(&self) -> u64 {
         match &self.phase {
             Phase::Syncing(progress) => progress.sync,
@@ -515,46 +540,37 @@ impl Secondary {
     }
 }
 
-/// Adds the work that makes bucket `own` equal to `remote`: fetch what differs or is missing,
-/// delete what the primary lacks. Both lists are sorted by key.
-fn diff_members(own: &Members, remote: &Members, work: &mut Vec<Work>) {
-    let mut own = own.iter().peekable();
-    let mut remote = remote.iter().peekable();
-    loop {
-        let (key, delete) = match (own.peek(), remote.peek()) {
-            (None, None) => break,
-            (Some((key, _)), None) => (key.clone(), true),
-            (None, Some((key, _))) => (key.clone(), false),
-            (Some((own_key, own_leaf)), Some((remote_key, remote_leaf))) => {
-                match own_key.cmp(remote_key) {
-                    std::cmp::Ordering::Less => (own_key.clone(), true),
-                    std::cmp::Ordering::Greater => (remote_key.clone(), false),
-                    std::cmp::Ordering::Equal if own_leaf == remote_leaf => {
-                        own.next();
-                        remote.next();
-                        continue;
-                    }
-                    std::cmp::Ordering::Equal => (own_key.clone(), false),
-                }
-            }
-        };
-        advance_past(&mut own, &key);
-        advance_past(&mut remote, &key);
+/// Adds the work that makes bucket `own` equal to the primary's: fetch the members it
+/// reports missing, delete the unmatched ones it has no member of that key for. Fails when the
+/// delta names a position past the end of `own`.
+fn diff_members(own: &Members, delta: &BucketDelta, work: &mut Vec<Work>) -> Result<(), String> {
+    for (key, _) in &delta.missing {
         work.push(Work {
-            system_last: !is_system_key(&key),
-            key,
-            delete,
+            system_last: !is_system_key(key),
+            key: key.clone(),
+            delete: false,
         });
     }
-}
-
-fn advance_past<'a>(
-    members: &mut std::iter::Peekable<impl Iterator<Item = &'a (String, Digest)>>,
-    key: &str,
-) {
-    if members.peek().is_some_and(|(member, _)| member == key) {
-        members.next();
+    for position in &delta.unmatched {
+        let Some((key, _)) = usize::try_from(*position)
+            .ok()
+            .and_then(|position| own.get(position))
+        else {
+            return Err(format!(
+                "unmatched position {position} is past this node's {} members",
+                own.len()
+            ));
+        };
+        let replaced = delta.missing.iter().any(|(missing, _)| missing == key);
+        if !replaced {
+            work.push(Work {
+                system_last: !is_system_key(key),
+                key: key.clone(),
+                delete: true,
+            });
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -585,16 +601,74 @@ mod tests {
         assert_eq!(keys, vec!["core/keyring", "sys/policy/p", "a/x"]);
     }
 
+    fn print(key: &str, leaf: &Digest) -> Fingerprint {
+        fingerprint(&[9; 32], 4, key, leaf)
+    }
+
+    /// Returns the steps that make `own` equal to `remote`, through the fingerprint exchange.
+    fn steps(own: &Members, remote: &Members) -> Vec<(String, bool)> {
+        let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| print(key, leaf)).collect();
+        let delta = BucketDelta::between(remote.clone(), &theirs, print);
+        let mut work = Vec::new();
+        diff_members(own, &delta, &mut work).unwrap();
+        work.sort();
+        work.into_iter()
+            .map(|work| (work.key, work.delete))
+            .collect()
+    }
+
     #[test]
     fn member_diff_fetches_changed_and_deletes_missing() {
-        let own = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
-        let remote = vec![("b".to_owned(), [3; 32]), ("c".to_owned(), [4; 32])];
-        let mut work = Vec::new();
-        diff_members(&own, &remote, &mut work);
-        let steps: Vec<(&str, bool)> = work
-            .iter()
-            .map(|work| (work.key.as_str(), work.delete))
-            .collect();
-        assert_eq!(steps, vec![("a", true), ("b", false), ("c", false)]);
+        let own = vec![
+            ("a".to_owned(), [1; 32]),
+            ("b".to_owned(), [2; 32]),
+            ("d".to_owned(), [5; 32]),
+        ];
+        let remote = vec![
+            ("b".to_owned(), [3; 32]),
+            ("c".to_owned(), [4; 32]),
+            ("d".to_owned(), [5; 32]),
+        ];
+        let expected = vec![
+            ("a".to_owned(), true),
+            ("b".to_owned(), false),
+            ("c".to_owned(), false),
+        ];
+        assert_eq!(steps(&own, &remote), expected);
+    }
+
+    #[test]
+    fn member_diff_of_equal_buckets_is_empty() {
+        let own: Members = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
+        assert!(steps(&own, &own).is_empty());
+    }
+
+    #[test]
+    fn delta_lists_only_differing_members() {
+        let own = [("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
+        let remote = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [7; 32])];
+        let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| print(key, leaf)).collect();
+        let delta = BucketDelta::between(remote, &theirs, print);
+        assert_eq!(delta.missing, vec![("b".to_owned(), [7; 32])]);
+        assert_eq!(delta.unmatched, vec![1]);
+    }
+
+    #[test]
+    fn member_diff_rejects_position_past_the_bucket() {
+        let own = vec![("a".to_owned(), [1; 32])];
+        let delta = BucketDelta {
+            missing: Vec::new(),
+            unmatched: vec![1],
+        };
+        let error = diff_members(&own, &delta, &mut Vec::new()).unwrap_err();
+        assert!(error.contains("position 1"), "{error}");
+    }
+
+    #[test]
+    fn fingerprint_depends_on_sync_and_root() {
+        let leaf = [1; 32];
+        let base = fingerprint(&[9; 32], 4, "a", &leaf);
+        assert_ne!(base, fingerprint(&[9; 32], 5, "a", &leaf));
+        assert_ne!(base, fingerprint(&[8; 32], 4, "a", &leaf));
     }
 }

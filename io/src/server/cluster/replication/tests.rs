@@ -394,7 +394,7 @@ fn keys_of(message: &Message) -> Vec<String> {
         Message::KeyValues { values, .. } => values.iter().map(|(key, _)| key.clone()).collect(),
         Message::BucketResponse { buckets, .. } => buckets
             .iter()
-            .flat_map(|(_, members)| members.iter().map(|(key, _)| key.clone()))
+            .flat_map(|(_, delta)| delta.missing.iter().map(|(key, _)| key.clone()))
             .collect(),
         _ => Vec::new(),
     }
