@@ -170,6 +170,28 @@ impl<N: Network + Clone> ForwardClient<N> {
                 });
             }
         };
+        let address = connection.address.to_string();
+        // Waiting for a slot says nothing about the connection, so only the deadline bounds it.
+        let slot = tokio::time::timeout_at(deadline, Arc::clone(&connection.slots).acquire_owned());
+        let _slot: OwnedSemaphorePermit = match slot.await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => {
+                return Err(AttemptError {
+                    address,
+                    cause: "the connection closed".to_owned(),
+                });
+            }
+            Err(_) => {
+                return Err(AttemptError {
+                    address,
+                    cause: format!(
+                        "{} forwards were in flight until the {}ms deadline",
+                        self.limits.max_in_flight,
+                        self.limits.deadline.as_millis()
+                    ),
+                });
+            }
+        };
         let started = Instant::now();
         let give_up = (started + self.limits.attempt_timeout).min(deadline);
         match tokio::time::timeout_at(give_up, self.exchange(&connection, request)).await {
@@ -177,7 +199,7 @@ impl<N: Network + Clone> ForwardClient<N> {
             Err(_) => {
                 self.drop_connection(&connection).await;
                 Err(AttemptError {
-                    address: connection.address.to_string(),
+                    address,
                     cause: format!(
                         "no response within {}ms, so the connection was closed",
                         (Instant::now() - started).as_millis()
@@ -187,7 +209,7 @@ impl<N: Network + Clone> ForwardClient<N> {
         }
     }
 
-    /// Sends `request` on `connection` and waits for its response.
+    /// Sends `request` on `connection`, holding one of its slots, and waits for its response.
     async fn exchange(
         &self,
         connection: &Arc<Connection>,
@@ -198,10 +220,6 @@ impl<N: Network + Clone> ForwardClient<N> {
             address: address.clone(),
             cause: cause.to_owned(),
         };
-        let _slot: OwnedSemaphorePermit = Arc::clone(&connection.slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| lost("the connection closed"))?;
         let (reply, answer) = oneshot::channel();
         lock(&connection.pending).insert(request.request_id.clone(), reply);
         if connection.outgoing.send(request.clone()).await.is_err() {

@@ -427,3 +427,56 @@ async fn silent_attempt_is_retried_on_new_connection() {
     let _ = listening.stop.send(());
     listening.task.await.unwrap();
 }
+
+/// Responds to every request after `delay`, counting the requests.
+struct Slow {
+    delay: Duration,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl ForwardExecutor for Slow {
+    async fn execute(&self, _secondary_id: &str, request: ForwardedRequest) -> ForwardedAnswer {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        ForwardedAnswer {
+            request_id: request.request_id,
+            result: ForwardedResult::NoContent,
+            position: None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slot_wait_is_not_an_attempt_timeout() {
+    let mut cluster = TestCluster::new(307);
+    let east = cluster.secondary("east");
+    let executor = Arc::new(Slow {
+        delay: Duration::from_millis(200),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let listening = listen(&cluster, Arc::clone(&executor)).await;
+    let limits = ClientLimits {
+        frames: frames(),
+        max_in_flight: 1,
+        deadline: Duration::from_secs(3),
+        attempt_timeout: Duration::from_millis(300),
+        backoff: Duration::from_millis(50),
+        ..ClientLimits::default()
+    };
+    let client = ForwardClient::new(TokioNetwork, east.connector(), vec![listening.addr], limits);
+
+    // The second request waits about 200 ms for the only slot, then 200 ms for its response.
+    let (first, second) = tokio::join!(
+        client.send(kv_put("req-1", &["root"])),
+        client.send(kv_put("req-2", &["root"])),
+    );
+    assert_eq!(first.unwrap().request_id, "req-1");
+    assert_eq!(second.unwrap().request_id, "req-2");
+    assert_eq!(
+        executor.calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a request was sent again"
+    );
+    let _ = listening.stop.send(());
+    listening.task.await.unwrap();
+}
