@@ -5,12 +5,11 @@
 //! turmoil applies `partition`, `hold`, `repair` and latency to a whole host pair, and the
 //! secondary's replication session and its forwarding connection both run from `secondary-1`
 //! to the primary's cluster port. So no fault here reaches the forwarding connection alone.
-//! Every fault also stalls the replication session, which recovers through its heartbeat
-//! timeout, and the secondary's wait for the write's WAL index may time out with a warning.
 //! turmoil's TCP does not retransmit, so a segment dropped by a partition, or held and then
-//! dropped by `repair`, stalls its connection for good. Only the forwarding client's attempt
-//! timeout gets the write through, by closing that connection and sending the same request id
-//! on a new one.
+//! dropped by `repair`, stalls its connection for good. A stalled replication session recovers
+//! through its heartbeat timeout, and until then the secondary's wait for the write's WAL index
+//! may time out with a warning. A stalled forwarding connection is closed by the forwarding
+//! client's attempt timeout, which then sends the same request id on a new one.
 //!
 //! What stays meaningful despite the shared pair, and is checked: how often the primary ran
 //! the request id (its `forwarded request` log lines), the KV v2 version numbers on the
