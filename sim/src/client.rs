@@ -20,16 +20,19 @@ use crate::environment::seeded_crypto;
 /// The API port of every simulated node.
 pub const API_PORT: u16 = 8200;
 
-/// How long a request may take before the client gives up on it.
+/// How long a request may take before the client gives up on it, unless
+/// [`ApiClient::with_timeout`] sets another bound.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A response's status and JSON body (`Value::Null` for an empty body).
+/// A response's status, JSON body (`Value::Null` for an empty body) and `X-Vault-Index`.
 #[derive(Clone, Debug)]
 pub struct ApiResponse {
     /// The HTTP status code.
     pub status: u16,
     /// The parsed body.
     pub body: Value,
+    /// The `X-Vault-Index` header, which a response to a write carries.
+    pub index: Option<String>,
 }
 
 impl ApiResponse {
@@ -51,6 +54,8 @@ impl ApiResponse {
 pub struct ApiClient {
     host: String,
     token: String,
+    index: Option<String>,
+    timeout: Duration,
     connector: TlsConnector,
 }
 
@@ -71,6 +76,8 @@ impl ApiClient {
         Ok(ApiClient {
             host: host.to_owned(),
             token: String::new(),
+            index: None,
+            timeout: REQUEST_TIMEOUT,
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
@@ -79,6 +86,23 @@ impl ApiClient {
     pub fn with_token(&self, token: &str) -> ApiClient {
         ApiClient {
             token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Returns a client that sends `index` as `X-Vault-Index`, so the node waits for that state
+    /// before it responds.
+    pub fn with_index(&self, index: &str) -> ApiClient {
+        ApiClient {
+            index: Some(index.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Returns a client that waits up to `timeout` for each response.
+    pub fn with_timeout(&self, timeout: Duration) -> ApiClient {
+        ApiClient {
+            timeout,
             ..self.clone()
         }
     }
@@ -103,7 +127,8 @@ impl ApiClient {
         self.send(Method::DELETE, path, None).await
     }
 
-    /// Sends one request and waits for its response, at most [`REQUEST_TIMEOUT`].
+    /// Sends one request and waits for its response, at most [`REQUEST_TIMEOUT`] or the bound
+    /// that [`ApiClient::with_timeout`] set.
     pub async fn send(
         &self,
         method: Method,
@@ -111,7 +136,7 @@ impl ApiClient {
         body: Option<&Value>,
     ) -> anyhow::Result<ApiResponse> {
         let exchange = self.exchange(method.clone(), path, body);
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let result = tokio::time::timeout(self.timeout, exchange)
             .await
             .with_context(|| format!("{method} {path} on {} timed out", self.host))
             .and_then(|result| result);
@@ -158,11 +183,19 @@ impl ApiClient {
         if !self.token.is_empty() {
             request = request.header("X-Vault-Token", &self.token);
         }
+        if let Some(index) = &self.index {
+            request = request.header("X-Vault-Index", index);
+        }
         let response = sender
             .send_request(request.body(Full::new(payload))?)
             .await
             .context("the request failed")?;
         let status = response.status().as_u16();
+        let index = response
+            .headers()
+            .get("x-vault-index")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let bytes = response
             .into_body()
             .collect()
@@ -175,6 +208,10 @@ impl ApiClient {
         } else {
             serde_json::from_slice(&bytes).context("the response body is not JSON")?
         };
-        Ok(ApiResponse { status, body })
+        Ok(ApiResponse {
+            status,
+            body,
+            index,
+        })
     }
 }

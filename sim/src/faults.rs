@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
+use crate::failover::{Leadership, fail_over};
 use crate::harness::{Control, DEFAULT_MAX_LATENCY, PRIMARY};
 use crate::set::ReplicaSet;
 
@@ -21,6 +22,9 @@ pub enum Fault {
     Bounce { host: String },
     /// Messages between `a` and `b` take up to `max` to arrive.
     Latency { a: String, b: String, max: Duration },
+    /// The primary role moves to `new_primary`. An unplanned failover leaves the old primary
+    /// isolated and accepting writes for the fault's duration before it is fenced.
+    Failover { new_primary: String, planned: bool },
 }
 
 /// A fault and when it starts and ends, relative to the start of the faulty phase.
@@ -79,9 +83,38 @@ pub fn draw_schedule(
     schedule
 }
 
+/// Draws one failover to a random secondary of `hosts` (the primary first) in the middle half
+/// of `phase`, so the workload writes both before and after it. An unplanned failover isolates
+/// the old primary for 1 to 6 s after the promotion.
+pub fn draw_failover(
+    rng: &mut ChaCha20Rng,
+    hosts: &[String],
+    phase: Duration,
+    planned: bool,
+) -> ScheduledFault {
+    let phase_ms = u64::try_from(phase.as_millis()).unwrap_or(u64::MAX).max(4);
+    let at = Duration::from_millis(rng.gen_range(phase_ms / 4..phase_ms * 3 / 4));
+    let duration = Duration::from_millis(rng.gen_range(1000..6000));
+    let new_primary = hosts[rng.gen_range(1..hosts.len())].clone();
+    ScheduledFault {
+        at,
+        duration,
+        fault: Fault::Failover {
+            new_primary,
+            planned,
+        },
+    }
+}
+
 /// Injects `schedule`, then ends every fault that is still on: heals the links, restores the
-/// latency, restarts the stopped hosts and unseals every host.
-pub async fn inject(control: &Control, set: &ReplicaSet, schedule: Vec<ScheduledFault>) {
+/// latency, restarts the stopped hosts and unseals every host. Fails when a failover could not
+/// be completed; the other faults cannot fail.
+pub async fn inject(
+    control: &Control,
+    set: &ReplicaSet,
+    leadership: &Leadership,
+    schedule: Vec<ScheduledFault>,
+) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for scheduled in schedule {
@@ -89,17 +122,29 @@ pub async fn inject(control: &Control, set: &ReplicaSet, schedule: Vec<Scheduled
         tracing::info!(fault = ?scheduled.fault, duration_ms = scheduled.duration.as_millis() as u64, "fault starts");
         let control = control.clone();
         let set = set.clone();
+        let leadership = leadership.clone();
         tasks.push(tokio::task::spawn_local(async move {
-            run_fault(&control, &set, &scheduled).await;
+            run_fault(&control, &set, &leadership, &scheduled).await
         }));
     }
+    let mut failed = None;
     for task in tasks {
-        let _ = task.await;
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failed = Some(error),
+            Err(error) => failed = Some(anyhow::anyhow!("a fault task failed: {error}")),
+        }
     }
     heal_all(control, set).await;
+    failed.map_or(Ok(()), Err)
 }
 
-async fn run_fault(control: &Control, set: &ReplicaSet, scheduled: &ScheduledFault) {
+async fn run_fault(
+    control: &Control,
+    set: &ReplicaSet,
+    leadership: &Leadership,
+    scheduled: &ScheduledFault,
+) -> anyhow::Result<()> {
     match &scheduled.fault {
         Fault::Partition { a, b } => {
             turmoil::partition(a.as_str(), b.as_str());
@@ -127,8 +172,23 @@ async fn run_fault(control: &Control, set: &ReplicaSet, scheduled: &ScheduledFau
             tokio::time::sleep(scheduled.duration).await;
             control.set_latency(a, b, DEFAULT_MAX_LATENCY).await;
         }
+        Fault::Failover {
+            new_primary,
+            planned,
+        } => {
+            fail_over(
+                control,
+                set,
+                leadership,
+                new_primary,
+                *planned,
+                scheduled.duration,
+            )
+            .await?;
+        }
     }
     tracing::info!(fault = ?scheduled.fault, "fault ends");
+    Ok(())
 }
 
 /// Ends every fault: all links repaired and released, latency restored, every host running

@@ -9,6 +9,7 @@
 pub mod attack;
 pub mod client;
 pub mod environment;
+pub mod failover;
 pub mod faults;
 pub mod harness;
 pub mod invariants;

@@ -1,15 +1,16 @@
 //! One randomized run: a replica set, a workload and a fault schedule drawn from the seed, a
-//! faulty phase, then a quiet phase in which the invariants must hold.
+//! faulty phase with one failover in it, then a quiet phase in which the invariants must hold.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::faults::{ScheduledFault, draw_schedule, inject};
+use crate::failover::{Leadership, all_nodes};
+use crate::faults::{ScheduledFault, draw_failover, draw_schedule, inject};
 use crate::harness::{Control, Harness, PRIMARY, SimConfig};
 use crate::invariants::{no_local_state_replicated, no_plaintext_in_storage, no_secret_in_trace};
 use crate::oracle::{Oracle, body_of, outcome_of};
-use crate::set::{ReplicaSet, mount_app, wait_converged};
+use crate::set::{ReplicaSet, mount_app, wait_converged_to};
 
 /// How long faults are injected.
 pub const FAULTY_PHASE: Duration = Duration::from_secs(30);
@@ -45,10 +46,16 @@ pub fn run_seed(seed: u64, secondaries: usize) -> anyhow::Result<RunReport> {
     let mut harness = Harness::new(config)?;
     let control = harness.control();
     let schedule = {
-        let mut rng = control.rng(1);
-        let mut hosts = vec![PRIMARY.to_owned()];
-        hosts.extend(control.secondaries());
-        draw_schedule(&mut rng, &hosts, FAULTY_PHASE)
+        let hosts = all_nodes(&control);
+        let mut schedule = draw_schedule(&mut control.rng(1), &hosts, FAULTY_PHASE);
+        // The failover comes from a stream of its own, so the other faults of a seed stay
+        // what they were before failovers were added. Even seeds plan it and odd seeds lose
+        // their primary, so the default seeds 1 to 3 run both kinds.
+        let planned = seed % 2 == 0;
+        let failover = draw_failover(&mut control.rng(4), &hosts, FAULTY_PHASE, planned);
+        schedule.push(failover);
+        schedule.sort_by_key(|scheduled| scheduled.at);
+        schedule
     };
     let faults = schedule.len();
     let outcome = std::rc::Rc::new(std::cell::RefCell::new(None));
@@ -82,13 +89,14 @@ async fn scenario(
     schedule: Vec<ScheduledFault>,
 ) -> anyhow::Result<(usize, Vec<String>)> {
     let set = ReplicaSet::establish(control).await?;
-    let primary = set.root_api(control, PRIMARY);
-    mount_app(&primary).await?;
+    mount_app(&set.root_api(control, PRIMARY)).await?;
 
+    let leadership = Leadership::default();
     let faults = tokio::task::spawn_local({
         let control = control.clone();
         let set = set.clone();
-        async move { inject(&control, &set, schedule).await }
+        let leadership = leadership.clone();
+        async move { inject(&control, &set, &leadership, schedule).await }
     });
     let mut oracle = Oracle::default();
     let mut rng = control.rng(2);
@@ -101,31 +109,39 @@ async fn scenario(
             control.seed(),
             rng.r#gen::<u64>()
         );
+        let leader = leadership.leader();
+        let primary = set.root_api(control, &leader);
         let result = primary.post(&key, &body_of(&value)).await;
-        oracle.record(&key, &value, outcome_of(&result));
+        oracle.record(&key, &value, outcome_of(&leader, &result));
         // One write in four deletes an earlier key.
         if number > 0 && rng.gen_range(0..4) == 0 {
             let earlier = format!("app/key-{}", rng.gen_range(0..number));
             let result = primary.delete(&earlier).await;
-            oracle.record_delete(&earlier, outcome_of(&result));
+            oracle.record_delete(&earlier, outcome_of(&leader, &result));
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..pause_ms * 2))).await;
     }
     faults
         .await
-        .map_err(|error| anyhow::anyhow!("the fault task failed: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("the fault task failed: {error}"))??;
 
-    wait_converged(control, CONVERGENCE_BOUND).await?;
-    oracle.check(&primary).await?;
-    for host in control.secondaries() {
-        oracle.check(&set.root_api(control, &host)).await?;
+    // What an old primary acknowledged past the fork point is not in the new primary's
+    // history, and its reconciliation sets it aside in a quarantine.
+    for promotion in leadership.promotions() {
+        let discarded = oracle.discard_after(&promotion.old, promotion.fork);
+        tracing::info!(old = %promotion.old, fork = promotion.fork, discarded, "writes discarded by the promotion");
     }
-    let mut hosts = vec![PRIMARY.to_owned()];
-    hosts.extend(control.secondaries());
+    let leader = leadership.leader();
+    let followers = leadership.followers(control);
+    wait_converged_to(control, &leader, &followers, CONVERGENCE_BOUND).await?;
+    let hosts = all_nodes(control);
+    for host in &hosts {
+        oracle.check(&set.root_api(control, host)).await?;
+    }
     let mut secrets = oracle.values();
     secrets.push(set.root.clone());
     no_plaintext_in_storage(control, &hosts, &secrets)?;
-    no_local_state_replicated(control, PRIMARY, &control.secondaries())?;
+    no_local_state_replicated(control, &leader, &followers)?;
     Ok((oracle.acknowledged(), secrets))
 }
 

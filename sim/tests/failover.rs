@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use sim::failover::update_primary;
 use sim::set::{
     ReplicaSet, expect_ok, mount_app, performance_status, wait_converged, wait_converged_to,
 };
@@ -49,26 +50,7 @@ async fn follow_new_primary(
     host: &str,
     id: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let issued = set
-        .root_api(control, NEW_PRIMARY)
-        .post(
-            "sys/replication/performance/primary/secondary-token",
-            &json!({ "id": id }),
-        )
-        .await?;
-    expect_ok(&issued, "secondary-token on the new primary")?;
-    let token = issued.body["wrap_info"]["token"]
-        .as_str()
-        .unwrap_or_default();
-    let moved = set
-        .root_api(control, host)
-        .post(
-            "sys/replication/performance/secondary/update-primary",
-            &json!({ "token": token, "ca_file": control.api_ca_file() }),
-        )
-        .await?;
-    expect_ok(&moved, &format!("update-primary on {host}"))?;
-    Ok(moved.body["data"].clone())
+    update_primary(control, set, NEW_PRIMARY, host, id).await
 }
 
 #[test]

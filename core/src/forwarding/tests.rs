@@ -129,6 +129,56 @@ fn secondary_blind_delete_becomes_forward() {
     assert!(matches!(node.run(&delete), Outcome::Forward(Some(_))));
 }
 
+/// Returns a node whose `secret/data/app` is at version 1.
+fn node_with_app_v1() -> Node {
+    let mut node = node_with_kv();
+    let written = node.root_request(
+        Operation::Update,
+        "secret/data/app",
+        json!({"data": {"k": "v1"}}),
+    );
+    node.ok(written);
+    node
+}
+
+#[test]
+fn secondary_stale_cas_write_becomes_forward() {
+    let mut node = node_with_app_v1();
+    node.core
+        .set_secondary_primary_addr(Some("https://127.0.0.1:8200".into()));
+    // This node has version 1; the primary may have version 2 already, so only the primary
+    // can tell whether cas=2 matches.
+    let ahead = node.root_request(
+        Operation::Update,
+        "secret/data/app",
+        json!({"options": {"cas": 2}, "data": {"k": "v3"}}),
+    );
+    assert!(matches!(node.run(&ahead), Outcome::Forward(Some(_))));
+    let patch = node.root_request(
+        Operation::Patch,
+        "secret/data/not-here-yet",
+        json!({"data": {"k": "v"}}),
+    );
+    assert!(matches!(node.run(&patch), Outcome::Forward(Some(_))));
+}
+
+#[test]
+fn primary_cas_mismatch_writes_nothing() {
+    let mut node = node_with_app_v1();
+    let before = node.storage.dump(Partition::Shared);
+    let mismatch = node.root_request(
+        Operation::Update,
+        "secret/data/app",
+        json!({"options": {"cas": 2}, "data": {"k": "v3"}}),
+    );
+    let Outcome::Error(error) = node.run(&mismatch) else {
+        panic!("a cas mismatch on the primary is an error");
+    };
+    assert_eq!(error.status(), 400);
+    assert!(message_of(&error).contains("check-and-set"), "{error}");
+    assert_eq!(node.storage.dump(Partition::Shared), before);
+}
+
 #[test]
 fn secondary_read_and_local_write_run_locally() {
     let mut node = node_with_kv();

@@ -68,7 +68,10 @@ pub(super) fn write(
     };
     let settings = Settings::load(location, view)?;
     let metadata = KeyMetadata::load(location, path, view)?;
-    check_cas(body, &settings, metadata.as_ref())?;
+    if let Err(error) = check_cas(body, &settings, metadata.as_ref()) {
+        let current = metadata.as_ref().map_or(0, |meta| meta.current_version);
+        return fail_after_write(error, current, path, location, view);
+    }
     let metadata = metadata.unwrap_or_else(|| KeyMetadata::new(now));
     store_version(now, data, metadata, &settings, path, location, view)
 }
@@ -88,7 +91,7 @@ pub(super) fn patch(
     };
     let settings = Settings::load(location, view)?;
     let Some(metadata) = KeyMetadata::load(location, path, view)? else {
-        return Err(Error::not_found());
+        return fail_after_write(Error::not_found(), 0, path, location, view);
     };
     let current = metadata.current_version;
     let live = metadata
@@ -96,9 +99,11 @@ pub(super) fn patch(
         .get(&current)
         .is_some_and(|meta| !meta.is_gone(now));
     if !live {
-        return Err(Error::not_found());
+        return fail_after_write(Error::not_found(), current, path, location, view);
     }
-    check_cas(body, &settings, Some(&metadata))?;
+    if let Err(error) = check_cas(body, &settings, Some(&metadata)) {
+        return fail_after_write(error, current, path, location, view);
+    }
     let mut data = Value::Object(load_version(location, path, current, view)?);
     merge_patch(&mut data, &Value::Object(patch));
     let Value::Object(data) = data else {
@@ -107,6 +112,24 @@ pub(super) fn patch(
         ));
     };
     store_version(now, data, metadata, &settings, path, location, view)
+}
+
+/// Returns `error` after a blind delete of version `current + 1` of `path`, which does not
+/// exist yet, so the delete changes nothing, and the handler's error drops it anyway.
+///
+/// The delete is there for a secondary, whose copy of `path` may lag the primary's. There it is
+/// a refused write to replicated data, so the request is forwarded. The primary then decides it
+/// on its current state, and this node returns no error drawn from stale state.
+fn fail_after_write(
+    error: Error,
+    current: u64,
+    path: &str,
+    location: &Location,
+    view: &mut SecureView<'_>,
+) -> Result<Response, Error> {
+    let next = version_key(location, path, current.saturating_add(1));
+    view.delete(location.partition, &next)?;
+    Err(error)
 }
 
 /// Enforces `options.cas` and the `cas_required` setting against the current version.

@@ -1,9 +1,12 @@
 //! The secondary's side of forwarding: one multiplexed mTLS connection to the primary's
 //! cluster port, opened on first use and again after it fails.
 //!
-//! A forward that loses its connection is sent again with the same request id after a short
+//! A forward that loses its connection, or gets no response within
+//! [`ClientLimits::attempt_timeout`], is sent again with the same request id after a short
 //! backoff, until [`ClientLimits::attempts`] or [`ClientLimits::deadline`] runs out. The
-//! primary's at-most-once executor makes these retries safe.
+//! primary's at-most-once executor makes these retries safe. A connection on which an attempt
+//! timed out is closed. TCP may keep a connection open for minutes after its peer or the path
+//! to it is gone, and every later forward on it would wait for its deadline too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +41,9 @@ pub struct ClientLimits {
     pub backoff: Duration,
     /// Maximum time from the first attempt to the response, after which the client gets 503.
     pub deadline: Duration,
+    /// Maximum time one attempt waits for the primary's response before the connection is
+    /// closed and the request is sent again on a new one.
+    pub attempt_timeout: Duration,
     /// Maximum time one connection attempt, TCP and TLS, may take.
     pub connect_timeout: Duration,
 }
@@ -53,6 +59,9 @@ impl Default for ClientLimits {
             attempts: 3,
             backoff: Duration::from_millis(200),
             deadline: Duration::from_secs(5),
+            // A forward usually returns within one round trip and one commit. With the 200 ms
+            // backoff this leaves room for all three attempts within the 5 s deadline.
+            attempt_timeout: Duration::from_millis(1500),
             connect_timeout: Duration::from_millis(1500),
         }
     }
@@ -115,20 +124,9 @@ impl<N: Network + Clone> ForwardClient<N> {
         let mut backoff = self.limits.backoff;
         let mut last = None;
         for attempt in 1..=self.limits.attempts.max(1) {
-            let attempted = tokio::time::timeout_at(deadline, self.attempt(&request)).await;
-            let error = match attempted {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(error)) => error,
-                Err(_) => {
-                    let address = last.as_ref().map_or_else(
-                        || self.address_list(),
-                        |error: &AttemptError| error.address.clone(),
-                    );
-                    return Err(unavailable(
-                        &address,
-                        &format!("no answer within {}ms", self.limits.deadline.as_millis()),
-                    ));
-                }
+            let error = match self.attempt(&request, deadline).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
             };
             tracing::warn!(
                 request_id = %request.request_id,
@@ -138,6 +136,9 @@ impl<N: Network + Clone> ForwardClient<N> {
                 "forwarding a request to the primary failed"
             );
             last = Some(error);
+            if Instant::now() >= deadline {
+                break;
+            }
             if attempt < self.limits.attempts && Instant::now() + backoff < deadline {
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
@@ -150,27 +151,85 @@ impl<N: Network + Clone> ForwardClient<N> {
         Err(unavailable(&last.address, &last.cause))
     }
 
-    async fn attempt(&self, request: &ForwardedRequest) -> Result<ForwardedAnswer, AttemptError> {
-        let connection = self.connection().await?;
+    /// Makes one attempt, bounded by [`ClientLimits::attempt_timeout`] and by `deadline`, and
+    /// closes the connection when the primary does not respond in time.
+    async fn attempt(
+        &self,
+        request: &ForwardedRequest,
+        deadline: Instant,
+    ) -> Result<ForwardedAnswer, AttemptError> {
+        let connection = match tokio::time::timeout_at(deadline, self.connection()).await {
+            Ok(connection) => connection?,
+            Err(_) => {
+                return Err(AttemptError {
+                    address: self.address_list(),
+                    cause: format!(
+                        "no connection within the {}ms deadline",
+                        self.limits.deadline.as_millis()
+                    ),
+                });
+            }
+        };
+        let address = connection.address.to_string();
+        // Waiting for a slot says nothing about the connection, so only the deadline bounds it.
+        let slot = tokio::time::timeout_at(deadline, Arc::clone(&connection.slots).acquire_owned());
+        let _slot: OwnedSemaphorePermit = match slot.await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => {
+                return Err(AttemptError {
+                    address,
+                    cause: "the connection closed".to_owned(),
+                });
+            }
+            Err(_) => {
+                return Err(AttemptError {
+                    address,
+                    cause: format!(
+                        "{} forwards were in flight until the {}ms deadline",
+                        self.limits.max_in_flight,
+                        self.limits.deadline.as_millis()
+                    ),
+                });
+            }
+        };
+        let started = Instant::now();
+        let give_up = (started + self.limits.attempt_timeout).min(deadline);
+        match tokio::time::timeout_at(give_up, self.exchange(&connection, request)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.drop_connection(&connection).await;
+                Err(AttemptError {
+                    address,
+                    cause: format!(
+                        "no response within {}ms, so the connection was closed",
+                        (Instant::now() - started).as_millis()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Sends `request` on `connection`, holding one of its slots, and waits for its response.
+    async fn exchange(
+        &self,
+        connection: &Arc<Connection>,
+        request: &ForwardedRequest,
+    ) -> Result<ForwardedAnswer, AttemptError> {
         let address = connection.address.to_string();
         let lost = |cause: &str| AttemptError {
             address: address.clone(),
             cause: cause.to_owned(),
         };
-        let _slot: OwnedSemaphorePermit = Arc::clone(&connection.slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| lost("the connection closed"))?;
         let (reply, answer) = oneshot::channel();
         lock(&connection.pending).insert(request.request_id.clone(), reply);
         if connection.outgoing.send(request.clone()).await.is_err() {
-            self.drop_connection(&connection).await;
+            self.drop_connection(connection).await;
             return Err(lost("the connection closed before the request was sent"));
         }
         match answer.await {
             Ok(answer) => Ok(answer),
             Err(_) => {
-                self.drop_connection(&connection).await;
+                self.drop_connection(connection).await;
                 Err(lost("the connection closed before the primary answered"))
             }
         }
@@ -189,7 +248,10 @@ impl<N: Network + Clone> ForwardClient<N> {
         Ok(connection)
     }
 
+    /// Closes `failed`, which fails every attempt still waiting on it, and removes it so the
+    /// next attempt connects again.
     async fn drop_connection(&self, failed: &Arc<Connection>) {
+        failed.close();
         let mut current = self.connection.lock().await;
         if current
             .as_ref()
@@ -251,6 +313,13 @@ impl<N: Network + Clone> Forwarder for ForwardClient<N> {
 }
 
 impl Connection {
+    /// Stops the connection's task and drops every waiting request's sender, so each waiting
+    /// attempt fails at once and retries.
+    fn close(&self) {
+        self.task.abort();
+        lock(&self.pending).clear();
+    }
+
     fn start<S: Stream>(stream: S, address: SocketAddr, limits: ClientLimits) -> Connection {
         let slots = limits.max_in_flight.max(1);
         let (outgoing, requests) = mpsc::channel(slots);

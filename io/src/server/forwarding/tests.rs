@@ -35,12 +35,12 @@ fn frames() -> FrameLimits {
     }
 }
 
-/// Serves only forwarding, on a real node.
-struct ForwardingOnly {
-    node: Arc<TestNode>,
+/// Serves only forwarding, with `executor`.
+struct ForwardingOnly<X> {
+    executor: Arc<X>,
 }
 
-impl ReplicationHandler for ForwardingOnly {
+impl<X: ForwardExecutor> ReplicationHandler for ForwardingOnly<X> {
     async fn serve<S: Stream>(&self, _stream: TlsStream<S>, _peer: ClusterPeer) {}
 
     async fn serve_forwarding<S: Stream>(&self, stream: TlsStream<S>, peer: ClusterPeer) {
@@ -48,9 +48,36 @@ impl ReplicationHandler for ForwardingOnly {
             frames: frames(),
             max_in_flight: 8,
         };
-        let executor = Arc::new(NodeExecutor(Arc::clone(&self.node)));
+        let executor = Arc::clone(&self.executor);
         serve_forwarding(stream, peer.secondary.secondary_id, executor, limits).await;
     }
+}
+
+/// A cluster listener on loopback that serves only forwarding, until `stop` is sent.
+struct Listening {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+async fn listen<X: ForwardExecutor>(cluster: &TestCluster, executor: Arc<X>) -> Listening {
+    let listener = TokioNetwork
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = crate::server::net::Listener::local_addr(&listener).unwrap();
+    let handler = Arc::new(ForwardingOnly { executor });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    let acceptor = Arc::new(cluster.acceptor());
+    let limits = ClusterLimits {
+        handshake_timeout: Duration::from_secs(5),
+        ..ClusterLimits::default()
+    };
+    let task = tokio::spawn(serve_cluster(listener, acceptor, handler, limits, shutdown));
+    Listening { addr, stop, task }
 }
 
 struct Primary {
@@ -80,24 +107,8 @@ impl Primary {
         node.execute(mount).await.result.unwrap();
 
         let cluster = TestCluster::new(seed);
-        let listener = TokioNetwork
-            .bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = crate::server::net::Listener::local_addr(&listener).unwrap();
-        let handler = Arc::new(ForwardingOnly {
-            node: Arc::clone(&node),
-        });
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let acceptor = Arc::new(cluster.acceptor());
-        let limits = ClusterLimits {
-            handshake_timeout: Duration::from_secs(5),
-            ..ClusterLimits::default()
-        };
-        let task = tokio::spawn(serve_cluster(listener, acceptor, handler, limits, shutdown));
+        let executor = Arc::new(NodeExecutor(Arc::clone(&node)));
+        let Listening { addr, stop, task } = listen(&cluster, executor).await;
         Primary {
             node,
             root,
@@ -361,4 +372,111 @@ async fn server_bounds_requests_in_flight() {
     drop(client);
     let reason = serving.await.unwrap();
     assert!(reason.contains("closed"), "{reason}");
+}
+
+/// Never responds to the first request it gets, and responds to every later one at once.
+#[derive(Default)]
+struct SilentOnce {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl ForwardExecutor for SilentOnce {
+    async fn execute(&self, _secondary_id: &str, request: ForwardedRequest) -> ForwardedAnswer {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call == 0 {
+            std::future::pending::<()>().await;
+        }
+        ForwardedAnswer {
+            request_id: request.request_id,
+            result: ForwardedResult::NoContent,
+            position: None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_attempt_is_retried_on_new_connection() {
+    let mut cluster = TestCluster::new(306);
+    let east = cluster.secondary("east");
+    let executor = Arc::new(SilentOnce::default());
+    let listening = listen(&cluster, Arc::clone(&executor)).await;
+    let limits = ClientLimits {
+        frames: frames(),
+        deadline: Duration::from_secs(3),
+        attempt_timeout: Duration::from_millis(300),
+        backoff: Duration::from_millis(50),
+        ..ClientLimits::default()
+    };
+    let client = ForwardClient::new(TokioNetwork, east.connector(), vec![listening.addr], limits);
+
+    let started = tokio::time::Instant::now();
+    let answer = client.send(kv_put("req-1", &["root"])).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(answer.request_id, "req-1");
+    assert_eq!(answer.result, ForwardedResult::NoContent);
+    assert_eq!(
+        executor.calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the request was sent once more, on a new connection"
+    );
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    let next = client.send(kv_put("req-2", &["root"])).await.unwrap();
+    assert_eq!(next.request_id, "req-2");
+    let _ = listening.stop.send(());
+    listening.task.await.unwrap();
+}
+
+/// Responds to every request after `delay`, counting the requests.
+struct Slow {
+    delay: Duration,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl ForwardExecutor for Slow {
+    async fn execute(&self, _secondary_id: &str, request: ForwardedRequest) -> ForwardedAnswer {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        ForwardedAnswer {
+            request_id: request.request_id,
+            result: ForwardedResult::NoContent,
+            position: None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slot_wait_is_not_an_attempt_timeout() {
+    let mut cluster = TestCluster::new(307);
+    let east = cluster.secondary("east");
+    let executor = Arc::new(Slow {
+        delay: Duration::from_millis(200),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let listening = listen(&cluster, Arc::clone(&executor)).await;
+    let limits = ClientLimits {
+        frames: frames(),
+        max_in_flight: 1,
+        deadline: Duration::from_secs(3),
+        attempt_timeout: Duration::from_millis(300),
+        backoff: Duration::from_millis(50),
+        ..ClientLimits::default()
+    };
+    let client = ForwardClient::new(TokioNetwork, east.connector(), vec![listening.addr], limits);
+
+    // The second request waits about 200 ms for the only slot, then 200 ms for its response.
+    let (first, second) = tokio::join!(
+        client.send(kv_put("req-1", &["root"])),
+        client.send(kv_put("req-2", &["root"])),
+    );
+    assert_eq!(first.unwrap().request_id, "req-1");
+    assert_eq!(second.unwrap().request_id, "req-2");
+    assert_eq!(
+        executor.calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a request was sent again"
+    );
+    let _ = listening.stop.send(());
+    listening.task.await.unwrap();
 }
