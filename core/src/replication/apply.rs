@@ -11,6 +11,17 @@ use crate::storage::{Partition, StorageError, Transaction};
 /// Applies `ops` to the shared partition and the Merkle index. Returns the keys written.
 pub fn apply_ops(txn: &mut dyn Transaction, ops: &[Op]) -> Result<BTreeSet<String>, StorageError> {
     let mut changed = BTreeSet::new();
+    write_ops(txn, ops, &mut changed)?;
+    Merkle::apply(txn, ops)?;
+    Ok(changed)
+}
+
+/// Writes `ops` to the shared partition and adds their keys to `changed`.
+fn write_ops(
+    txn: &mut dyn Transaction,
+    ops: &[Op],
+    changed: &mut BTreeSet<String>,
+) -> Result<(), StorageError> {
     for op in ops {
         match op {
             Op::Put { key, value } => txn.put(Partition::Shared, key, value)?,
@@ -18,8 +29,7 @@ pub fn apply_ops(txn: &mut dyn Transaction, ops: &[Op]) -> Result<BTreeSet<Strin
         }
         changed.insert(op.key().to_owned());
     }
-    Merkle::apply(txn, ops)?;
-    Ok(changed)
+    Ok(())
 }
 
 /// Applies consecutive entries that continue the WAL head: their data, Merkle updates, a copy
@@ -31,9 +41,13 @@ pub fn apply_entries(
 ) -> Result<BTreeSet<String>, StorageError> {
     let mut changed = BTreeSet::new();
     for entry in entries {
-        changed.extend(apply_ops(txn, &entry.ops)?);
+        write_ops(txn, &entry.ops, &mut changed)?;
         wal.store(txn, entry)?;
     }
+    // One index update for all entries hashes each touched page and the root once, where an
+    // update per entry would hash them again for every entry. The ops keep their order.
+    let ops: Vec<&Op> = entries.iter().flat_map(|entry| &entry.ops).collect();
+    Merkle::apply_refs(txn, &ops)?;
     Ok(changed)
 }
 
@@ -76,4 +90,45 @@ pub fn commit_primary_write(
 ) -> Result<Entry, StorageError> {
     apply_ops(txn, &ops)?;
     wal.append(txn, epoch, ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::position::Position;
+    use crate::storage::{MemStorage, Storage};
+
+    fn put(key: &str, value: &str) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn batched_entries_index_in_order() {
+        let epoch = Epoch::new(1, "cluster");
+        let first = Entry::next(
+            &Position::genesis(epoch.clone()),
+            epoch.clone(),
+            vec![put("a", "1"), put("b", "1")],
+        );
+        let second = Entry::next(
+            &first.position(),
+            epoch.clone(),
+            vec![Op::Delete { key: "a".into() }, put("b", "2"), put("c", "1")],
+        );
+        let third = Entry::next(&second.position(), epoch, vec![put("a", "3")]);
+        let storage = MemStorage::new();
+        let wal = Wal::new(16);
+
+        storage
+            .write(|txn| apply_entries(txn, &wal, &[first, second, third]))
+            .unwrap();
+
+        let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+        assert!(!check.is_corrupted(), "{check:?}");
+        let value = storage.read(|txn| txn.get(Partition::Shared, "a")).unwrap();
+        assert_eq!(value.unwrap(), Some(b"3".to_vec()));
+    }
 }

@@ -208,8 +208,15 @@ impl Merkle {
     /// Updates the index for `ops`, which the caller writes to the shared partition in the same
     /// transaction.
     pub fn apply(txn: &mut dyn Transaction, ops: &[Op]) -> Result<(), StorageError> {
+        let ops: Vec<&Op> = ops.iter().collect();
+        Merkle::apply_refs(txn, &ops)
+    }
+
+    /// Updates the index for `ops` in order, like [`Merkle::apply`], for ops gathered from
+    /// several entries.
+    pub fn apply_refs(txn: &mut dyn Transaction, ops: &[&Op]) -> Result<(), StorageError> {
         let mut buckets: BTreeMap<BucketId, Members> = BTreeMap::new();
-        for op in ops {
+        for op in ops.iter().copied() {
             let bucket = bucket_of(op.key());
             let members = match buckets.entry(bucket) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),

@@ -85,8 +85,10 @@ pub(crate) fn write_keys(
 pub(crate) struct CatchUp {
     /// From the unseal of the restarted secondary to streaming at the primary's last index.
     pub(crate) time: Duration,
-    /// Bytes the secondary received from the primary in that time.
+    /// Bytes the secondary received from the primary since it started.
     pub(crate) bytes_received: u64,
+    /// Bytes the secondary sent to the primary since it started.
+    pub(crate) bytes_sent: u64,
     /// The replication states the secondary passed through, as status reported them.
     pub(crate) states: BTreeSet<String>,
 }
@@ -108,12 +110,15 @@ pub(crate) fn restart_and_catch_up(set: &mut ReplicaSet, index: usize) -> anyhow
         let streaming = state == "stream-wals";
         states.insert(state);
         if streaming && applied >= target {
-            let bytes_received = status["bytes_received"]
-                .as_u64()
-                .context("the secondary's status has no bytes_received")?;
+            let counter = |name: &str| {
+                status[name]
+                    .as_u64()
+                    .with_context(|| format!("the secondary's status has no {name}"))
+            };
             return Ok(CatchUp {
                 time: started.elapsed(),
-                bytes_received,
+                bytes_received: counter("bytes_received")?,
+                bytes_sent: counter("bytes_sent")?,
                 states,
             });
         }
@@ -124,6 +129,11 @@ pub(crate) fn restart_and_catch_up(set: &mut ReplicaSet, index: usize) -> anyhow
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Returns `bytes` in MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 /// Stops the secondary of `set`, writes `options.wal_writes` keys on the primary, restarts the
@@ -149,9 +159,10 @@ pub(crate) fn run_wal(
     let mut row = Row::note(
         &operation,
         format!(
-            "{:.2} s, {:.1} MiB received, states {}",
+            "{:.2} s, {:.1} MiB received, {:.1} MiB sent, states {}",
             caught_up.time.as_secs_f64(),
-            caught_up.bytes_received as f64 / (1 << 20) as f64,
+            mib(caught_up.bytes_received),
+            mib(caught_up.bytes_sent),
             join(&caught_up.states)
         ),
     );
@@ -199,11 +210,14 @@ pub(crate) fn run_merkle(runtime: &Runtime, options: &Options) -> anyhow::Result
     let mut catch_up = Row::note(
         &operation,
         format!(
-            "{:.2} s, {:.1} MiB received = {:.2}x the {:.1} MiB changed, states {}; loading took {:.0} s",
+            "{:.2} s, {:.1} MiB received = {:.2}x the {:.1} MiB changed, {:.1} MiB sent \
+             (both ways {:.2}x), states {}; loading took {:.0} s",
             caught_up.time.as_secs_f64(),
-            caught_up.bytes_received as f64 / (1 << 20) as f64,
+            mib(caught_up.bytes_received),
             caught_up.bytes_received as f64 / changed_bytes as f64,
-            changed_bytes as f64 / (1 << 20) as f64,
+            mib(changed_bytes),
+            mib(caught_up.bytes_sent),
+            (caught_up.bytes_received + caught_up.bytes_sent) as f64 / changed_bytes as f64,
             join(&caught_up.states),
             loaded.as_secs_f64()
         ),

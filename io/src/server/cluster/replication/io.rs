@@ -28,6 +28,9 @@ pub(super) struct Connection<S> {
     writer: WriteHalf<S>,
     buffer: Vec<u8>,
     outbound: Vec<u8>,
+    /// Bytes at the front of `outbound` already sent. They are dropped once they make up half
+    /// the buffer, so a slow peer does not cost a shift of the whole queue per write.
+    sent: usize,
     unflushed: bool,
     max_outbound: usize,
     /// Why the connection ended, when [`Connection::read_ready`] saw it end. The next
@@ -45,6 +48,7 @@ impl<S: Stream> Connection<S> {
             writer,
             buffer: vec![0; READ_CHUNK],
             outbound: Vec::new(),
+            sent: 0,
             unflushed: false,
             max_outbound,
             ended: None,
@@ -56,9 +60,21 @@ impl<S: Stream> Connection<S> {
         self.outbound.extend_from_slice(frame);
     }
 
+    /// Marks `count` more queued bytes as sent.
+    fn consume(&mut self, count: usize) {
+        self.sent += count;
+        if self.sent == self.outbound.len() {
+            self.outbound.clear();
+            self.sent = 0;
+        } else if self.sent >= self.outbound.len() / 2 {
+            self.outbound.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
     /// Returns whether the queue is past its bound.
     pub(super) fn backlogged(&self) -> bool {
-        self.outbound.len() >= self.max_outbound
+        self.outbound.len() - self.sent >= self.max_outbound
     }
 
     /// Returns the first `count` bytes of the last read.
@@ -99,13 +115,13 @@ impl<S: Stream> Connection<S> {
             return Transfer::Closed(reason);
         }
         loop {
-            let writing = !self.outbound.is_empty();
+            let writing = self.sent < self.outbound.len();
             let flushing = self.unflushed && !writing;
             // One step of sending: a write while bytes are queued, then one flush. Each step is
             // a single cancel-safe operation.
             let send = async {
                 if writing {
-                    Sent::Wrote(self.writer.write(&self.outbound).await)
+                    Sent::Wrote(self.writer.write(&self.outbound[self.sent..]).await)
                 } else {
                     Sent::Flushed(self.writer.flush().await)
                 }
@@ -124,7 +140,7 @@ impl<S: Stream> Connection<S> {
                         return Transfer::Closed("the connection closed while sending".into());
                     }
                     Sent::Wrote(Ok(count)) => {
-                        self.outbound.drain(..count);
+                        self.consume(count);
                         self.unflushed = true;
                     }
                     Sent::Flushed(Ok(())) => self.unflushed = false,
@@ -139,7 +155,8 @@ impl<S: Stream> Connection<S> {
 
     /// Sends what is queued, within a short timeout, and shuts the stream down.
     pub(super) async fn close(mut self) {
-        let outbound = std::mem::take(&mut self.outbound);
+        let mut outbound = std::mem::take(&mut self.outbound);
+        outbound.drain(..self.sent);
         let writer = &mut self.writer;
         let send = async move {
             writer.write_all(&outbound).await?;
@@ -165,7 +182,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn read_ready_takes_what_has_arrived_up_to_the_limit() {
+    async fn read_ready_stops_at_limit() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut conn = Connection::new(near, 1024);
         let sent: Vec<u8> = (0..300_000u32).map(|n| n as u8).collect();
@@ -184,7 +201,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_seen_while_reading_ahead_is_reported_next() {
+    async fn queue_survives_partial_writes() {
+        use tokio::io::AsyncReadExt;
+
+        let (near, mut far) = tokio::io::duplex(4096);
+        let mut conn = Connection::new(near, 1 << 20);
+        let frames: Vec<Vec<u8>> = (0..50u8).map(|n| vec![n; 10_000]).collect();
+        for frame in &frames {
+            conn.queue(frame);
+        }
+        let expected = frames.concat();
+        let reader = tokio::spawn(async move {
+            let mut arrived = vec![0; expected.len()];
+            far.read_exact(&mut arrived).await.unwrap();
+            assert!(arrived == expected, "the bytes arrived out of order");
+        });
+
+        // Sending runs while the reader takes the bytes; it ends when the reader has them all.
+        tokio::select! {
+            biased;
+            read = reader => read.unwrap(),
+            outcome = conn.transfer(false) => match outcome {
+                Transfer::Closed(reason) => panic!("sending stopped: {reason}"),
+                Transfer::Received(count) => panic!("{count} bytes received while not reading"),
+            },
+        };
+        assert!(!conn.backlogged());
+        assert_eq!(conn.outbound.len() - conn.sent, 0);
+    }
+
+    #[tokio::test]
+    async fn read_ready_defers_close() {
         let (near, mut far) = tokio::io::duplex(1 << 16);
         let mut conn = Connection::new(near, 1024);
         far.write_all(b"last bytes").await.unwrap();
