@@ -89,7 +89,9 @@ pub enum Message {
     BucketResponse {
         /// Id of the sync.
         sync: u64,
-        /// Each bucket with its difference, in the order of the request.
+        /// Each bucket with its difference, in the order of the request. It may be a non-empty
+        /// prefix of the request, so one message stays under the limit, and the secondary
+        /// requests the rest again.
         buckets: Vec<(BucketId, BucketDelta)>,
     },
     /// Secondary to primary: values of some keys, requested.
@@ -131,13 +133,18 @@ pub enum Message {
     KeyOffer(KeyOffer),
 }
 
+/// Maximum number of buckets in one [`Message::BucketRequest`]. A primary fails a session that
+/// requests more, so one request costs it at most this many bucket reads.
+pub const BUCKETS_PER_REQUEST: usize = 1024;
+
 /// The difference between the primary's members of one bucket and the fingerprints a
 /// secondary sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketDelta {
     /// The primary's members whose fingerprints the secondary did not send, sorted by key.
     pub missing: Members,
-    /// Positions, in the secondary's list, of the fingerprints the primary has no member for.
+    /// Positions, in the secondary's list, of the fingerprints the primary has no member for,
+    /// in increasing order.
     pub unmatched: Vec<u32>,
 }
 
@@ -165,7 +172,22 @@ impl BucketDelta {
             .collect();
         BucketDelta { missing, unmatched }
     }
+
+    /// Returns an upper bound of this delta's size in an encoded message, in bytes, counting
+    /// each length and integer at its widest varint.
+    pub fn encoded_size_bound(&self) -> usize {
+        let members: usize = self
+            .missing
+            .iter()
+            .map(|(key, _)| VARINT_MAX + key.len() + 32)
+            .sum();
+        // The bucket id and the two list lengths.
+        3 * VARINT_MAX + members + 5 * self.unmatched.len()
+    }
 }
+
+/// Maximum size of a postcard varint of a `u64` or `usize`, in bytes.
+const VARINT_MAX: usize = 10;
 
 impl Message {
     /// Short name for logs and events.

@@ -7,7 +7,7 @@ use crate::replication::config::ReplicationConfig;
 use crate::replication::frame::{FrameDecoder, FrameLimits, encode_message};
 use crate::replication::keys::sample_offer;
 use crate::replication::merkle::{self, Merkle};
-use crate::replication::message::{ErrorCode, Message};
+use crate::replication::message::{BUCKETS_PER_REQUEST, ErrorCode, Message};
 use crate::replication::position::{Epoch, Position};
 use crate::replication::primary::{PrimarySession, PrimaryView, SessionState};
 use crate::replication::secondary::{Secondary, SecondaryEvent, SecondaryState};
@@ -437,6 +437,26 @@ fn exchange(
     shipper: &LogShipper,
     message: &Message,
 ) -> Vec<Message> {
+    exchange_in(session, storage, shipper, message, false)
+}
+
+/// Delivers `message` as [`exchange`] does, with the live state pinned as the sync snapshot.
+fn exchange_pinned(
+    session: &mut PrimarySession,
+    storage: &MemStorage,
+    shipper: &LogShipper,
+    message: &Message,
+) -> Vec<Message> {
+    exchange_in(session, storage, shipper, message, true)
+}
+
+fn exchange_in(
+    session: &mut PrimarySession,
+    storage: &MemStorage,
+    shipper: &LogShipper,
+    message: &Message,
+    pinned: bool,
+) -> Vec<Message> {
     let limits = FrameLimits {
         max_frame_payload: 512,
         max_message_size: 1 << 20,
@@ -447,7 +467,7 @@ fn exchange(
             let view = PrimaryView {
                 live,
                 shipper,
-                snapshot: None,
+                snapshot: pinned.then_some(live),
             };
             for frame in encode_message(message, limits).unwrap() {
                 session.handle_bytes(now, &frame, &view);
@@ -932,4 +952,128 @@ fn primary_rejects_hello_with_another_id() {
         }]
     ));
     assert_eq!(session.state(), SessionState::Closed);
+}
+
+/// Makes a primary holding `primary_keys` keys and a secondary holding `secondary_keys` other
+/// keys, and returns them with the number of buckets whose hashes differ between them.
+fn disjoint_stores(
+    config: &ReplicationConfig,
+    primary_keys: usize,
+    secondary_keys: usize,
+) -> (Cluster, MemStorage, usize) {
+    let mut cluster = Cluster::new(config.clone(), 0, 21);
+    let ops: Vec<Op> = (0..primary_keys)
+        .map(|key| put(&format!("logical/p{key}"), "v"))
+        .collect();
+    for chunk in ops.chunks(20) {
+        cluster.write(chunk.to_vec());
+    }
+    let secondary = MemStorage::new();
+    let ops: Vec<Op> = (0..secondary_keys)
+        .map(|key| put(&format!("logical/s{key}"), "v"))
+        .collect();
+    secondary
+        .write(|txn| {
+            crate::replication::apply::apply_ops(txn, &ops)?;
+            Wal::reset(txn, &Position::genesis(Epoch::new(1, CLUSTER)))
+        })
+        .unwrap();
+    let primary_buckets =
+        (0..primary_keys).map(|key| merkle::bucket_of(&format!("logical/p{key}")));
+    let secondary_buckets =
+        (0..secondary_keys).map(|key| merkle::bucket_of(&format!("logical/s{key}")));
+    let differing: std::collections::BTreeSet<merkle::BucketId> =
+        primary_buckets.chain(secondary_buckets).collect();
+    (cluster, secondary, differing.len())
+}
+
+#[test]
+fn bucket_diff_fits_small_message_limit() {
+    // 10 KiB holds the 8 KiB of page hashes a sync starts with, but not 1024 buckets of
+    // fingerprints or of missing members.
+    let config = ReplicationConfig {
+        logshipper_buffer_length: 1,
+        wal_retain: 1,
+        max_message_size: 10 * 1024,
+        ..small_config()
+    };
+    // Many keys only on the secondary make large requests; many keys only on the primary
+    // make large responses.
+    for (primary_keys, secondary_keys) in [(400, 10_000), (3_000, 0)] {
+        let (cluster, secondary, differing) =
+            disjoint_stores(&config, primary_keys, secondary_keys);
+        let primary = cluster.primary.storage.clone();
+        let epoch = cluster.primary.epoch.clone();
+        let mut next = Cluster::with_storage(config.clone(), primary, vec![secondary], epoch, 21);
+        next.start();
+        assert!(
+            next.drive(),
+            "{primary_keys} and {secondary_keys} keys did not sync"
+        );
+        let responses = next
+            .traffic
+            .messages
+            .get("bucket-response")
+            .copied()
+            .unwrap_or(0);
+        let unsplit = differing.div_ceil(BUCKETS_PER_REQUEST) as u64;
+        assert!(
+            responses > unsplit,
+            "{responses} bucket responses for {differing} buckets"
+        );
+    }
+}
+
+#[test]
+fn primary_rejects_too_many_buckets() {
+    let storage = MemStorage::new();
+    let shipper = LogShipper::new(16, 1 << 20);
+    let now = Timestamp::from_secs(1);
+    let mut session = PrimarySession::new(small_config(), CLUSTER, Epoch::new(1, CLUSTER), now);
+    let hello = Message::Hello {
+        cluster_id: CLUSTER.into(),
+        secondary_id: "s0".into(),
+        position: Position {
+            epoch: Epoch::new(1, CLUSTER),
+            index: 7,
+            hash: [7; 32],
+        },
+        root: [0; 32],
+    };
+    let reply = exchange(&mut session, &storage, &shipper, &hello);
+    let Some(Message::SyncStart { sync, .. }) = reply.last() else {
+        panic!("no sync start in {reply:?}");
+    };
+    let buckets = |count: usize| Message::BucketRequest {
+        sync: *sync,
+        buckets: (0..count)
+            .map(|bucket| (bucket as u16, Vec::new()))
+            .collect(),
+    };
+    let reply = exchange_pinned(
+        &mut session,
+        &storage,
+        &shipper,
+        &buckets(BUCKETS_PER_REQUEST),
+    );
+    assert!(
+        matches!(reply.as_slice(), [Message::BucketResponse { .. }]),
+        "{reply:?}"
+    );
+    let reply = exchange_pinned(
+        &mut session,
+        &storage,
+        &shipper,
+        &buckets(BUCKETS_PER_REQUEST + 1),
+    );
+    assert!(
+        matches!(
+            reply.as_slice(),
+            [Message::Error {
+                code: ErrorCode::Protocol,
+                ..
+            }]
+        ),
+        "{reply:?}"
+    );
 }

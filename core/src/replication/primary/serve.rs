@@ -2,10 +2,8 @@
 //! the snapshot pinned for the sync.
 
 use super::{Phase, PrimarySession, PrimaryView};
-use crate::replication::merkle::{
-    BUCKETS_PER_PAGE, BucketId, Fingerprint, Merkle, PAGES, fingerprint,
-};
-use crate::replication::message::{BucketDelta, ErrorCode, Message};
+use crate::replication::merkle::{BucketId, Fingerprint, Merkle, PAGES, fingerprint};
+use crate::replication::message::{BUCKETS_PER_REQUEST, BucketDelta, ErrorCode, Message};
 use crate::storage::{Partition, StorageError, Transaction};
 
 impl PrimarySession {
@@ -35,18 +33,25 @@ impl PrimarySession {
         buckets: &[(BucketId, Vec<Fingerprint>)],
         view: &PrimaryView<'_>,
     ) -> Result<(), StorageError> {
-        let Some(snapshot) =
-            self.snapshot_for(sync, buckets.len() <= PAGES * BUCKETS_PER_PAGE, view)
+        let Some(snapshot) = self.snapshot_for(sync, buckets.len() <= BUCKETS_PER_REQUEST, view)
         else {
             return Ok(());
         };
         let root = Merkle::root(snapshot)?;
+        // The response may be a prefix of the request, as for keys, because a secondary that
+        // lacks many members can request buckets whose members exceed the message limit.
+        let budget = self.config.max_message_size / 2;
         let mut answer = Vec::with_capacity(buckets.len());
+        let mut bytes = 0;
         for (bucket, theirs) in buckets {
             let members = Merkle::bucket(snapshot, *bucket)?;
             let delta = BucketDelta::between(members, theirs, |key, leaf| {
                 fingerprint(&root, sync, key, leaf)
             });
+            bytes += delta.encoded_size_bound();
+            if bytes > budget && !answer.is_empty() {
+                break;
+            }
             answer.push((*bucket, delta));
         }
         self.send(&Message::BucketResponse {

@@ -9,9 +9,9 @@ use crate::Timestamp;
 use crate::replication::apply::apply_ops;
 use crate::replication::live::SyncCounts;
 use crate::replication::merkle::{
-    BUCKETS_PER_PAGE, BucketId, Fingerprint, Members, Merkle, PAGES, fingerprint,
+    BUCKETS_PER_PAGE, BucketId, Fingerprint, Members, Merkle, PAGES, bucket_of, fingerprint,
 };
-use crate::replication::message::{BucketDelta, ErrorCode, Message};
+use crate::replication::message::{BUCKETS_PER_REQUEST, BucketDelta, ErrorCode, Message};
 use crate::replication::position::{Digest, Position};
 use crate::replication::wal::{Op, Wal};
 use crate::storage::{StorageError, Transaction};
@@ -19,10 +19,6 @@ use crate::storage::{StorageError, Transaction};
 /// Prefixes of the system keys (keyring, mount and auth tables, policies) that are synced
 /// before the rest, so the node can always decrypt and route what it holds.
 const SYSTEM_PREFIXES: [&str; 2] = ["core/", "sys/"];
-
-/// Maximum number of buckets in one `BucketRequest`. With two million keys a bucket has about
-/// 30 members, so a request carries about 250 KiB of fingerprints.
-const BUCKETS_PER_REQUEST: usize = 1024;
 
 /// Returns whether `key` is a system key, synced first.
 pub(super) fn is_system_key(key: &str) -> bool {
@@ -276,6 +272,10 @@ impl Secondary {
         now: Timestamp,
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
+        let (sync, root) = (self.current_sync(), self.sync_root());
+        // Fingerprints take 8 bytes each and a bucket id and list length at most 8 more; half
+        // the message limit leaves room for the encoding overhead.
+        let budget = self.config.max_message_size / 2;
         let Phase::Syncing(SyncProgress {
             stage:
                 Stage::Buckets {
@@ -288,8 +288,25 @@ impl Secondary {
         else {
             return Ok(());
         };
-        let count = pending.len().min(BUCKETS_PER_REQUEST);
-        *in_flight = pending.drain(..count).collect();
+        in_flight.clear();
+        let mut buckets = Vec::new();
+        let mut bytes = 0;
+        while buckets.len() < BUCKETS_PER_REQUEST {
+            let Some(bucket) = pending.pop_front() else {
+                break;
+            };
+            let prints: Vec<Fingerprint> = Merkle::bucket(txn, bucket)?
+                .iter()
+                .map(|(key, leaf)| fingerprint(&root, sync, key, leaf))
+                .collect();
+            bytes += 8 + 8 * prints.len();
+            if bytes > budget && !buckets.is_empty() {
+                pending.push_front(bucket);
+                break;
+            }
+            in_flight.push(bucket);
+            buckets.push((bucket, prints));
+        }
         if in_flight.is_empty() {
             let mut work = std::mem::take(work);
             work.sort();
@@ -303,16 +320,6 @@ impl Secondary {
             });
             self.set_state(SecondaryState::MerkleSync, "differing keys found");
             return self.next_keys(now, txn);
-        }
-        let requested = in_flight.clone();
-        let (sync, root) = (self.current_sync(), self.sync_root());
-        let mut buckets = Vec::with_capacity(requested.len());
-        for bucket in requested {
-            let prints: Vec<Fingerprint> = Merkle::bucket(txn, bucket)?
-                .iter()
-                .map(|(key, leaf)| fingerprint(&root, sync, key, leaf))
-                .collect();
-            buckets.push((bucket, prints));
         }
         self.request(now, &Message::BucketRequest { sync, buckets });
         Ok(())
@@ -331,7 +338,9 @@ impl Secondary {
         else {
             return Ok(());
         };
-        let matches = buckets.len() == in_flight.len()
+        // The primary may answer a prefix of the request to bound the message size.
+        let matches = !buckets.is_empty()
+            && buckets.len() <= in_flight.len()
             && buckets
                 .iter()
                 .zip(in_flight)
@@ -347,7 +356,7 @@ impl Secondary {
         let mut found = Vec::new();
         for (bucket, delta) in &buckets {
             let own = Merkle::bucket(txn, *bucket)?;
-            if let Err(reason) = diff_members(&own, delta, &mut found) {
+            if let Err(reason) = diff_members(*bucket, &own, delta, &mut found) {
                 self.fail(
                     now,
                     ErrorCode::Protocol,
@@ -357,11 +366,19 @@ impl Secondary {
             }
         }
         if let Phase::Syncing(SyncProgress {
-            stage: Stage::Buckets { work, .. },
+            stage:
+                Stage::Buckets {
+                    pending,
+                    in_flight,
+                    work,
+                },
             ..
         }) = &mut self.phase
         {
             work.extend(found);
+            for bucket in in_flight.drain(buckets.len()..).rev() {
+                pending.push_front(bucket);
+            }
         }
         self.next_buckets(now, txn)
     }
@@ -540,28 +557,54 @@ impl Secondary {
     }
 }
 
-/// Adds the work that makes bucket `own` equal to the primary's: fetch the members it
-/// reports missing, delete the unmatched ones it has no member of that key for. Fails when the
-/// delta names a position past the end of `own`.
-fn diff_members(own: &Members, delta: &BucketDelta, work: &mut Vec<Work>) -> Result<(), String> {
-    for (key, _) in &delta.missing {
+/// Adds the work that makes `own`, this node's members of `bucket`, equal to the primary's:
+/// fetch the members it reports missing, delete the unmatched ones it has no member of that key
+/// for. Fails, before adding anything, when the missing members are not in strict key order or
+/// not in `bucket`, or the unmatched positions are not strictly increasing within `own`.
+fn diff_members(
+    bucket: BucketId,
+    own: &Members,
+    delta: &BucketDelta,
+    work: &mut Vec<Work>,
+) -> Result<(), String> {
+    let missing = &delta.missing;
+    if let Some(pair) = missing.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+        return Err(format!(
+            "missing member {:?} does not follow {:?} in key order",
+            pair[1].0, pair[0].0
+        ));
+    }
+    if let Some((key, _)) = missing.iter().find(|(key, _)| bucket_of(key) != bucket) {
+        return Err(format!("missing member {key:?} is not in this bucket"));
+    }
+    let unmatched = &delta.unmatched;
+    if let Some(pair) = unmatched.windows(2).find(|pair| pair[0] >= pair[1]) {
+        return Err(format!(
+            "unmatched position {} does not follow position {}",
+            pair[1], pair[0]
+        ));
+    }
+    // The positions increase, so the last one is the largest.
+    if let Some(last) = unmatched.last() {
+        if usize::try_from(*last).map_or(true, |last| last >= own.len()) {
+            return Err(format!(
+                "unmatched position {last} is past this node's {} members",
+                own.len()
+            ));
+        }
+    }
+    for (key, _) in missing {
         work.push(Work {
             system_last: !is_system_key(key),
             key: key.clone(),
             delete: false,
         });
     }
-    for position in &delta.unmatched {
-        let Some((key, _)) = usize::try_from(*position)
-            .ok()
-            .and_then(|position| own.get(position))
-        else {
-            return Err(format!(
-                "unmatched position {position} is past this node's {} members",
-                own.len()
-            ));
-        };
-        let replaced = delta.missing.iter().any(|(missing, _)| missing == key);
+    for position in unmatched {
+        let key = &own[*position as usize].0;
+        let replaced = missing
+            .binary_search_by(|(missing, _)| missing.as_str().cmp(key))
+            .is_ok();
         if !replaced {
             work.push(Work {
                 system_last: !is_system_key(key),
@@ -575,6 +618,8 @@ fn diff_members(own: &Members, delta: &BucketDelta, work: &mut Vec<Work>) -> Res
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -605,12 +650,39 @@ mod tests {
         fingerprint(&[9; 32], 4, key, leaf)
     }
 
+    /// Returns six keys of one bucket in key order, with that bucket.
+    fn bucket_keys() -> &'static (BucketId, Vec<String>) {
+        static KEYS: std::sync::OnceLock<(BucketId, Vec<String>)> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| {
+            let bucket = bucket_of("k0");
+            let mut keys: Vec<String> = (0..)
+                .map(|number| format!("k{number}"))
+                .filter(|key| bucket_of(key) == bucket)
+                .take(6)
+                .collect();
+            keys.sort();
+            (bucket, keys)
+        })
+    }
+
+    /// Returns the members of one bucket: the key at each index with its leaf.
+    fn members(entries: &[(usize, u8)]) -> Members {
+        let (_, keys) = bucket_keys();
+        let mut members: Members = entries
+            .iter()
+            .map(|(index, leaf)| (keys[*index].clone(), [*leaf; 32]))
+            .collect();
+        members.sort();
+        members.dedup_by(|a, b| a.0 == b.0);
+        members
+    }
+
     /// Returns the steps that make `own` equal to `remote`, through the fingerprint exchange.
     fn steps(own: &Members, remote: &Members) -> Vec<(String, bool)> {
         let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| print(key, leaf)).collect();
         let delta = BucketDelta::between(remote.clone(), &theirs, print);
         let mut work = Vec::new();
-        diff_members(own, &delta, &mut work).unwrap();
+        diff_members(bucket_keys().0, own, &delta, &mut work).unwrap();
         work.sort();
         work.into_iter()
             .map(|work| (work.key, work.delete))
@@ -619,49 +691,130 @@ mod tests {
 
     #[test]
     fn member_diff_fetches_changed_and_deletes_missing() {
-        let own = vec![
-            ("a".to_owned(), [1; 32]),
-            ("b".to_owned(), [2; 32]),
-            ("d".to_owned(), [5; 32]),
-        ];
-        let remote = vec![
-            ("b".to_owned(), [3; 32]),
-            ("c".to_owned(), [4; 32]),
-            ("d".to_owned(), [5; 32]),
-        ];
+        let keys = &bucket_keys().1;
+        let own = members(&[(0, 1), (1, 2), (3, 5)]);
+        let remote = members(&[(1, 3), (2, 4), (3, 5)]);
         let expected = vec![
-            ("a".to_owned(), true),
-            ("b".to_owned(), false),
-            ("c".to_owned(), false),
+            (keys[0].clone(), true),
+            (keys[1].clone(), false),
+            (keys[2].clone(), false),
         ];
         assert_eq!(steps(&own, &remote), expected);
     }
 
     #[test]
     fn member_diff_of_equal_buckets_is_empty() {
-        let own: Members = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
+        let own = members(&[(0, 1), (1, 2)]);
         assert!(steps(&own, &own).is_empty());
     }
 
     #[test]
     fn delta_lists_only_differing_members() {
-        let own = [("a".to_owned(), [1; 32]), ("b".to_owned(), [2; 32])];
-        let remote = vec![("a".to_owned(), [1; 32]), ("b".to_owned(), [7; 32])];
+        let own = members(&[(0, 1), (1, 2)]);
+        let remote = members(&[(0, 1), (1, 7)]);
         let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| print(key, leaf)).collect();
-        let delta = BucketDelta::between(remote, &theirs, print);
-        assert_eq!(delta.missing, vec![("b".to_owned(), [7; 32])]);
+        let delta = BucketDelta::between(remote.clone(), &theirs, print);
+        assert_eq!(delta.missing, vec![remote[1].clone()]);
         assert_eq!(delta.unmatched, vec![1]);
+    }
+
+    /// Returns the error of a diff of `own` with `delta`, checking that it added no work.
+    fn diff_error(own: &Members, delta: &BucketDelta) -> String {
+        let mut work = Vec::new();
+        let error = diff_members(bucket_keys().0, own, delta, &mut work).unwrap_err();
+        assert!(work.is_empty(), "a rejected delta added {work:?}");
+        error
     }
 
     #[test]
     fn member_diff_rejects_position_past_the_bucket() {
-        let own = vec![("a".to_owned(), [1; 32])];
+        let own = members(&[(0, 1)]);
         let delta = BucketDelta {
             missing: Vec::new(),
             unmatched: vec![1],
         };
-        let error = diff_members(&own, &delta, &mut Vec::new()).unwrap_err();
+        let error = diff_error(&own, &delta);
         assert!(error.contains("position 1"), "{error}");
+    }
+
+    #[test]
+    fn member_diff_rejects_repeated_positions() {
+        let own = members(&[(0, 1), (1, 2)]);
+        for unmatched in [vec![0, 0], vec![1, 0]] {
+            let delta = BucketDelta {
+                missing: Vec::new(),
+                unmatched,
+            };
+            let error = diff_error(&own, &delta);
+            assert!(error.contains("does not follow"), "{error}");
+        }
+    }
+
+    #[test]
+    fn member_diff_rejects_unsorted_missing() {
+        let own = members(&[(0, 1)]);
+        let sorted = members(&[(1, 2), (2, 3)]);
+        let cases = [
+            vec![sorted[1].clone(), sorted[0].clone()],
+            vec![sorted[0].clone(), sorted[0].clone()],
+        ];
+        for missing in cases {
+            let delta = BucketDelta {
+                missing,
+                unmatched: Vec::new(),
+            };
+            let error = diff_error(&own, &delta);
+            assert!(error.contains("key order"), "{error}");
+        }
+    }
+
+    #[test]
+    fn member_diff_rejects_member_of_other_bucket() {
+        let (bucket, _) = bucket_keys();
+        let stranger = (0..)
+            .map(|number| format!("other{number}"))
+            .find(|key| bucket_of(key) != *bucket)
+            .unwrap();
+        let delta = BucketDelta {
+            missing: vec![(stranger, [1; 32])],
+            unmatched: Vec::new(),
+        };
+        let error = diff_error(&members(&[]), &delta);
+        assert!(error.contains("not in this bucket"), "{error}");
+    }
+
+    fn entries_strategy() -> impl Strategy<Value = Vec<(usize, u8)>> {
+        prop::collection::vec((0usize..6, 0u8..3), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Carrying out the steps of a diff turns the secondary's bucket into the primary's,
+        /// and fetches only keys whose leaves differ.
+        #[test]
+        fn member_diff_steps_reach_remote(
+            own in entries_strategy(),
+            remote in entries_strategy(),
+        ) {
+            let (own, remote) = (members(&own), members(&remote));
+            let mut result: std::collections::BTreeMap<String, Digest> =
+                own.iter().cloned().collect();
+            for (key, delete) in steps(&own, &remote) {
+                if delete {
+                    prop_assert!(result.remove(&key).is_some(), "deleted absent {}", key);
+                } else {
+                    let wanted = remote.iter().find(|(member, _)| *member == key);
+                    let Some((_, leaf)) = wanted else {
+                        return Err(TestCaseError::fail(format!("fetched {key} the primary lacks")));
+                    };
+                    prop_assert_ne!(result.get(&key), Some(leaf), "fetched unchanged {}", key);
+                    result.insert(key, *leaf);
+                }
+            }
+            let result: Members = result.into_iter().collect();
+            prop_assert_eq!(result, remote);
+        }
     }
 
     #[test]
