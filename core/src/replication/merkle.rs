@@ -301,6 +301,8 @@ impl Merkle {
     }
 
     /// Compares the stored index with one rebuilt from the shared partition, without writing.
+    /// A bucket is corrupted when its stored hash or its stored members differ from the rebuilt
+    /// ones, or its members record does not decode.
     pub fn check(txn: &dyn Transaction) -> Result<MerkleCheck, StorageError> {
         let rebuilt = Rebuilt::from_shared(txn)?;
         let stored_pages = Merkle::pages(txn)?;
@@ -309,10 +311,18 @@ impl Merkle {
             let page_number = page as u8;
             let stored = Merkle::page(txn, page_number)?;
             let expected = rebuilt.page(page_number);
-            let buckets: Vec<u8> = (0..BUCKETS_PER_PAGE)
-                .filter(|slot| stored[*slot] != expected[*slot])
-                .map(|slot| slot as u8)
-                .collect();
+            let mut buckets = Vec::new();
+            for slot in 0..BUCKETS_PER_PAGE {
+                let bucket = (u16::from(page_number) << 8) | slot as u16;
+                let members_match = match Merkle::bucket(txn, bucket) {
+                    Ok(members) => rebuilt.members(bucket) == members.as_slice(),
+                    Err(StorageError::Corrupt { .. }) => false,
+                    Err(error) => return Err(error),
+                };
+                if stored[slot] != expected[slot] || !members_match {
+                    buckets.push(slot as u8);
+                }
+            }
             if !buckets.is_empty() || *stored_page != page_hash(&expected) {
                 corrupted_pages.insert(page_number, buckets);
             }
@@ -373,6 +383,10 @@ impl Rebuilt {
             pages,
             root,
         })
+    }
+
+    fn members(&self, bucket: BucketId) -> &[(String, Digest)] {
+        self.buckets.get(&bucket).map_or(&[], Vec::as_slice)
     }
 
     fn page(&self, page: u8) -> Vec<Digest> {
@@ -506,6 +520,29 @@ mod tests {
         let page = page_of(bucket_of("a"));
         let slot = bucket_of("a") as u8;
         assert_eq!(check.corrupted_pages.get(&page), Some(&vec![slot]));
+    }
+
+    #[test]
+    fn check_finds_tampered_bucket_record() {
+        let storage = MemStorage::new();
+        write(&storage, vec![put("a", "1"), put("b", "2")]);
+        let bucket = bucket_of("a");
+        let tampered_records: [&[u8]; 2] = [&encode(&Members::new()).unwrap(), b"\xff\xff"];
+        for tampered in tampered_records {
+            // The page and root records stay as they are, so only the bucket record is wrong.
+            storage
+                .write(|txn| txn.put(Partition::Merkle, &bucket_key(bucket), tampered))
+                .unwrap();
+            let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+            assert!(check.is_corrupted(), "{tampered:?} passed the check");
+            let slots = check.corrupted_pages.get(&page_of(bucket));
+            assert_eq!(slots, Some(&vec![bucket as u8]));
+        }
+        storage
+            .write(|txn| Merkle::reindex(txn).map(|_| ()))
+            .unwrap();
+        let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+        assert!(!check.is_corrupted(), "{check:?}");
     }
 
     #[test]
