@@ -94,6 +94,8 @@ pub fn commit_primary_write(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::replication::position::Position;
     use crate::storage::{MemStorage, Storage};
@@ -102,6 +104,52 @@ mod tests {
         Op::Put {
             key: key.into(),
             value: value.into(),
+        }
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Op> {
+        let key = "[a-c]{1,2}";
+        prop_oneof![
+            (key, "[x-z]{0,2}").prop_map(|(key, value)| put(&key, &value)),
+            key.prop_map(|key| Op::Delete { key }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Keys that repeat across the entries of one batch (put, delete, put) leave the same
+        /// index as a rebuild, and the same data as applying one entry at a time.
+        #[test]
+        fn batched_entries_match_rebuild(
+            batches in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(op_strategy(), 1..5), 1..6),
+                1..4,
+            )
+        ) {
+            let epoch = Epoch::new(1, "cluster");
+            let mut position = Position::genesis(epoch.clone());
+            let batched = MemStorage::new();
+            let single = MemStorage::new();
+            let wal = Wal::new(64);
+            for batch in batches {
+                let mut entries = Vec::new();
+                for ops in batch {
+                    let entry = Entry::next(&position, epoch.clone(), ops);
+                    position = entry.position();
+                    entries.push(entry);
+                }
+                batched.write(|txn| apply_entries(txn, &wal, &entries)).unwrap();
+                for entry in &entries {
+                    let entry = std::slice::from_ref(entry);
+                    single.write(|txn| apply_entries(txn, &wal, entry)).unwrap();
+                }
+            }
+            let check = batched.read(|txn| Merkle::check(txn)).unwrap().unwrap();
+            prop_assert!(!check.is_corrupted(), "{:?}", check);
+            let root = |storage: &MemStorage| storage.read(|txn| Merkle::root(txn)).unwrap().unwrap();
+            prop_assert_eq!(root(&batched), root(&single));
+            prop_assert_eq!(batched.dump(Partition::Shared), single.dump(Partition::Shared));
         }
     }
 
