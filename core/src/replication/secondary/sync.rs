@@ -679,7 +679,17 @@ mod tests {
 
     /// Returns the steps that make `own` equal to `remote`, through the fingerprint exchange.
     fn steps(own: &Members, remote: &Members) -> Vec<(String, bool)> {
-        let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| print(key, leaf)).collect();
+        steps_salted(own, remote, print)
+    }
+
+    /// Returns the steps of [`steps`] when the secondary fingerprints its members with
+    /// `own_print`, whose salt may differ from the primary's.
+    fn steps_salted(
+        own: &Members,
+        remote: &Members,
+        own_print: impl Fn(&str, &Digest) -> Fingerprint,
+    ) -> Vec<(String, bool)> {
+        let theirs: Vec<Fingerprint> = own.iter().map(|(key, leaf)| own_print(key, leaf)).collect();
         let delta = BucketDelta::between(remote.clone(), &theirs, print);
         let mut work = Vec::new();
         diff_members(bucket_keys().0, own, &delta, &mut work).unwrap();
@@ -706,6 +716,23 @@ mod tests {
     fn member_diff_of_equal_buckets_is_empty() {
         let own = members(&[(0, 1), (1, 2)]);
         assert!(steps(&own, &own).is_empty());
+    }
+
+    #[test]
+    fn member_diff_with_other_salt_refetches() {
+        let keys = &bucket_keys().1;
+        let own = members(&[(0, 1), (1, 2), (2, 3)]);
+        let remote = members(&[(1, 2), (2, 4), (3, 5)]);
+        let other_salt = |key: &str, leaf: &Digest| fingerprint(&[8; 32], 4, key, leaf);
+        // No fingerprint matches, so every remote member is fetched and only keys the primary
+        // lacks are deleted: more traffic, the same result.
+        let expected = vec![
+            (keys[0].clone(), true),
+            (keys[1].clone(), false),
+            (keys[2].clone(), false),
+            (keys[3].clone(), false),
+        ];
+        assert_eq!(steps_salted(&own, &remote, other_salt), expected);
     }
 
     #[test]
