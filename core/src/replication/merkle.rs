@@ -284,6 +284,22 @@ impl Merkle {
         }
     }
 
+    /// Rebuilds the index when it is stored in the layout before page and root records were
+    /// split, where a page was one record `page/xx` and the root one record `root`. That layout
+    /// would read as an empty index. Returns whether it rebuilt.
+    pub fn upgrade_layout(txn: &mut dyn Transaction) -> Result<bool, StorageError> {
+        let old_root = txn.get(Partition::Merkle, "root")?.is_some();
+        let old_page = txn
+            .scan(Partition::Merkle, "page/", None, None)?
+            .iter()
+            .any(|key| !key["page/".len()..].contains('/'));
+        if !old_root && !old_page {
+            return Ok(false);
+        }
+        Merkle::reindex(txn)?;
+        Ok(true)
+    }
+
     /// Rebuilds the whole index from the shared partition, replacing what is stored.
     pub fn reindex(txn: &mut dyn Transaction) -> Result<Digest, StorageError> {
         for key in txn.scan(Partition::Merkle, "", None, None)? {
@@ -543,6 +559,32 @@ mod tests {
             .unwrap();
         let check = storage.read(|txn| Merkle::check(txn)).unwrap().unwrap();
         assert!(!check.is_corrupted(), "{check:?}");
+    }
+
+    #[test]
+    fn upgrade_layout_rebuilds_old_records() {
+        let storage = MemStorage::new();
+        write(&storage, vec![put("a", "1"), put("b", "2")]);
+        let expected = root(&storage);
+        let upgraded = storage.write(|txn| Merkle::upgrade_layout(txn)).unwrap();
+        assert!(!upgraded, "the current layout was rebuilt");
+
+        storage
+            .write(|txn| {
+                let pages = Merkle::pages(txn)?;
+                for key in txn.scan(Partition::Merkle, "root/", None, None)? {
+                    txn.delete(Partition::Merkle, &key)?;
+                }
+                txn.put(Partition::Merkle, "root", &pages.concat())
+            })
+            .unwrap();
+        assert_ne!(root(&storage), expected);
+
+        let upgraded = storage.write(|txn| Merkle::upgrade_layout(txn)).unwrap();
+        assert!(upgraded);
+        assert_eq!(root(&storage), expected);
+        let records = records(&storage);
+        assert!(!records.contains_key("root"), "the old root record is left");
     }
 
     #[test]

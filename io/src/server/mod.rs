@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use coffer_core::replication::merkle::Merkle;
 use coffer_core::request::Secret;
 use coffer_core::storage::{MemStorage, Storage};
 use coffer_core::{Core, CoreConfig};
@@ -223,8 +224,15 @@ fn open_lmdb(path: &Path, map_size: Option<u64>) -> anyhow::Result<LmdbStorage> 
         Some(size) => usize::try_from(size).context("map_size does not fit this platform")?,
         None => DEFAULT_MAP_SIZE,
     };
-    LmdbStorage::open(path, map_size)
-        .with_context(|| format!("failed to open the storage at {}", path.display()))
+    let storage = LmdbStorage::open(path, map_size)
+        .with_context(|| format!("failed to open the storage at {}", path.display()))?;
+    let upgraded = storage
+        .write(|txn| Merkle::upgrade_layout(txn))
+        .with_context(|| format!("failed to upgrade the Merkle index at {}", path.display()))?;
+    if upgraded {
+        tracing::info!(path = %path.display(), "rebuilt the Merkle index stored in an older layout");
+    }
+    Ok(storage)
 }
 
 /// Starts the node and its listeners, runs dev setup when asked, and serves until a signal.
