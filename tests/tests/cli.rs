@@ -183,6 +183,17 @@ fn kv_put_get_and_json_read() -> anyhow::Result<()> {
         "{}",
         missing.stderr
     );
+
+    // A path no mount serves is an error with the server's reason, not an empty value.
+    let unmounted = coffer(&address, root, &["write", "nowhere/app", "a=b"], None)?;
+    unmounted.assert_code(2, "write to an unmounted path");
+    assert!(
+        unmounted
+            .stderr
+            .contains("no handler for route \"nowhere/app\""),
+        "{}",
+        unmounted.stderr
+    );
     Ok(())
 }
 

@@ -85,7 +85,7 @@ impl Client {
         let request = self.request(method.clone(), &url, body);
         let response = request.send().map_err(|error| CliError::Transport {
             url: url.clone(),
-            detail: error_chain(&error),
+            detail: transport_detail(&url, &error),
         })?;
         let status = response.status().as_u16();
         let text = response.text().map_err(|error| CliError::Transport {
@@ -93,7 +93,10 @@ impl Client {
             detail: error_chain(&error),
         })?;
         let parsed = parse_response(status, &text);
-        if status >= 400 && status != 404 {
+        // A 404 with messages (no mount serves the path, say) is an error to show; only a bare
+        // 404 means the path holds nothing.
+        let explained = status == 404 && has_errors(&parsed);
+        if (status >= 400 && status != 404) || explained {
             return Err(api_error(method.as_str(), url, &parsed, &text));
         }
         Ok(parsed)
@@ -160,6 +163,28 @@ fn api_error(method: &str, url: String, parsed: &ApiResponse, text: &str) -> Cli
         status: parsed.status,
         errors,
     }
+}
+
+/// Returns whether a response lists at least one error message.
+fn has_errors(parsed: &ApiResponse) -> bool {
+    parsed
+        .body()
+        .get("errors")
+        .and_then(Value::as_array)
+        .is_some_and(|errors| !errors.is_empty())
+}
+
+/// Describes a failed request, with a hint when an `https` address reached a plain HTTP server,
+/// which TLS reports as a corrupt message.
+fn transport_detail(url: &str, error: &reqwest::Error) -> String {
+    let detail = error_chain(error);
+    if url.starts_with("https://") && detail.contains("InvalidContentType") {
+        return format!(
+            "{detail}; the server at this address may speak plain HTTP: set VAULT_ADDR to an \
+             http:// address"
+        );
+    }
+    detail
 }
 
 fn value_text(value: &Value) -> String {
@@ -232,4 +257,21 @@ fn token_path() -> Option<PathBuf> {
 fn non_empty(token: String) -> Option<String> {
     let token = token.trim();
     (!token.is_empty()).then(|| token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_errors, parse_response};
+
+    #[test]
+    fn bare_not_found_lists_no_errors() {
+        assert!(!has_errors(&parse_response(404, r#"{"errors":[]}"#)));
+        assert!(!has_errors(&parse_response(404, "")));
+    }
+
+    #[test]
+    fn explained_not_found_lists_errors() {
+        let body = r#"{"errors":["no mount serves the path \"secret/a\""]}"#;
+        assert!(has_errors(&parse_response(404, body)));
+    }
 }
