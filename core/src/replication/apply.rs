@@ -46,8 +46,7 @@ pub fn apply_entries(
     }
     // One index update for all entries hashes each touched page and the root once, where an
     // update per entry would hash them again for every entry. The ops keep their order.
-    let ops: Vec<&Op> = entries.iter().flat_map(|entry| &entry.ops).collect();
-    Merkle::apply_refs(txn, &ops)?;
+    Merkle::apply(txn, entries.iter().flat_map(|entry| &entry.ops))?;
     Ok(changed)
 }
 

@@ -205,18 +205,15 @@ fn digests_from_bytes(key: &str, bytes: &[u8], count: usize) -> Result<Vec<Diges
 pub struct Merkle;
 
 impl Merkle {
-    /// Updates the index for `ops`, which the caller writes to the shared partition in the same
-    /// transaction.
-    pub fn apply(txn: &mut dyn Transaction, ops: &[Op]) -> Result<(), StorageError> {
-        let ops: Vec<&Op> = ops.iter().collect();
-        Merkle::apply_refs(txn, &ops)
-    }
-
-    /// Updates the index for `ops` in order, like [`Merkle::apply`], for ops gathered from
-    /// several entries.
-    pub fn apply_refs(txn: &mut dyn Transaction, ops: &[&Op]) -> Result<(), StorageError> {
+    /// Updates the index for `ops`, in order, which the caller writes to the shared partition
+    /// in the same transaction. Each touched bucket, page record and root record is written
+    /// once, however many ops touch it.
+    pub fn apply<'a>(
+        txn: &mut dyn Transaction,
+        ops: impl IntoIterator<Item = &'a Op>,
+    ) -> Result<(), StorageError> {
         let mut buckets: BTreeMap<BucketId, Members> = BTreeMap::new();
-        for op in ops.iter().copied() {
+        for op in ops {
             let bucket = bucket_of(op.key());
             let members = match buckets.entry(bucket) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
