@@ -6,7 +6,7 @@
 //! timed out is unknown: the primary may have committed it before the failure, so it may be
 //! there or absent, but never with another value. A forced promotion discards what an old
 //! primary acknowledged past the fork point. Such a write must be absent, and such a delete is
-//! undone unless another delete of the key stands.
+//! undone unless another delete of the key remains.
 
 use std::collections::BTreeMap;
 

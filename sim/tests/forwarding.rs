@@ -261,8 +261,8 @@ fn lost_response_returns_recorded_version() -> anyhow::Result<()> {
     })
 }
 
-/// Delay: the link holds the request for longer than an attempt may wait. The secondary closes
-/// the connection and sends the same id on a new one; after the release the primary receives
+/// Delay: the link delays the request for longer than an attempt may wait. The secondary closes
+/// the connection and sends the same id on a new one. After the release the primary receives
 /// the request twice, on the old connection and on the new one, and writes once.
 #[test]
 fn held_request_arrives_twice_applies_once() -> anyhow::Result<()> {
@@ -563,7 +563,7 @@ fn check_history(history: &[String], attempts: &[Attempt]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Reads `path` on the secondary with `index`, retrying while the secondary answers 412
+/// Reads `path` on the secondary with `index`, retrying while the secondary returns 412
 /// because replication has not delivered that state yet.
 async fn read_with_index(api: &ApiClient, path: &str, index: &str) -> anyhow::Result<ApiResponse> {
     let api = api.with_index(index);

@@ -989,7 +989,7 @@ fn disjoint_stores(
 
 #[test]
 fn bucket_diff_fits_small_message_limit() {
-    // 10 KiB holds the 8 KiB of page hashes a sync starts with, but not 1024 buckets of
+    // 10 KiB fits the 8 KiB of page hashes a sync starts with, but not 1024 buckets of
     // fingerprints or of missing members.
     let config = ReplicationConfig {
         logshipper_buffer_length: 1,

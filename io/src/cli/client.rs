@@ -93,8 +93,8 @@ impl Client {
             detail: error_chain(&error),
         })?;
         let parsed = parse_response(status, &text);
-        // A 404 with messages (no mount serves the path, say) is an error to show; only a bare
-        // 404 means the path holds nothing.
+        // A 404 with messages (no mount serves the path, say) is an error to show. Only a bare
+        // 404 means nothing is stored at the path.
         let explained = status == 404 && has_errors(&parsed);
         if (status >= 400 && status != 404) || explained {
             return Err(api_error(method.as_str(), url, &parsed, &text));

@@ -273,8 +273,8 @@ impl Secondary {
         txn: &mut dyn Transaction,
     ) -> Result<(), StorageError> {
         let (sync, root) = (self.current_sync(), self.sync_root());
-        // Fingerprints take 8 bytes each and a bucket id and list length at most 8 more; half
-        // the message limit leaves room for the encoding overhead.
+        // A fingerprint takes 8 bytes, and a bucket id with its list length at most 8 more.
+        // Half the message limit leaves room for the encoding overhead.
         let budget = self.config.max_message_size / 2;
         let Phase::Syncing(SyncProgress {
             stage:
@@ -338,7 +338,7 @@ impl Secondary {
         else {
             return Ok(());
         };
-        // The primary may answer a prefix of the request to bound the message size.
+        // The primary may respond to a prefix of the request to bound the message size.
         let matches = !buckets.is_empty()
             && buckets.len() <= in_flight.len()
             && buckets

@@ -171,7 +171,7 @@ impl<N: Network + Clone> ForwardClient<N> {
             }
         };
         let address = connection.address.to_string();
-        // Waiting for a slot says nothing about the connection, so only the deadline bounds it.
+        // A wait for a slot tells nothing about the connection, so only the deadline bounds it.
         let slot = tokio::time::timeout_at(deadline, Arc::clone(&connection.slots).acquire_owned());
         let _slot: OwnedSemaphorePermit = match slot.await {
             Ok(Ok(slot)) => slot,
